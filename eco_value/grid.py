@@ -1,0 +1,57 @@
+"""The run's grid: one CRS, one affine transform, one shape, one chunking (cf. odc-geo ``GeoBox``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from affine import Affine
+
+M2_PER_HA = 10_000.0  # definition of the hectare (SI-accepted unit), not a model parameter
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up raster grid in a projected CRS (metres)."""
+
+    crs: str
+    transform: Affine
+    width: int
+    height: int
+    chunk_px: int = 1024
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    @property
+    def res_m(self) -> float:
+        return abs(self.transform.a)
+
+    @property
+    def pixel_area_m2(self) -> float:
+        """Area of one pixel in m² from the transform (as InVEST does)."""
+        return abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
+
+    @property
+    def pixel_area_ha(self) -> float:
+        return self.pixel_area_m2 / M2_PER_HA
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        left, top = self.transform.c, self.transform.f
+        right = left + self.width * self.transform.a
+        bottom = top + self.height * self.transform.e
+        return (left, bottom, right, top)
+
+    @property
+    def chunks(self) -> dict[str, int]:
+        return {"y": self.chunk_px, "x": self.chunk_px}
+
+    def describe(self) -> dict:
+        return {
+            "crs": self.crs,
+            "transform": list(self.transform)[:6],
+            "width": self.width,
+            "height": self.height,
+            "res_m": self.res_m,
+        }

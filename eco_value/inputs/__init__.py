@@ -1,0 +1,1 @@
+"""Inputs: the catalog model, lazy raster/vector readers, validation, and grid alignment."""

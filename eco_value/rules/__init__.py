@@ -1,0 +1,248 @@
+"""Rule sets: every parameter of the method as data, with unit, source and uncertainty.
+
+A rule set is a TOML file in ``accounting_rules/``. Sections nest; a *parameter* is any table that
+has a ``value`` key, and its dotted path is its name (``carbon.species.cunninghamia.wood_density``).
+Each parameter must give ``unit`` (a known unit) and ``source`` (a key of ``[sources]`` plus table
+or clause); ``uncertainty`` is optional. ``[ruleset] extends = "NAME"`` starts from another rule set
+and overrides what it repeats. The content hash covers the resolved parameters and sources, so a
+changed value gives a new hash, and every result records the hash it was computed with.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from ..errors import RuleSetError
+from ..resources import data_dir
+from ..units import KNOWN_UNITS, is_known
+
+
+class Uncertainty(BaseModel):
+    """95 % interval of a parameter: as a percent half-width, or explicit bounds."""
+
+    model_config = ConfigDict(extra="forbid")
+    dist: Literal["normal", "lognormal", "uniform"] = "normal"
+    ci95_pct: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        if self.ci95_pct is None and (self.low is None or self.high is None):
+            raise ValueError("give ci95_pct, or both low and high")
+        return self
+
+
+class Parameter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: float | list[float]
+    unit: str
+    source: str
+    note: str = ""
+    verified: bool = True
+    uncertainty: Uncertainty | None = None
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    citation: str
+    year: int | None = None
+    url: str = ""
+
+
+class RuleSetMeta(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    title: str
+    version: str = "1"
+    extends: str | None = None
+    description: str = ""
+    price_year: int | None = None
+    services: list[str] | None = None
+
+
+@dataclass
+class RuleSet:
+    """A resolved rule set: metadata, sources and flat parameters, with a content hash."""
+
+    meta: RuleSetMeta
+    sources: dict[str, Source]
+    params: dict[str, Parameter]
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    def value(self, name: str) -> float:
+        try:
+            v = self.params[name].value
+        except KeyError:
+            raise RuleSetError(
+                f"rule set '{self.name}' has no parameter '{name}'; add it to {self.files[-1].name} "
+                "with value, unit and source"
+            ) from None
+        if isinstance(v, list):
+            raise RuleSetError(f"parameter '{name}' is a list; use values()")
+        return float(v)
+
+    def param(self, name: str) -> Parameter:
+        self.value(name) if name not in self.params else None
+        return self.params[name]
+
+    def values(self, name: str) -> list[float]:
+        v = self.params[name].value
+        return [float(x) for x in (v if isinstance(v, list) else [v])]
+
+    def has(self, name: str) -> bool:
+        return name in self.params
+
+    def group(self, prefix: str) -> dict[str, Parameter]:
+        """Parameters under ``prefix.`` keyed by the rest of their name."""
+        pre = prefix.rstrip(".") + "."
+        return {k[len(pre):]: v for k, v in self.params.items() if k.startswith(pre)}
+
+    def canonical(self) -> dict[str, Any]:
+        return {
+            "meta": self.meta.model_dump(exclude={"extends"}),
+            "sources": {k: v.model_dump() for k, v in sorted(self.sources.items())},
+            "params": {k: v.model_dump() for k, v in sorted(self.params.items())},
+        }
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.canonical(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+    def with_value(self, name: str, value: float) -> "RuleSet":
+        """A copy with one parameter changed (for sensitivity tests and what-ifs)."""
+        params = copy.deepcopy(self.params)
+        params[name] = params[name].model_copy(update={"value": value})
+        return RuleSet(self.meta, self.sources, params, self.files)
+
+    def with_uncertainty(self, name: str, **kw) -> "RuleSet":
+        params = copy.deepcopy(self.params)
+        params[name] = params[name].model_copy(update={"uncertainty": Uncertainty(**kw)})
+        return RuleSet(self.meta, self.sources, params, self.files)
+
+
+def rules_dir() -> Path:
+    return data_dir("accounting_rules")
+
+
+def available() -> list[str]:
+    out = []
+    for p in sorted(rules_dir().glob("*.toml")):
+        with open(p, "rb") as f:
+            meta = tomllib.load(f).get("ruleset", {})
+        if meta.get("name") and not meta.get("abstract", False):
+            out.append(meta["name"])
+    return out
+
+
+def _find(name: str) -> Path:
+    p = Path(name)
+    if p.suffix == ".toml" and p.exists():
+        return p
+    for cand in rules_dir().glob("*.toml"):
+        with open(cand, "rb") as f:
+            try:
+                meta = tomllib.load(f).get("ruleset", {})
+            except tomllib.TOMLDecodeError:
+                continue
+        if meta.get("name") == name or cand.stem == name:
+            return cand
+    raise RuleSetError(f"no rule set named '{name}' in {rules_dir()}; available: {', '.join(available())}")
+
+
+def _flatten(tree: dict, prefix: str, out: dict, where: Path) -> None:
+    for k, v in tree.items():
+        name = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict) and "value" in v:
+            out[name] = v
+        elif isinstance(v, dict):
+            _flatten(v, name, out, where)
+        else:
+            raise RuleSetError(f"{where}: '{name}' is a bare value; write it as {{ value = ..., unit = ..., source = ... }}")
+
+
+def load_rules(name: str = "cn2011-mee2020") -> RuleSet:
+    """Load, resolve (``extends``) and check a rule set by name or path."""
+    path = _find(name)
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleSetError(f"{path}: not valid TOML ({exc})") from None
+    raw = dict(raw)
+    meta_raw = dict(raw.pop("ruleset", {}))
+    meta_raw.pop("abstract", None)
+    sources_raw = raw.pop("sources", {})
+    flat: dict[str, dict] = {}
+    _flatten(raw, "", flat, path)
+    base: RuleSet | None = None
+    if meta_raw.get("extends"):
+        base = load_rules(meta_raw["extends"])
+    errors: list[str] = []
+    try:
+        meta = RuleSetMeta.model_validate(meta_raw)
+    except ValidationError as exc:
+        raise RuleSetError(f"{path}: [ruleset] {exc}") from None
+    sources = dict(base.sources) if base else {}
+    for k, v in sources_raw.items():
+        try:
+            sources[k] = Source.model_validate(v)
+        except ValidationError as exc:
+            errors.append(f"source '{k}': {exc.errors()[0]['msg']}")
+    params = dict(base.params) if base else {}
+    for k, v in flat.items():
+        try:
+            p = Parameter.model_validate(v)
+        except ValidationError as exc:
+            for e in exc.errors():
+                loc = ".".join(str(x) for x in e["loc"])
+                errors.append(f"parameter '{k}': {loc}: {e['msg']}")
+            continue
+        if not is_known(p.unit):
+            errors.append(f"parameter '{k}': unit '{p.unit}' is not known (known: {', '.join(sorted(KNOWN_UNITS))})")
+        src_key = p.source.split(",")[0].split(" ")[0].strip()
+        if not p.source.strip():
+            errors.append(f"parameter '{k}': missing source")
+        elif src_key not in sources_raw and src_key not in sources:
+            errors.append(f"parameter '{k}': source '{src_key}' is not defined under [sources]")
+        if k in params and params[k].unit != p.unit:
+            errors.append(f"parameter '{k}': unit '{p.unit}' differs from '{params[k].unit}' in the base rule set")
+        params[k] = p
+    if errors:
+        raise RuleSetError(f"{path}: {len(errors)} problem(s) in rule set:\n  - " + "\n  - ".join(errors))
+    if base and meta.services is None:
+        meta = meta.model_copy(update={"services": base.meta.services})
+    if base and meta.price_year is None:
+        meta = meta.model_copy(update={"price_year": base.meta.price_year})
+    return RuleSet(meta, sources, params, (base.files if base else []) + [path])
+
+
+def diff(a: RuleSet, b: RuleSet) -> list[dict]:
+    """Parameters that differ between two rule sets (added, removed, changed)."""
+    rows = []
+    for k in sorted(set(a.params) | set(b.params)):
+        pa, pb = a.params.get(k), b.params.get(k)
+        if pa is None or pb is None or pa.value != pb.value or pa.unit != pb.unit or pa.source != pb.source:
+            rows.append({
+                "parameter": k,
+                a.name: None if pa is None else pa.value,
+                b.name: None if pb is None else pb.value,
+                "unit": (pa or pb).unit,
+                "change": "added" if pa is None else "removed" if pb is None else "changed",
+            })
+    return rows

@@ -1,0 +1,1 @@
+"""eco_value.services"""
