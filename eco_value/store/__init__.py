@@ -1,1 +1,137 @@
-"""eco_value.store"""
+"""The valuation store: SQLModel tables, Alembic migrations and the queries users need.
+
+The store computes nothing: it writes what the pipeline hands it (one transaction per run) and reads
+it back as rows or pandas tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import datetime, timezone
+
+import pandas as pd
+from sqlmodel import Session, select
+
+from ..errors import StoreError
+from .db import get_engine, resolve_url
+from .models import CarbonValue, InputFile, Run, RuleSetRow, ServiceValue, Zone
+
+__all__ = ["get_engine", "resolve_url", "Store"]
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Store:
+    """Thin query/write layer over one database URL."""
+
+    def __init__(self, url: str | None = None):
+        self.url = resolve_url(url)
+        self.engine = get_engine(self.url)
+
+    def session(self) -> Session:
+        return Session(self.engine)
+
+    # -- runs ------------------------------------------------------------------------------------
+    def mark_interrupted(self) -> int:
+        """Mark runs left 'running' by a process of this host that no longer exists as failed."""
+        host = socket.gethostname()
+        n = 0
+        with self.session() as s:
+            for run in s.exec(select(Run).where(Run.status == "running")).all():
+                if run.host == host and not _alive(run.pid):
+                    run.status = "failed"
+                    run.error = "interrupted: the process ended before the run was stored"
+                    run.finished = now()
+                    s.add(run)
+                    n += 1
+            s.commit()
+        return n
+
+    def find_complete(self, fingerprint: str) -> Run | None:
+        with self.session() as s:
+            return s.exec(select(Run).where(Run.fingerprint == fingerprint, Run.status == "complete")
+                          .order_by(Run.started.desc())).first()
+
+    def start_run(self, run: Run) -> None:
+        with self.session() as s:
+            s.add(run)
+            s.commit()
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                return
+            run.status = "failed"
+            run.error = error
+            run.finished = now()
+            s.add(run)
+            s.commit()
+
+    def complete_run(self, run_id: str, rules_row: RuleSetRow, rows: list, summary: dict) -> None:
+        """Store every result row of a run and mark it complete, in one transaction."""
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                raise StoreError(f"run {run_id} is not in the store")
+            if s.get(RuleSetRow, rules_row.hash) is None:
+                s.add(rules_row)
+            s.add_all(rows)
+            run.status = "complete"
+            run.finished = now()
+            run.summary_json = json.dumps(summary, ensure_ascii=False, sort_keys=True)
+            s.add(run)
+            s.commit()
+
+    def runs(self) -> list[Run]:
+        with self.session() as s:
+            return list(s.exec(select(Run).order_by(Run.started.desc())).all())
+
+    def run(self, run_id: str) -> Run:
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                # allow unique prefixes
+                cands = s.exec(select(Run).where(Run.id.startswith(run_id))).all()
+                if len(cands) == 1:
+                    return cands[0]
+                raise StoreError(f"no run '{run_id}' in {self.url} (list them with `eco-value runs`)")
+            return run
+
+    def rules_json(self, ruleset_hash: str) -> dict:
+        with self.session() as s:
+            row = s.get(RuleSetRow, ruleset_hash)
+            if row is None:
+                raise StoreError(f"rule set {ruleset_hash} is not in the store")
+            return json.loads(row.content_json)
+
+    def table(self, name: str, run_id: str | None = None) -> pd.DataFrame:
+        models = {"services": ServiceValue, "carbon": CarbonValue, "zones": Zone, "inputs": InputFile, "runs": Run}
+        if name not in models:
+            raise StoreError(f"unknown table '{name}'; choose one of {', '.join(models)}")
+        m = models[name]
+        with self.session() as s:
+            q = select(m)
+            if run_id is not None and name != "runs":
+                q = q.where(m.run_id == run_id)
+            rows = [r.model_dump(exclude={"geometry_wkb"}) for r in s.exec(q).all()]
+        return pd.DataFrame(rows)
+
+    def count_rows(self, run_id: str) -> dict[str, int]:
+        return {k: len(self.table(k, run_id)) for k in ("services", "carbon", "zones", "inputs")}
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,381 @@
+"""``eco-value`` command line: parse arguments, call the library, print (rich), map errors to exit codes.
+
+Exit codes: 0 success, 2 bad input or refused operation (message, no traceback), 1 internal error
+(traceback only with ``--debug``), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .errors import EcoValueError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="eco-value: audited GEP and forest carbon-sink accounts from rasters.")
+rules_app = typer.Typer(no_args_is_help=True, help="Read and compare rule sets (parameters with units and sources).")
+app.add_typer(rules_app, name="rules")
+console = Console()
+err = Console(stderr=True)
+STATE = {"debug": False}
+
+DbOpt = typer.Option(None, "--db", help="Database URL (default: $ECO_VALUE_DB, else a SQLite file in the user data folder).")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object for machines.")
+
+
+def _echo_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors.")):
+    STATE["debug"] = debug
+
+
+@app.command("pilot-data")
+def pilot_data(
+    name: str = typer.Argument(..., help="Pilot county: qionglai or dayi."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the inputs and catalog.toml into."),
+    resolution: float = typer.Option(30.0, "--resolution", help="Pixel size in metres (30 default; 10 works)."),
+    seed: int = typer.Option(20231, "--seed", help="Random seed; the same seed gives byte-identical rasters."),
+    json_out: bool = JsonOpt,
+):
+    """Generate the SYNTHETIC pilot dataset (rasters, parcels, townships, tables, catalog.toml)."""
+    from .inputs.pilot import generate_pilot
+
+    t = time.time()
+    with console.status("generating pilot data") as st:
+        cat = generate_pilot(name, out, resolution, seed, progress=lambda m: st.update(f"pilot data: {m}"))
+    if json_out:
+        _echo_json({"catalog": str(cat), "seconds": round(time.time() - t, 2)})
+    else:
+        console.print(f"[green]wrote[/] {cat} in {time.time() - t:.1f} s (synthetic data, labelled as such)")
+
+
+@app.command()
+def validate(catalog: Path = typer.Argument(..., help="catalog.toml or its folder."), json_out: bool = JsonOpt):
+    """Check a catalog and every input it names; report all problems at once."""
+    from .inputs.catalog import load_catalog
+    from .inputs.validate import validate_catalog
+
+    cat = load_catalog(catalog)
+    probs = validate_catalog(cat)
+    if json_out:
+        _echo_json({"ok": not probs, "problems": [p.__dict__ for p in probs]})
+    elif probs:
+        err.print(f"[red]{len(probs)} problem(s)[/] in {cat.source}:")
+        for p in probs:
+            err.print(f"  - {p}")
+    else:
+        console.print(f"[green]ok[/]: {len(cat.layers)} rasters, {len(cat.vectors)} vector layers, {len(cat.tables)} tables")
+    raise typer.Exit(2 if probs else 0)
+
+
+def _progress_runner():
+    prog = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                    TimeElapsedColumn(), console=err, transient=False)
+    state = {"task": None, "t0": time.time(), "stage": None}
+
+    def report(stage: str, frac):
+        if state["stage"] != stage:
+            if state["task"] is not None:
+                prog.update(state["task"], completed=100)
+            state["task"] = prog.add_task(stage, total=100)
+            state["stage"] = stage
+        if frac is not None:
+            prog.update(state["task"], completed=100 * frac)
+    return prog, report
+
+
+@app.command()
+def run(
+    catalog: Path = typer.Argument(..., help="catalog.toml of the region (see `eco-value pilot-data`)."),
+    db: Optional[str] = DbOpt,
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: results/<run> beside the catalog)."),
+    rules: str = typer.Option("cn2011-mee2020", "--rules", help="Rule set name (`eco-value rules list`)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dask.distributed scheduler address, e.g. tcp://host:8786."),
+    mc_draws: int = typer.Option(1000, "--mc-draws", help="Monte Carlo draws for the carbon-sink interval."),
+    price_year: Optional[int] = typer.Option(None, "--price-year", help="Express values in prices of this year (CPI rebasing)."),
+    force: bool = typer.Option(False, "--force", help="Compute again even if an identical run is stored."),
+    json_out: bool = JsonOpt,
+):
+    """The whole valuation: validate → carbon → GEP → store → maps, tables, report."""
+    from .pipeline import RunOptions, run_valuation
+    from .store import Store
+
+    store = Store(db)
+    opts = RunOptions(rules=rules, out_dir=out, mc_draws=mc_draws, scheduler=scheduler, force=force, price_year=price_year)
+    prog, report = _progress_runner()
+    if json_out:
+        res = run_valuation(catalog, store, opts)
+    else:
+        with prog:
+            res = run_valuation(catalog, store, opts, progress=report)
+    s = res.summary
+    payload = {
+        "run_id": res.run_id, "reused_existing_run": res.reused, "region": s["region"], "period": s["period"],
+        "carbon": {"net_sink_tco2e_per_yr": s["carbon"]["net_sink_tco2e_per_yr"],
+                   "ci95_tco2e_per_yr": s["carbon"]["ci95_tco2e_per_yr"], "stock_tc": s["carbon"]["stock_tc"]},
+        "gep": {"total_cny": s["gep"]["total_cny"],
+                "by_service": {k: {"quantity": v["quantity"], "unit": v["unit"], "value_cny": v["value_cny"]}
+                               for k, v in s["gep"]["by_service"].items()}},
+        "outputs": res.outputs,
+    }
+    if json_out:
+        _echo_json(payload)
+        return
+    _print_summary(s, res.run_id, res.reused)
+
+
+def _print_summary(s: dict, run_id: str, reused: bool = False) -> None:
+    if reused:
+        console.print(f"[yellow]identical inputs and rules: showing stored run {run_id} (use --force to recompute)[/]")
+    t = Table(title=f"{s.get('name_zh', '')} {s['region']} {s['period'][0]}–{s['period'][1]}  run {run_id[:8]}")
+    t.add_column("service")
+    t.add_column("quantity", justify="right")
+    t.add_column("unit")
+    t.add_column("value (亿元)", justify="right")
+    for k, v in sorted(s["gep"]["by_service"].items(), key=lambda kv: -kv[1]["value_cny"]):
+        t.add_row(k.replace("_", " "), f"{v['quantity']:,.0f}", v["unit"], f"{v['value_cny'] / 1e8:,.2f}")
+    t.add_row("[b]GEP total[/]", "", "", f"[b]{s['gep']['total_cny'] / 1e8:,.2f}[/]")
+    console.print(t)
+    c = s["carbon"]
+    lo, hi = c["ci95_tco2e_per_yr"]
+    console.print(f"carbon sink {c['net_sink_tco2e_per_yr']:,.0f} t CO2e/yr (95 % CI {lo:,.0f} – {hi:,.0f}); "
+                  f"stock {c['stock_tc']:,.0f} t C; forest coverage {s['extent']['forest_coverage_pct']:.1f} %")
+    outs = s.get("outputs", {})
+    if outs.get("report"):
+        console.print(f"report: {outs['report']}")
+    if s.get("synthetic_inputs"):
+        console.print("[yellow]inputs are the synthetic pilot dataset: numbers show the method, not the county's accounts[/]")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("eco-value-demo"), "--out", help="Folder for the pilot data and results."),
+    pilot: str = typer.Option("qionglai", "--pilot", help="qionglai or dayi."),
+    db: Optional[str] = DbOpt,
+):
+    """Generate the Qionglai pilot data and run the full valuation on it (the README quick start)."""
+    from .inputs.pilot import generate_pilot
+
+    cat = out / pilot / "catalog.toml"
+    if not cat.exists():
+        with console.status("generating synthetic pilot data") as st:
+            generate_pilot(pilot, out / pilot, progress=lambda m: st.update(f"pilot data: {m}"))
+    run(catalog=cat, db=db or f"sqlite:///{(out / 'eco-value.sqlite').resolve()}", out=None, rules="cn2011-mee2020",
+        scheduler=None, mc_draws=1000, price_year=None, force=False, json_out=False)
+
+
+@app.command("runs")
+def runs_cmd(db: Optional[str] = DbOpt, json_out: bool = JsonOpt):
+    """List stored runs."""
+    from .store import Store
+
+    rs = Store(db).runs()
+    if json_out:
+        _echo_json([{"run_id": r.id, "status": r.status, "region": r.region, "period": [r.period_start, r.period_end],
+                     "rules": r.ruleset_name, "started": r.started, "error": r.error} for r in rs])
+        return
+    t = Table("run", "status", "region", "period", "rules", "started", "GEP (亿元)", "sink (t CO2e/yr)")
+    for r in rs:
+        s = json.loads(r.summary_json or "{}")
+        t.add_row(r.id[:8], r.status, r.region, f"{r.period_start}–{r.period_end}", r.ruleset_name,
+                  str(r.started)[:19], f"{s['gep']['total_cny'] / 1e8:,.2f}" if s else "",
+                  f"{s['carbon']['net_sink_tco2e_per_yr']:,.0f}" if s else r.error[:40])
+    console.print(t)
+
+
+@app.command()
+def show(run_id: str = typer.Argument(...), db: Optional[str] = DbOpt, json_out: bool = JsonOpt):
+    """Summary of one stored run."""
+    from .store import Store
+
+    r = Store(db).run(run_id)
+    s = json.loads(r.summary_json or "{}")
+    if json_out:
+        _echo_json({"run_id": r.id, "status": r.status, "error": r.error, "summary": s})
+        return
+    if r.status != "complete":
+        console.print(f"run {r.id}: {r.status} {r.error}")
+        raise typer.Exit(0)
+    _print_summary(s, r.id)
+
+
+@app.command()
+def diff(run_a: str, run_b: str, db: Optional[str] = DbOpt, json_out: bool = JsonOpt):
+    """What changed between two runs: inputs, rules, results by service."""
+    from .store import Store
+    from .store.queries import diff_runs
+
+    d = diff_runs(Store(db), run_a, run_b)
+    if json_out:
+        _echo_json(d)
+        return
+    console.print(f"inputs changed: {', '.join(d['inputs_changed']) or 'none'}")
+    console.print(f"rules: {d['rules']['a']} → {d['rules']['b']} ({len(d['rules']['parameters_changed'])} parameter(s) changed)")
+    for p in d["rules"]["parameters_changed"][:20]:
+        console.print(f"  {p['parameter']}: {p['a']} → {p['b']} {p['unit']}")
+    t = Table("service", "A (亿元)", "B (亿元)", "change %")
+    for k, v in d["services"].items():
+        t.add_row(k, f"{v['a'] / 1e8:,.2f}", f"{v['b'] / 1e8:,.2f}", f"{v['change_pct']:+.2f}" if v["change_pct"] is not None else "")
+    console.print(t)
+
+
+@app.command("export-table")
+def export_table(
+    table: str = typer.Argument(..., help="services | carbon | zones | inputs | runs"),
+    run_id: Optional[str] = typer.Argument(None),
+    out: Path = typer.Option(..., "--out", help="File to write: .csv or .parquet"),
+    db: Optional[str] = DbOpt,
+):
+    """Export a result table for analysis in pandas (CSV or Parquet)."""
+    from .store import Store
+
+    st = Store(db)
+    rid = st.run(run_id).id if run_id else None
+    df = st.table(table, rid)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        df.to_parquet(out, index=False)
+    else:
+        df.to_csv(out, index=False)
+    console.print(f"wrote {len(df)} rows to {out}")
+
+
+@app.command()
+def report(run_id: str, out: Path = typer.Option(Path("report.html"), "--out"), db: Optional[str] = DbOpt):
+    """Write the self-contained HTML report of a stored run."""
+    from .outputs.report import write_report
+    from .store import Store
+
+    st = Store(db)
+    p = write_report(st, st.run(run_id).id, out)
+    console.print(f"wrote {p}")
+
+
+@app.command("carbon-stock")
+def carbon_stock_cmd(
+    lulc: Path = typer.Option(..., "--lulc", help="Current land-cover GeoTIFF (projected CRS)."),
+    pools: Path = typer.Option(..., "--pools", help="InVEST pool table: lucode,c_above,c_below,c_soil,c_dead (Mg C/ha)."),
+    future_lulc: Optional[Path] = typer.Option(None, "--future-lulc", help="Future land-cover GeoTIFF."),
+    json_out: bool = JsonOpt,
+):
+    """InVEST-compatible carbon stock and sequestration from a pool table."""
+    from .carbon.invest import carbon_stock
+
+    r = carbon_stock(lulc, pools, future_lulc)
+    if json_out:
+        _echo_json(r.as_json())
+        return
+    console.print(f"total stock: {r.total_stock_mgc:,.2f} Mg C")
+    if r.sequestration_mgc is not None:
+        console.print(f"sequestration (future − current): {r.sequestration_mgc:,.2f} Mg C")
+    if r.nodata_px:
+        console.print(f"nodata pixels (not counted): {r.nodata_px:,}")
+    if r.missing_codes:
+        console.print(f"[yellow]codes missing from the pool table (not counted): {r.missing_codes}[/]")
+
+
+@rules_app.command("list")
+def rules_list(json_out: bool = JsonOpt):
+    """Rule sets shipped with eco-value."""
+    from .rules import available, load_rules
+
+    rows = []
+    for n in available():
+        r = load_rules(n)
+        rows.append({"name": n, "title": r.meta.title, "hash": r.content_hash, "parameters": len(r.params),
+                     "unverified": sum(not p.verified for p in r.params.values())})
+    if json_out:
+        _echo_json(rows)
+        return
+    t = Table("name", "title", "hash", "parameters", "unverified")
+    for r in rows:
+        t.add_row(r["name"], r["title"], r["hash"][:12], str(r["parameters"]), str(r["unverified"]))
+    console.print(t)
+
+
+@rules_app.command("show")
+def rules_show(name: str, json_out: bool = JsonOpt):
+    """Every parameter of a rule set with value, unit and source."""
+    from .rules import load_rules
+
+    r = load_rules(name)
+    if json_out:
+        _echo_json(r.canonical() | {"hash": r.content_hash})
+        return
+    t = Table("parameter", "value", "unit", "source", title=f"{r.name} {r.content_hash[:12]}")
+    for k, p in sorted(r.params.items()):
+        t.add_row(k, str(p.value), p.unit, p.source + ("" if p.verified else " [yellow](unverified)[/]"))
+    console.print(t)
+
+
+@rules_app.command("diff")
+def rules_diff(a: str, b: str, json_out: bool = JsonOpt):
+    """Parameters that differ between two rule sets."""
+    from .rules import diff as rdiff
+    from .rules import load_rules
+
+    ra, rb = load_rules(a), load_rules(b)
+    rows = rdiff(ra, rb)
+    if json_out:
+        _echo_json(rows)
+        return
+    t = Table("parameter", ra.name, rb.name, "unit", "change")
+    for row in rows:
+        t.add_row(row["parameter"], str(row[ra.name]), str(row[rb.name]), row["unit"], row["change"])
+    console.print(t)
+
+
+@app.command()
+def methods(rules: str = typer.Option("cn2011-mee2020", "--rules"), out: Optional[Path] = typer.Option(None, "--out")):
+    """Render the method document (equations + parameter table) from a rule set, as Markdown."""
+    from .outputs.methods import render_methods
+    from .rules import load_rules
+
+    text = render_methods(load_rules(rules))
+    if out:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+    else:
+        sys.stdout.write(text)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except EcoValueError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        if STATE["debug"]:
+            raise
+        err.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}\n(run with --debug for the traceback)", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

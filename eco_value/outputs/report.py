@@ -1,0 +1,170 @@
+"""Self-contained HTML report of a stored run: maps, GEP by service, townships, uncertainty, rules, inputs."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+FOREST_TARGETS_PCT = {"Chengdu 2025 target": 41.0, "Chengdu 2030 target": 42.0}  # policy targets (report only)
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _map(path: Path, title: str, cmap: str, unit: str, diverging: bool = False) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import rasterio
+
+    if not path.exists():
+        return None
+    with rasterio.open(path) as src:
+        ovr = src.overviews(1)
+        f = ovr[0] if ovr and src.width > 1500 else 1
+        a = src.read(1, out_shape=(src.height // f, src.width // f), masked=True)
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    data = a.filled(np.nan)
+    finite = data[np.isfinite(data)]
+    if finite.size:
+        lo, hi = np.percentile(finite, [2, 98])
+        if diverging:
+            m = max(abs(lo), abs(hi))
+            lo, hi = -m, m
+        im = ax.imshow(data, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+        cb = fig.colorbar(im, ax=ax, shrink=0.8)
+        cb.set_label(unit)
+    ax.set_title(title, fontsize=11)
+    ax.set_axis_off()
+    return _png(fig)
+
+
+def _bar(by_service: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = sorted(by_service.items(), key=lambda kv: kv[1]["value_cny"])
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    colors = {"provisioning": "#c98b2b", "regulating": "#2b7bb9", "cultural": "#8e44ad"}
+    ax.barh([k.replace("_", " ") for k, _ in items], [v["value_cny"] / 1e8 for _, v in items],
+            color=[colors.get(v.get("category", ""), "#777") for _, v in items])
+    ax.set_xlabel("value, 100 million CNY per year")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title("GEP by service", fontsize=11)
+    return _png(fig)
+
+
+def _fmt(x, digits=0) -> str:
+    if x is None:
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def write_report(store, run_id: str, out: Path) -> Path:
+    """Write the report of ``run_id`` to ``out`` (temp file renamed into place)."""
+    run = store.run(run_id)
+    s = json.loads(run.summary_json)
+    folder = Path(s.get("outputs", {}).get("rasters", out.parent))
+    rules = store.rules_json(run.ruleset_hash)
+    inputs = store.table("inputs", run.id)
+    tw = store.table("services", run.id)
+    carbon = store.table("carbon", run.id)
+    zones = store.table("zones", run.id)
+    c = s["carbon"]
+    g = s["gep"]
+    imgs = {
+        "sink": _map(folder / "carbon_sink_tco2e_per_ha_yr.tif", "Net carbon sink (t CO2e per ha per yr)", "RdYlGn", "t CO2e/ha/yr", True),
+        "gep": _map(folder / "gep_cny_per_km2.tif", "GEP per km² (CNY per km² per yr)", "viridis", "CNY/km²/yr"),
+        "stock": _map(folder / "carbon_stock_2023_tc_per_ha.tif", "Carbon stock 2023 (t C per ha)", "YlGn", "t C/ha"),
+    }
+    bar = _bar(g["by_service"])
+    twp = tw[tw.zone_kind == "township"].pivot_table(index="zone_id", values="value_cny", aggfunc="sum")
+    tz = zones[zones.kind == "township"].set_index("zone_id")
+    tc = carbon[carbon.zone_kind == "township"].set_index("zone_id")
+    trs = []
+    for zid, r in twp.sort_values("value_cny", ascending=False).iterrows():
+        area_km2 = tz.loc[zid, "area_ha"] / 100.0
+        trs.append(f"<tr><td>{html.escape(zid)}</td><td>{html.escape(str(tz.loc[zid, 'name']))}</td><td class=n>{area_km2:,.1f}</td>"
+                   f"<td class=n>{r.value_cny / 1e8:,.2f}</td><td class=n>{r.value_cny / area_km2 / 1e4:,.0f}</td>"
+                   f"<td class=n>{tc.loc[zid, 'net_sink_tco2e_per_yr']:,.0f}</td></tr>")
+    srows = "".join(
+        f"<tr><td>{html.escape(k.replace('_', ' '))}</td><td>{html.escape(v.get('name_zh', ''))}</td><td>{v.get('category', '')}</td>"
+        f"<td class=n>{_fmt(v['quantity'])}</td><td>{html.escape(v['unit'])}</td><td class=n>{v['value_cny'] / 1e8:,.2f}</td>"
+        f"<td class=n>{100 * v['value_cny'] / g['total_cny']:.1f} %</td></tr>"
+        for k, v in sorted(g["by_service"].items(), key=lambda kv: -kv[1]["value_cny"]))
+    prows = "".join(
+        f"<tr><td><code>{html.escape(k)}</code></td><td class=n>{html.escape(json.dumps(p['value']))}</td><td>{html.escape(p['unit'])}</td>"
+        f"<td>{html.escape(p['source'])}{'' if p.get('verified', True) else ' <span class=warn>unverified</span>'}</td></tr>"
+        for k, p in sorted(rules["params"].items()))
+    irows = "".join(f"<tr><td>{html.escape(r.layer)}</td><td>{html.escape(os.path.basename(r.path))}</td>"
+                    f"<td><code>{r.sha256[:16]}…</code></td><td class=n>{r.size_bytes:,}</td></tr>" for r in inputs.itertuples())
+    cov = s["extent"]["forest_coverage_pct"]
+    cov2 = s["extent"]["forest_and_shrub_coverage_pct"]
+    target_rows = "".join(
+        f"<tr><td>{k}</td><td class=n>{v:.0f} %</td><td class=n>{cov2:.1f} %</td><td>{'meets' if cov2 >= v else 'below'}</td></tr>"
+        for k, v in FOREST_TARGETS_PCT.items())
+    synth = ("<div class=banner>Inputs are the SYNTHETIC pilot dataset generated by eco-value: figures show how the "
+             "method behaves, not the county's real accounts.</div>") if s.get("synthetic_inputs") else ""
+    lo, hi = c["ci95_tco2e_per_yr"]
+    img = lambda k: f'<img alt="{k} map" src="{imgs[k]}">' if imgs.get(k) else "<p>(map not written)</p>"  # noqa: E731
+    doc = f"""<!DOCTYPE html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>eco-value report {html.escape(s['region'])} {s['period'][1]}</title>
+<style>
+body{{font-family:"Noto Sans CJK SC","Noto Sans",system-ui,sans-serif;margin:0;color:#1d2a22;background:#f6f8f5}}
+header{{background:#1f5f3a;color:#fff;padding:20px 32px}} header h1{{margin:0;font-size:24px}} header p{{margin:4px 0 0;opacity:.85}}
+main{{padding:16px 32px;max-width:1200px}} section{{background:#fff;border-radius:8px;padding:16px 20px;margin:14px 0;box-shadow:0 1px 3px #0002}}
+.kpis{{display:flex;gap:14px;flex-wrap:wrap}} .kpi{{flex:1;min-width:200px;background:#fff;border-radius:8px;padding:14px;box-shadow:0 1px 3px #0002}}
+.kpi b{{display:block;font-size:22px;color:#1f5f3a}} .kpi span{{font-size:13px;color:#555}}
+table{{border-collapse:collapse;width:100%;font-size:13px}} td,th{{border-bottom:1px solid #e3e8e4;padding:4px 6px;text-align:left}}
+th{{background:#eef3ef}} td.n{{text-align:right;font-variant-numeric:tabular-nums}} .grid{{display:grid;grid-template-columns:1fr 1fr;gap:12px}}
+img{{max-width:100%}} .banner{{background:#fff4d6;border:1px solid #e0b84a;padding:8px 12px;border-radius:6px;margin:10px 0}}
+.warn{{color:#a15c00;font-size:11px}} details summary{{cursor:pointer;font-weight:600}} code{{font-size:12px}}
+</style></head><body>
+<header><h1>{html.escape(s.get('name_zh') or '')} {html.escape(s['region'].title())} — GEP and forest carbon sink {s['period'][0]}–{s['period'][1]}</h1>
+<p>Run <code>{run.id}</code> · rule set {html.escape(s['rules']['name'])} <code>{s['rules']['hash'][:12]}</code> · eco-value {html.escape(run.code_version)} · prices of {g['price_year']}</p></header>
+<main>{synth}
+<div class=kpis>
+<div class=kpi><b>{g['total_cny'] / 1e8:,.1f} 亿元</b><span>GEP per year ({g['total_cny']:,.0f} CNY)</span></div>
+<div class=kpi><b>{g['cny_per_km2'] / 1e4:,.0f} 万元/km²</b><span>GEP per km² over {s['area_km2']:,.0f} km²</span></div>
+<div class=kpi><b>{c['net_sink_tco2e_per_yr']:,.0f} t CO₂e/yr</b><span>net forest carbon sink, 95 % CI {lo:,.0f} – {hi:,.0f}</span></div>
+<div class=kpi><b>{cov:.1f} %</b><span>forest coverage (forest class); {cov2:.1f} % with shrubland</span></div>
+</div>
+<section><h2>Maps</h2><div class=grid>{img('gep')}{img('sink')}</div>{img('stock')}</section>
+<section><h2>GEP by service</h2><div class=grid><div>{bar}</div><div><table><tr><th>service</th><th>服务</th><th>type</th><th>quantity</th><th>unit</th><th>亿元</th><th>share</th></tr>{srows}
+<tr><th colspan=5>total GEP</th><th class=n>{g['total_cny'] / 1e8:,.2f}</th><th class=n>100 %</th></tr></table></div></div></section>
+<section><h2>Carbon account</h2><table>
+<tr><th>item</th><th>value</th></tr>
+<tr><td>carbon stock {s['period'][0]} (t C)</td><td class=n>{c['stock_t1_tc']:,.0f}</td></tr>
+<tr><td>carbon stock {s['period'][1]} (t C)</td><td class=n>{c['stock_tc']:,.0f}</td></tr>
+<tr><td>net sink (t CO₂e/yr), stock-difference</td><td class=n>{c['net_sink_tco2e_per_yr']:,.0f}</td></tr>
+<tr><td>95 % interval, Monte Carlo (N = {c['mc_draws']}, seed {c['mc_seed']})</td><td class=n>{lo:,.0f} – {hi:,.0f}</td></tr>
+<tr><td>Approach 1 (error propagation) half-width</td><td class=n>{_fmt(c['approach1_ci95_pct'], 1)} %</td></tr>
+{''.join(f"<tr><td>{k.replace('_', ' ')} (t CO₂e/yr; {c['by_lucc_area_ha'][k]:,.0f} ha)</td><td class=n>{v:,.0f}</td></tr>" for k, v in c['by_lucc_tco2e_per_yr'].items())}
+<tr><td>forest remaining forest, per ha (t CO₂e/ha/yr)</td><td class=n>{c['forest_sink_tco2e_per_ha_yr']:,.2f}</td></tr>
+</table></section>
+<section><h2>Forest coverage against Chengdu's targets</h2><table><tr><th>target</th><th>target</th><th>this county</th><th></th></tr>{target_rows}</table></section>
+<section><h2>Townships</h2><table><tr><th>id</th><th>name</th><th>km²</th><th>GEP 亿元</th><th>GEP 万元/km²</th><th>sink t CO₂e/yr</th></tr>{''.join(trs)}</table></section>
+<section><details><summary>Rule set: every parameter with its source ({len(rules['params'])})</summary><table><tr><th>parameter</th><th>value</th><th>unit</th><th>source</th></tr>{prows}</table></details></section>
+<section><details><summary>Input files (SHA-256)</summary><table><tr><th>layer</th><th>file</th><th>sha256</th><th>bytes</th></tr>{irows}</table></details></section>
+</main></body></html>"""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(doc, encoding="utf-8")
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,438 @@
+"""Run orchestration: validate → carbon → GEP services → zonal accounts → (one compute) → store → outputs.
+
+Everything up to the single ``dask.compute`` builds a lazy graph; the compute evaluates the value
+checks, the zonal sums for county/townships/parcels, and writes the per-pixel GeoTIFFs in one pass
+over the inputs. Nothing is stored when validation fails; the store receives a run in one
+transaction (status ``complete``) or only a ``failed`` run row with the error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dask
+import numpy as np
+import xarray as xr
+
+from . import __version__
+from .accounts.zonal import coverage_raster, zonal_sums, zone_weights
+from .carbon import LUCC, coefficients, stock_difference
+from .carbon.uncertainty import SufficientStats, approach1_pct, monte_carlo
+from .errors import EcoValueError, InputError
+from .grid import M2_PER_HA, Grid
+from .inputs.catalog import Catalog, load_catalog
+from .inputs.classes import CLCD, CLCD_CODES
+from .inputs.readers import open_layers, read_table, read_vector
+from .inputs.validate import check_structure, problems_from_stats, value_checks
+from .rules import RuleSet, load_rules
+from .services import SERVICES, ServiceContext, compute_services
+
+Progress = Callable[[str, float | None], None]
+M2_PER_KM2 = 1e6
+COMPUTE_STAGE = "compute (one pass over the inputs)"
+N_SPECIES = 9
+N_CLASSES = 10
+
+
+@dataclass
+class RunOptions:
+    rules: str = "cn2011-mee2020"
+    out_dir: Path | None = None
+    mc_draws: int = 1000
+    mc_seed: int = 42
+    chunk_px: int = 1024
+    scheduler: str | None = None
+    write_rasters: bool = True
+    force: bool = False
+    price_year: int | None = None
+
+    def fingerprint_part(self) -> dict:
+        return {"mc_draws": self.mc_draws, "mc_seed": self.mc_seed, "price_year": self.price_year}
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    reused: bool
+    summary: dict
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def input_manifest(cat: Catalog) -> list[dict]:
+    rows = []
+    for kind, specs in (("layer", cat.layers), ("vector", cat.vectors), ("table", cat.tables)):
+        for key, spec in specs.items():
+            p = cat.path_of(spec.path)
+            rows.append({"layer": key, "kind": kind, "path": str(p), "sha256": sha256_file(p),
+                         "size_bytes": p.stat().st_size, "product": getattr(spec, "product", ""),
+                         "year": getattr(spec, "year", None)})
+    return rows
+
+
+def fingerprint(inputs: list[dict], rules: RuleSet, opts: RunOptions) -> str:
+    payload = {"inputs": sorted((r["layer"], r["sha256"]) for r in inputs), "rules": rules.content_hash,
+               "options": opts.fingerprint_part(), "engine": __version__}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class _DaskProgress(dask.callbacks.Callback):
+    def __init__(self, report: Progress):
+        super().__init__()
+        self.report = report
+        self._lock = threading.Lock()
+
+    def _start_state(self, dsk, state):
+        self.total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
+        self.done = 0
+
+    def _posttask(self, key, result, dsk, state, worker_id):
+        with self._lock:
+            self.done += 1
+            if self.done % 10 == 0 or self.done == self.total:
+                self.report(COMPUTE_STAGE, self.done / max(self.total, 1))
+
+
+def _client(address: str | None):
+    address = address or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if not address:
+        return None
+    from distributed import Client
+
+    return Client(address, set_as_default=False)
+
+
+def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress):
+    """Build the lazy graph of one valuation. Returns (graph dict, context for post-processing)."""
+    layers, grid = open_layers(cat, chunk_px=opts.chunk_px)
+    y1, y2 = cat.catalog.period
+    coef = coefficients(rules)
+    say("carbon: stock difference", None)
+    carbon = stock_difference(layers["volume_2020"], layers["forest_type_2020"], layers["lulc_2020"],
+                              layers["volume_2023"], layers["forest_type_2023"], layers["lulc_2023"],
+                              (y1, y2), coef)
+    tables = {k: read_table(cat, k) for k in cat.tables}
+    say("zone weights (exact coverage at polygon edges)", None)
+    template = str(cat.path_of(cat.layers[cat.catalog.reference_layer].path))
+    zones: dict[str, tuple] = {}
+    for kind, vkey in (("county", "boundary"), ("township", "townships"), ("parcel", "parcels")):
+        gdf = read_vector(cat, vkey, grid.crs)
+        w = zone_weights(gdf, cat.vectors[vkey].id_field, grid, template)
+        zones[kind] = (gdf, w)
+    ctx = ServiceContext(layers=layers, grid=grid, rules=rules, year=y2, tables=tables,
+                         carbon_sink_tco2e_per_ha_yr=carbon["sink_tco2e_per_ha_yr"], price_year=opts.price_year,
+                         region_coverage=coverage_raster(zones["county"][1], grid, layers["lulc_2023"]))
+    say("GEP services", None)
+    services = compute_services(ctx)
+
+    a_ha = grid.pixel_area_ha
+    values: dict[str, xr.DataArray] = {}
+    for key, res in services.items():
+        values[f"q:{key}"] = res.quantity
+        values[f"v:{key}"] = res.value_cny
+    values["carbon:sink"] = carbon["sink_tco2e_per_ha_yr"] * a_ha
+    values["carbon:stock1"] = carbon["stock_t1_tc_per_ha"] * a_ha
+    values["carbon:stock2"] = carbon["stock_t2_tc_per_ha"] * a_ha
+    valid = (layers["lulc_2020"] != layers["lulc_2020"].attrs["nodata"]) & (layers["lulc_2023"] != layers["lulc_2023"].attrs["nodata"])
+    area = xr.where(valid, a_ha, 0.0)
+    values["area_ha"] = area
+
+    def codes(a):
+        return xr.where(valid, a, 255)
+
+    coded = {
+        "sv1": (codes(layers["forest_type_2020"]), xr.where(valid, layers["volume_2020"].astype("float64"), 0.0).clip(min=0) * a_ha, N_SPECIES),
+        "sv2": (codes(layers["forest_type_2023"]), xr.where(valid, layers["volume_2023"].astype("float64"), 0.0).clip(min=0) * a_ha, N_SPECIES),
+        "sa1": (codes(layers["forest_type_2020"]), area, N_SPECIES),
+        "sa2": (codes(layers["forest_type_2023"]), area, N_SPECIES),
+        "ca1": (codes(layers["lulc_2020"]), area, N_CLASSES),
+        "ca2": (codes(layers["lulc_2023"]), area, N_CLASSES),
+        "lucc_sink": (carbon["lucc"], values["carbon:sink"], 5),
+        "lucc_area": (carbon["lucc"], area, 5),
+    }
+    graph = {}
+    for kind, (_gdf, w) in zones.items():
+        extra = {}
+        if kind == "county":
+            lc = codes(layers["lulc_2023"])
+            extra = {f"cls:{k}": (lc, v, N_CLASSES) for k, v in values.items() if k.startswith("v:")}
+        graph[kind] = zonal_sums(w, grid, values, {**coded, **extra})
+    graph["checks"] = value_checks(layers, cat)
+    maps = {
+        "carbon_stock_2023_tc_per_ha": carbon["stock_t2_tc_per_ha"],
+        "carbon_sink_tco2e_per_ha_yr": carbon["sink_tco2e_per_ha_yr"],
+    }
+    km2 = grid.pixel_area_m2 / M2_PER_KM2
+    gep_total = sum(r.value_cny for r in services.values())
+    maps["gep_cny_per_km2"] = gep_total / km2
+    for key, r in services.items():
+        maps[f"{key}_value_cny_per_km2"] = r.value_cny / km2
+        maps[f"{key}_quantity_per_km2"] = r.quantity / km2
+    return graph, {"grid": grid, "zones": zones, "services": services, "maps": maps, "layers": layers,
+                   "carbon": carbon}
+
+
+def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None = None,
+                  progress: Progress | None = None) -> RunResult:
+    """The whole valuation of one catalog; see the module docstring."""
+    from .store import Store
+    from .store.models import CarbonValue, InputFile, Run, RuleSetRow, ServiceValue, Zone
+
+    opts = opts or RunOptions()
+    say = progress or (lambda _s, _f: None)
+    say("validate inputs", None)
+    cat = load_catalog(catalog_path)
+    probs = check_structure(cat)
+    if probs:
+        raise InputError(probs)
+    rules = load_rules(opts.rules)
+    say("hash inputs", None)
+    inputs = input_manifest(cat)
+    fp = fingerprint(inputs, rules, opts)
+    store = store or Store()
+    store.mark_interrupted()
+    existing = store.find_complete(fp)
+    if existing is not None and not opts.force:
+        summary = json.loads(existing.summary_json)
+        return RunResult(existing.id, True, summary, summary.get("outputs", {}))
+
+    run_id = str(uuid.uuid4())
+    y1, y2 = cat.catalog.period
+    run = Run(id=run_id, fingerprint=fp, status="running", region=cat.catalog.region, adcode=cat.catalog.adcode,
+              period_start=y1, period_end=y2, started=_now(), code_version=__version__,
+              ruleset_hash=rules.content_hash, ruleset_name=rules.name, catalog_path=str(cat.source),
+              dask_config=json.dumps({"scheduler": opts.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or "threads",
+                                      "chunk_px": opts.chunk_px, "python": platform.python_version(),
+                                      "dask": dask.__version__}),
+              options_json=json.dumps({"rules": opts.rules, "mc_draws": opts.mc_draws, "mc_seed": opts.mc_seed,
+                                       "price_year": opts.price_year, "chunk_px": opts.chunk_px}),
+              pid=os.getpid(), host=socket.gethostname())
+    store.start_run(run)
+    out_dir = Path(opts.out_dir) if opts.out_dir else Path(cat.root) / "results" / run_id[:8]
+    tmp_dir = out_dir.parent / f".{out_dir.name}.partial"
+    try:
+        graph, ctx = build(cat, rules, opts, say)
+        writes = []
+        if opts.write_rasters:
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            writes = _raster_writes(ctx["maps"], tmp_dir, run_id, rules, opts.scheduler)
+        say(COMPUTE_STAGE, 0.0)
+        client = _client(opts.scheduler)
+        try:
+            if client is not None:
+                computed, _ = client.compute([graph, writes], sync=True)
+            else:
+                with _DaskProgress(say):
+                    computed, _ = dask.compute(graph, writes, scheduler="threads")
+        finally:
+            if client is not None:
+                client.close()
+        probs = problems_from_stats(computed["checks"], cat)
+        if probs:
+            raise InputError(probs)
+        say("uncertainty (Monte Carlo)", None)
+        result = _assemble(cat, rules, opts, ctx, computed, run_id, inputs)
+        outputs = {}
+        if opts.write_rasters:
+            say("write outputs", None)
+            from .outputs import finalize_rasters, write_zone_tables
+
+            finalize_rasters(tmp_dir)
+            outputs = write_zone_tables(tmp_dir, ctx["zones"], result["tables"], run_id)
+            if out_dir.exists():
+                import shutil
+                shutil.rmtree(out_dir)
+            os.replace(tmp_dir, out_dir)
+            outputs = {k: str(out_dir / Path(v).name) for k, v in outputs.items()}
+            outputs["rasters"] = str(out_dir)
+        summary = result["summary"]
+        summary["outputs"] = outputs
+        rows = result["rows"]
+        rows += [InputFile(run_id=run_id, layer=r["layer"], path=r["path"], sha256=r["sha256"],
+                           size_bytes=r["size_bytes"], product=r["product"] or "", year=r["year"]) for r in inputs]
+        say("store (one transaction)", None)
+        store.complete_run(run_id, RuleSetRow(hash=rules.content_hash, name=rules.name, title=rules.meta.title,
+                                              content_json=rules.canonical_json()), rows, summary)
+        if opts.write_rasters:
+            from .outputs.report import write_report
+
+            rp = write_report(store, run_id, out_dir / "report.html")
+            summary["outputs"]["report"] = str(rp)
+        say("done", 1.0)
+        return RunResult(run_id, False, summary, summary["outputs"])
+    except BaseException as exc:  # noqa: BLE001 - record every failure, including Ctrl-C
+        import shutil
+
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        msg = str(exc) if isinstance(exc, EcoValueError) else f"{type(exc).__name__}: {exc}"
+        try:
+            store.fail_run(run_id, msg)
+        finally:
+            raise
+
+
+def _now():
+    from .store import now
+    return now()
+
+
+def _raster_writes(maps: dict[str, xr.DataArray], tmp_dir: Path, run_id: str, rules: RuleSet, scheduler):
+    if scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS"):
+        from distributed import Lock
+        lock = Lock("eco-value-raster-write")
+    else:
+        lock = threading.Lock()
+    writes = []
+    for name, arr in maps.items():
+        a = arr.astype("float32").fillna(-9999.0)
+        a = a.rio.write_nodata(-9999.0)
+        units = name.rsplit("_", 0)[0]
+        a.attrs.update({"run_id": run_id, "ruleset_hash": rules.content_hash, "layer": name, "units": _units_of(name),
+                        "note": "eco-value result; per-hectare or per-km2 as the name says"})
+        writes.append(a.rio.to_raster(tmp_dir / f"{name}.tif", tiled=True, blockxsize=512, blockysize=512,
+                                      compress="ZSTD", predictor=3, lock=lock, compute=False, windowed=True))
+        del units
+    return writes
+
+
+def _units_of(name: str) -> str:
+    if name.endswith("tc_per_ha"):
+        return "t C/ha"
+    if name.endswith("tco2e_per_ha_yr"):
+        return "t CO2e/ha/yr"
+    if "value_cny_per_km2" in name or name == "gep_cny_per_km2":
+        return "CNY/km2/yr"
+    key = name.replace("_quantity_per_km2", "")
+    return f"{SERVICES[key].SPEC.quantity_unit}/km2/yr" if key in SERVICES else ""
+
+
+def _assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, computed: dict, run_id: str, inputs) -> dict:
+    from .store.models import CarbonValue, ServiceValue, Zone
+
+    y1, y2 = cat.catalog.period
+    grid: Grid = ctx["grid"]
+    services = ctx["services"]
+    price_year = opts.price_year or rules.meta.price_year or y2
+    rows: list = []
+    tables: dict[str, list[dict]] = {}
+    mc_by_kind = {}
+    for kind, (gdf, w) in ctx["zones"].items():
+        c = computed[kind]
+        stats = SufficientStats(c["sv1"], c["sv2"], c["sa1"], c["sa2"], c["ca1"], c["ca2"], float(y2 - y1))
+        mc = monte_carlo(stats, rules, n=opts.mc_draws if kind != "parcel" or opts.mc_draws <= 2000 else 2000, seed=opts.mc_seed)
+        mc_by_kind[kind] = (mc, approach1_pct(stats, rules) if kind == "county" else None, stats)
+        id_field = {"county": cat.vectors["boundary"].id_field, "township": cat.vectors["townships"].id_field,
+                    "parcel": cat.vectors["parcels"].id_field}[kind]
+        gdf = gdf.set_index(gdf[id_field].astype(str))
+        trows = []
+        for zi, zid in enumerate(w.ids):
+            g = gdf.loc[zid]
+            geom = g.geometry
+            wkb = geom.wkb
+            rows.append(Zone(run_id=run_id, kind=kind, zone_id=zid, parent_id=str(g.get("township_id", "")) if kind == "parcel" else "",
+                             name=str(g.get("name", g.get("name_en", ""))) if kind != "parcel" else "",
+                             holder_id=str(g.get("holder_id", "")) if kind == "parcel" else "",
+                             holder_type=str(g.get("holder_type", "")) if kind == "parcel" else "",
+                             other_programme=str(g.get("other_programme", "none")) if kind == "parcel" else "",
+                             area_ha=float(c["area_ha"][zi]),
+                             population=int(g["population"]) if "population" in g and g["population"] == g["population"] else None,
+                             geometry_sha256=hashlib.sha256(wkb).hexdigest(), geometry_wkb=wkb))
+            row = {"zone_kind": kind, "zone_id": zid, "area_ha": float(c["area_ha"][zi])}
+            gep = 0.0
+            for key, res in services.items():
+                q = float(c[f"q:{key}"][zi])
+                v = float(c[f"v:{key}"][zi])
+                gep += v
+                rows.append(ServiceValue(run_id=run_id, zone_kind=kind, zone_id=zid, service=key, quantity=q,
+                                         unit=res.quantity_unit, value_cny=v, price_year=price_year))
+                row[f"{key}_cny"] = v
+            row["gep_cny"] = gep
+            row["gep_cny_per_km2"] = gep / (row["area_ha"] / 100.0) if row["area_ha"] > 0 else 0.0
+            sink = float(c["carbon:sink"][zi])
+            ls = c["lucc_sink"][zi]
+            rows.append(CarbonValue(run_id=run_id, zone_kind=kind, zone_id=zid, period_start=y1, period_end=y2,
+                                    area_ha=row["area_ha"], stock_t1_tc=float(c["carbon:stock1"][zi]),
+                                    stock_t2_tc=float(c["carbon:stock2"][zi]), net_sink_tco2e_per_yr=sink,
+                                    ci95_low_tco2e_per_yr=float(mc["low"][zi]), ci95_high_tco2e_per_yr=float(mc["high"][zi]),
+                                    afforestation_tco2e_per_yr=float(ls[LUCC["afforestation"]]),
+                                    deforestation_tco2e_per_yr=float(ls[LUCC["deforestation"]]),
+                                    forest_remaining_tco2e_per_yr=float(ls[LUCC["forest_remaining_forest"]])))
+            row.update({"carbon_stock_t2_tc": float(c["carbon:stock2"][zi]), "net_sink_tco2e_per_yr": sink,
+                        "sink_ci95_low": float(mc["low"][zi]), "sink_ci95_high": float(mc["high"][zi])})
+            if kind == "parcel":
+                row.update({"township_id": str(g.get("township_id", "")), "holder_id": str(g.get("holder_id", "")),
+                            "holder_type": str(g.get("holder_type", ""))})
+            trows.append(row)
+        tables[kind] = trows
+
+    county = computed["county"]
+    mc, a1, stats = mc_by_kind["county"]
+    area_ha = float(county["area_ha"][0])
+    ca2 = county["ca2"][0]
+    by_service = {}
+    for key, res in services.items():
+        by_service[key] = {"quantity": float(county[f"q:{key}"][0]), "unit": res.quantity_unit,
+                           "value_cny": float(county[f"v:{key}"][0]), "name_zh": SERVICES[key].SPEC.name_zh,
+                           "category": SERVICES[key].SPEC.category}
+    total = float(sum(v["value_cny"] for v in by_service.values()))
+    by_class = {}
+    for key in services:
+        arr = county[f"cls:v:{key}"][0]
+        for code in range(1, N_CLASSES):
+            if arr[code] != 0:
+                by_class.setdefault(CLCD_CODES[code], {})[key] = float(arr[code])
+    pop = cat.vectors and None
+    population = None
+    bgdf = ctx["zones"]["county"][0]
+    if "population" in bgdf.columns:
+        population = int(bgdf["population"].iloc[0])
+    forest_ha = float(ca2[CLCD["forest"]])
+    summary = {
+        "run_id": run_id,
+        "region": cat.catalog.region,
+        "adcode": cat.catalog.adcode,
+        "name_zh": cat.catalog.name_zh,
+        "synthetic_inputs": bool(cat.catalog.synthetic),
+        "period": [y1, y2],
+        "rules": {"name": rules.name, "hash": rules.content_hash},
+        "area_km2": area_ha / 100.0,
+        "carbon": {
+            "net_sink_tco2e_per_yr": float(county["carbon:sink"][0]),
+            "ci95_tco2e_per_yr": [float(mc["low"][0]), float(mc["high"][0])],
+            "mc_mean_tco2e_per_yr": float(mc["mean"][0]),
+            "mc_draws": int(mc["n"]),
+            "mc_seed": int(mc["seed"]),
+            "approach1_ci95_pct": float(a1[0]) if a1 is not None else None,
+            "stock_tc": float(county["carbon:stock2"][0]),
+            "stock_t1_tc": float(county["carbon:stock1"][0]),
+            "by_lucc_tco2e_per_yr": {k: float(county["lucc_sink"][0][v]) for k, v in LUCC.items()},
+            "by_lucc_area_ha": {k: float(county["lucc_area"][0][v]) for k, v in LUCC.items()},
+            "forest_sink_tco2e_per_ha_yr": float(county["lucc_sink"][0][LUCC["forest_remaining_forest"]]) /
+                                           max(float(county["lucc_area"][0][LUCC["forest_remaining_forest"]]), 1e-9),
+        },
+        "gep": {"total_cny": total, "by_service": by_service, "price_year": price_year,
+                "cny_per_km2": total / (area_ha / 100.0), "per_capita_cny": total / population if population else None,
+                "by_land_cover_cny": by_class},
+        "extent": {"area_ha_by_class_2023": {CLCD_CODES[c]: float(ca2[c]) for c in range(1, N_CLASSES)},
+                   "area_ha_by_class_2020": {CLCD_CODES[c]: float(county["ca1"][0][c]) for c in range(1, N_CLASSES)},
+                   "forest_coverage_pct": 100.0 * forest_ha / area_ha,
+                   "forest_and_shrub_coverage_pct": 100.0 * (forest_ha + float(ca2[CLCD["shrub"]])) / area_ha},
+        "population": population,
+    }
+    return {"rows": rows, "summary": summary, "tables": tables}

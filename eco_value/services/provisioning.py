@@ -1,0 +1,33 @@
+"""Provisioning 物质产品: statistics x prices, allocated to pixels of the product's land-cover class."""
+
+from __future__ import annotations
+
+import xarray as xr
+
+from ..inputs.classes import CLCD
+from .base import ServiceContext, ServiceSpec, finish
+
+SPEC = ServiceSpec(
+    key="provisioning", name_en="Provisioning (agri, forestry, livestock, fishery products)", name_zh="物质产品",
+    category="provisioning",
+    layers=("lulc_2023",),
+    parameters=(),
+    quantity_unit="t",
+    equation="V = sum_k quantity_k * price_k; allocated evenly over the pixels of product k's land-cover class",
+    source="MEE 2020 guideline (market value method); statistics table of the catalog",
+)
+MASS_UNITS = {"t": 1.0}
+
+
+def compute(ctx: ServiceContext):
+    table = ctx.tables["provisioning"]
+    q = 0.0
+    value = 0.0
+    for cls, grp in table.groupby("land_cover"):
+        mask = ctx.lulc == CLCD[cls]
+        v_cls = float((grp["quantity"] * grp["price_cny_per_unit"]).sum())
+        q_cls = float(grp.loc[grp["unit"].isin(list(MASS_UNITS)), "quantity"].sum())
+        share = ctx.density_share(xr.where(mask, 1.0, 0.0))  # lazy: stays in the single compute
+        value = value + share * v_cls
+        q = q + share * q_cls
+    return finish(SPEC, ctx, q, value, note="quantity counts products measured in tonnes; timber (m3) is valued but not in the tonnage")

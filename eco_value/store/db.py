@@ -1,0 +1,72 @@
+"""Database URL, engine and schema migration (Alembic) of the valuation store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import create_engine
+
+ENV_VAR = "ECO_VALUE_DB"
+
+
+def default_url() -> str:
+    from platformdirs import user_data_dir
+
+    d = Path(user_data_dir("eco-value", appauthor=False))
+    d.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{d / 'eco-value.sqlite'}"
+
+
+def resolve_url(url: str | None) -> str:
+    """``--db`` if given, else ``ECO_VALUE_DB``, else a SQLite file in the user's data folder."""
+    url = url or os.environ.get(ENV_VAR) or default_url()
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if "://" not in url:  # a bare path means a SQLite file
+        url = f"sqlite:///{Path(url).resolve()}"
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn, _rec):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def migration_config(url: str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def get_engine(url: str | None = None, migrate: bool = True) -> Engine:
+    """Engine for the store at ``url``, upgraded to the newest schema (Alembic ``upgrade head``)."""
+    url = resolve_url(url)
+    if url in _ENGINES:
+        return _ENGINES[url]
+    kw = {}
+    if url.startswith("sqlite"):
+        kw["connect_args"] = {"timeout": 30}
+    engine = create_engine(url, **kw)
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    if migrate:
+        from alembic import command
+
+        cfg = migration_config(url)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    _ENGINES[url] = engine
+    return engine

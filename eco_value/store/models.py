@@ -1,0 +1,173 @@
+"""SQLModel tables of the valuation store (SQLite embedded, PostgreSQL in production).
+
+Geometries are kept as WKB (bytes) so both databases work without spatial extensions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class RuleSetRow(SQLModel, table=True):
+    __tablename__ = "rule_sets"
+    hash: str = Field(primary_key=True, max_length=64)
+    name: str = Field(index=True)
+    title: str = ""
+    content_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+    id: str = Field(primary_key=True, max_length=36)
+    fingerprint: str = Field(index=True, max_length=64)
+    status: str = Field(index=True)  # running | complete | failed
+    region: str = ""
+    adcode: str = ""
+    period_start: int = 0
+    period_end: int = 0
+    started: datetime
+    finished: datetime | None = None
+    code_version: str = ""
+    ruleset_hash: str = Field(default="", max_length=64)
+    ruleset_name: str = ""
+    catalog_path: str = ""
+    dask_config: str = Field(default="{}", sa_column=Column(Text))
+    options_json: str = Field(default="{}", sa_column=Column(Text))
+    summary_json: str = Field(default="{}", sa_column=Column(Text))
+    error: str = Field(default="", sa_column=Column(Text))
+    pid: int = 0
+    host: str = ""
+
+
+class InputFile(SQLModel, table=True):
+    __tablename__ = "input_files"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    layer: str
+    path: str
+    sha256: str = Field(max_length=64)
+    size_bytes: int
+    product: str = ""
+    year: int | None = None
+
+
+class Zone(SQLModel, table=True):
+    __tablename__ = "zones"
+    __table_args__ = (UniqueConstraint("run_id", "kind", "zone_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    kind: str  # county | township | parcel
+    zone_id: str = Field(index=True)
+    parent_id: str = ""
+    name: str = ""
+    holder_id: str = ""
+    holder_type: str = ""
+    other_programme: str = ""
+    area_ha: float = 0.0
+    population: int | None = None
+    geometry_sha256: str = ""
+    geometry_wkb: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+
+
+class ServiceValue(SQLModel, table=True):
+    __tablename__ = "service_results"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    zone_kind: str
+    zone_id: str = Field(index=True)
+    service: str = Field(index=True)
+    quantity: float
+    unit: str
+    value_cny: float
+    price_year: int
+
+
+class CarbonValue(SQLModel, table=True):
+    __tablename__ = "carbon_results"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    zone_kind: str
+    zone_id: str = Field(index=True)
+    period_start: int
+    period_end: int
+    area_ha: float
+    stock_t1_tc: float
+    stock_t2_tc: float
+    net_sink_tco2e_per_yr: float
+    ci95_low_tco2e_per_yr: float
+    ci95_high_tco2e_per_yr: float
+    afforestation_tco2e_per_yr: float = 0.0
+    deforestation_tco2e_per_yr: float = 0.0
+    forest_remaining_tco2e_per_yr: float = 0.0
+
+
+class Issuance(SQLModel, table=True):
+    __tablename__ = "issuances"
+    __table_args__ = (UniqueConstraint("run_id", "vintage", "project_id"),)
+    id: str = Field(primary_key=True, max_length=36)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    project_id: str
+    vintage: int
+    created: datetime
+    gross_removals_tco2e: float
+    net_issued_tco2e: int
+    buffer_tco2e: int
+    ruleset_hash: str
+
+
+class IssuanceLine(SQLModel, table=True):
+    """One deduction or parcel line of an issuance (baseline, leakage, uncertainty, buffer, remainder)."""
+
+    __tablename__ = "issuance_lines"
+    id: int | None = Field(default=None, primary_key=True)
+    issuance_id: str = Field(foreign_key="issuances.id", index=True)
+    parcel_id: str = ""
+    kind: str
+    quantity_tco2e: float
+
+
+class ParcelVintage(SQLModel, table=True):
+    """A parcel-vintage can be issued once, ever (unique constraint enforced by the database)."""
+
+    __tablename__ = "parcel_vintages"
+    __table_args__ = (UniqueConstraint("parcel_id", "vintage"),)
+    id: int | None = Field(default=None, primary_key=True)
+    parcel_id: str
+    vintage: int
+    issuance_id: str = Field(foreign_key="issuances.id")
+    other_programme: str = "none"
+
+
+class SerialCounter(SQLModel, table=True):
+    __tablename__ = "serial_counter"
+    name: str = Field(primary_key=True)
+    next_serial: int
+
+
+class CreditBlock(SQLModel, table=True):
+    __tablename__ = "credit_blocks"
+    id: int | None = Field(default=None, primary_key=True)
+    issuance_id: str = Field(foreign_key="issuances.id", index=True)
+    first: int = Field(index=True)
+    last: int
+    vintage: int
+    status: str  # held | listed | transferred | retired | cancelled | buffer
+    holder_id: str
+    beneficiary: str = ""
+
+
+class StatusEvent(SQLModel, table=True):
+    __tablename__ = "status_events"
+    id: int | None = Field(default=None, primary_key=True)
+    created: datetime
+    actor: str
+    first: int
+    last: int
+    from_status: str
+    to_status: str
+    reason: str = ""
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)
