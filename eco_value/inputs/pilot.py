@@ -60,7 +60,7 @@ def county_outline_utm(adcode: str, crs: str) -> shapely.Geometry:
         if feat["properties"].get("adcode") == adcode:
             geom = shapely.geometry.shape(feat["geometry"])
             tr = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
-            return shapely.make_valid(shapely.ops.transform(tr.transform, geom))
+            return shapely.make_valid(shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1]))))
     raise EcoValueError(f"{path}: no feature with adcode {adcode}")
 
 

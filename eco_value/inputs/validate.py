@@ -259,7 +259,7 @@ def value_checks(layers: dict[str, xr.DataArray], cat: Catalog) -> dict[str, dic
         if spec.classes in SCHEMES:
             known = np.array(sorted(SCHEMES[spec.classes]))
             unknown = valid & ~da.isin(data, known)
-            stats[key] = {"unknown": unknown.sum(), "unknown_example": da.where(unknown, data, -1).max()}
+            stats[key] = {"unknown": unknown.sum(), "unknown_example": da.where(unknown, data.astype("int64"), -1).max()}
         elif spec.variable in PHYSICAL_RANGE:
             x = data.astype("float64")
             stats[key] = {"min": da.where(valid, x, np.inf).min(), "max": da.where(valid, x, -np.inf).max()}

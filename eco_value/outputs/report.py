@@ -145,7 +145,7 @@ img{{max-width:100%}} .banner{{background:#fff4d6;border:1px solid #e0b84a;paddi
 <div class=kpi><b>{cov:.1f} %</b><span>forest coverage (forest class); {cov2:.1f} % with shrubland</span></div>
 </div>
 <section><h2>Maps</h2><div class=grid>{img('gep')}{img('sink')}</div>{img('stock')}</section>
-<section><h2>GEP by service</h2><div class=grid><div>{bar}</div><div><table><tr><th>service</th><th>服务</th><th>type</th><th>quantity</th><th>unit</th><th>亿元</th><th>share</th></tr>{srows}
+<section><h2>GEP by service</h2><div class=grid><div><img alt="GEP by service" src="{bar}"></div><div><table><tr><th>service</th><th>服务</th><th>type</th><th>quantity</th><th>unit</th><th>亿元</th><th>share</th></tr>{srows}
 <tr><th colspan=5>total GEP</th><th class=n>{g['total_cny'] / 1e8:,.2f}</th><th class=n>100 %</th></tr></table></div></div></section>
 <section><h2>Carbon account</h2><table>
 <tr><th>item</th><th>value</th></tr>
