@@ -192,7 +192,7 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
                   progress: Progress | None = None) -> RunResult:
     """The whole valuation of one catalog; see the module docstring."""
     from .store import Store
-    from .store.models import CarbonValue, InputFile, Run, RuleSetRow, ServiceValue, Zone
+    from .store.models import Run, RuleSetRow
 
     opts = opts or RunOptions()
     say = progress or (lambda _s, _f: None)
@@ -264,8 +264,8 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
         summary = result["summary"]
         summary["outputs"] = outputs
         rows = result["rows"]
-        rows += [InputFile(run_id=run_id, layer=r["layer"], path=r["path"], sha256=r["sha256"],
-                           size_bytes=r["size_bytes"], product=r["product"] or "", year=r["year"]) for r in inputs]
+        rows["input_files"] = [dict(run_id=run_id, layer=r["layer"], path=r["path"], sha256=r["sha256"],
+                                    size_bytes=r["size_bytes"], product=r["product"] or "", year=r["year"]) for r in inputs]
         say("store (one transaction)", None)
         store.complete_run(run_id, RuleSetRow(hash=rules.content_hash, name=rules.name, title=rules.meta.title,
                                               content_json=rules.canonical_json()), rows, summary)
@@ -323,56 +323,58 @@ def _units_of(name: str) -> str:
 
 
 def _assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, computed: dict, run_id: str, inputs) -> dict:
-    from .store.models import CarbonValue, ServiceValue, Zone
-
     y1, y2 = cat.catalog.period
     grid: Grid = ctx["grid"]
     services = ctx["services"]
     price_year = opts.price_year or rules.meta.price_year or y2
-    rows: list = []
+    rows: dict[str, list[dict]] = {"zones": [], "service_results": [], "carbon_results": []}
     tables: dict[str, list[dict]] = {}
     mc_by_kind = {}
     for kind, (gdf, w) in ctx["zones"].items():
         c = computed[kind]
         stats = SufficientStats(c["sv1"], c["sv2"], c["sa1"], c["sa2"], c["ca1"], c["ca2"], float(y2 - y1))
-        mc = monte_carlo(stats, rules, n=opts.mc_draws if kind != "parcel" or opts.mc_draws <= 2000 else 2000, seed=opts.mc_seed)
+        mc = monte_carlo(stats, rules, n=opts.mc_draws, seed=opts.mc_seed)
         mc_by_kind[kind] = (mc, approach1_pct(stats, rules) if kind == "county" else None, stats)
         id_field = {"county": cat.vectors["boundary"].id_field, "township": cat.vectors["townships"].id_field,
                     "parcel": cat.vectors["parcels"].id_field}[kind]
-        gdf = gdf.set_index(gdf[id_field].astype(str))
+        attrs = gdf.drop(columns="geometry").assign(_id=gdf[id_field].astype(str)).set_index("_id").to_dict("index")
+        geoms = dict(zip(gdf[id_field].astype(str), gdf.geometry.to_wkb()))
         trows = []
         for zi, zid in enumerate(w.ids):
-            g = gdf.loc[zid]
-            geom = g.geometry
-            wkb = geom.wkb
-            rows.append(Zone(run_id=run_id, kind=kind, zone_id=zid, parent_id=str(g.get("township_id", "")) if kind == "parcel" else "",
-                             name=str(g.get("name", g.get("name_en", ""))) if kind != "parcel" else "",
-                             holder_id=str(g.get("holder_id", "")) if kind == "parcel" else "",
-                             holder_type=str(g.get("holder_type", "")) if kind == "parcel" else "",
-                             other_programme=str(g.get("other_programme", "none")) if kind == "parcel" else "",
-                             area_ha=float(c["area_ha"][zi]),
-                             population=int(g["population"]) if "population" in g and g["population"] == g["population"] else None,
-                             geometry_sha256=hashlib.sha256(wkb).hexdigest(), geometry_wkb=wkb))
-            row = {"zone_kind": kind, "zone_id": zid, "area_ha": float(c["area_ha"][zi])}
+            g = attrs[zid]
+            wkb = geoms[zid]
+            area = float(c["area_ha"][zi])
+            pop = g.get("population")
+            rows["zones"].append(dict(
+                run_id=run_id, kind=kind, zone_id=zid,
+                parent_id=str(g.get("township_id", "")) if kind == "parcel" else "",
+                name=str(g.get("name", g.get("name_en", ""))) if kind != "parcel" else "",
+                holder_id=str(g.get("holder_id", "")) if kind == "parcel" else "",
+                holder_type=str(g.get("holder_type", "")) if kind == "parcel" else "",
+                other_programme=str(g.get("other_programme", "none")) if kind == "parcel" else "",
+                area_ha=area, population=int(pop) if pop is not None and pop == pop else None,
+                geometry_sha256=hashlib.sha256(wkb).hexdigest(), geometry_wkb=wkb))
+            row = {"zone_kind": kind, "zone_id": zid, "area_ha": area}
             gep = 0.0
             for key, res in services.items():
                 q = float(c[f"q:{key}"][zi])
                 v = float(c[f"v:{key}"][zi])
                 gep += v
-                rows.append(ServiceValue(run_id=run_id, zone_kind=kind, zone_id=zid, service=key, quantity=q,
-                                         unit=res.quantity_unit, value_cny=v, price_year=price_year))
+                rows["service_results"].append(dict(run_id=run_id, zone_kind=kind, zone_id=zid, service=key, quantity=q,
+                                                    unit=res.quantity_unit, value_cny=v, price_year=price_year))
                 row[f"{key}_cny"] = v
             row["gep_cny"] = gep
-            row["gep_cny_per_km2"] = gep / (row["area_ha"] / 100.0) if row["area_ha"] > 0 else 0.0
+            row["gep_cny_per_km2"] = gep / (area / 100.0) if area > 0 else 0.0
             sink = float(c["carbon:sink"][zi])
             ls = c["lucc_sink"][zi]
-            rows.append(CarbonValue(run_id=run_id, zone_kind=kind, zone_id=zid, period_start=y1, period_end=y2,
-                                    area_ha=row["area_ha"], stock_t1_tc=float(c["carbon:stock1"][zi]),
-                                    stock_t2_tc=float(c["carbon:stock2"][zi]), net_sink_tco2e_per_yr=sink,
-                                    ci95_low_tco2e_per_yr=float(mc["low"][zi]), ci95_high_tco2e_per_yr=float(mc["high"][zi]),
-                                    afforestation_tco2e_per_yr=float(ls[LUCC["afforestation"]]),
-                                    deforestation_tco2e_per_yr=float(ls[LUCC["deforestation"]]),
-                                    forest_remaining_tco2e_per_yr=float(ls[LUCC["forest_remaining_forest"]])))
+            rows["carbon_results"].append(dict(
+                run_id=run_id, zone_kind=kind, zone_id=zid, period_start=y1, period_end=y2, area_ha=area,
+                stock_t1_tc=float(c["carbon:stock1"][zi]), stock_t2_tc=float(c["carbon:stock2"][zi]),
+                net_sink_tco2e_per_yr=sink, ci95_low_tco2e_per_yr=float(mc["low"][zi]),
+                ci95_high_tco2e_per_yr=float(mc["high"][zi]),
+                afforestation_tco2e_per_yr=float(ls[LUCC["afforestation"]]),
+                deforestation_tco2e_per_yr=float(ls[LUCC["deforestation"]]),
+                forest_remaining_tco2e_per_yr=float(ls[LUCC["forest_remaining_forest"]])))
             row.update({"carbon_stock_t2_tc": float(c["carbon:stock2"][zi]), "net_sink_tco2e_per_yr": sink,
                         "sink_ci95_low": float(mc["low"][zi]), "sink_ci95_high": float(mc["high"][zi])})
             if kind == "parcel":
@@ -397,7 +399,6 @@ def _assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, compute
         for code in range(1, N_CLASSES):
             if arr[code] != 0:
                 by_class.setdefault(CLCD_CODES[code], {})[key] = float(arr[code])
-    pop = cat.vectors and None
     population = None
     bgdf = ctx["zones"]["county"][0]
     if "population" in bgdf.columns:

@@ -77,3 +77,9 @@ def pilot_run(pilot_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "results"
     res = run_valuation(pilot_dir / "catalog.toml", store, RunOptions(out_dir=out, mc_draws=500))
     return store, res
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not pg_url():
+        terminalreporter.write_sep("!", "POSTGRESQL STORE TESTS WERE SKIPPED: no ECO_VALUE_TEST_PG (run .ci/run to start one)",
+                                   red=True, bold=True)

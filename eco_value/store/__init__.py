@@ -12,6 +12,7 @@ import socket
 from datetime import datetime, timezone
 
 import pandas as pd
+from sqlalchemy import insert
 from sqlmodel import Session, select
 
 from ..errors import StoreError
@@ -72,15 +73,24 @@ class Store:
             s.add(run)
             s.commit()
 
-    def complete_run(self, run_id: str, rules_row: RuleSetRow, rows: list, summary: dict) -> None:
+    @staticmethod
+    def insert_rows(s: Session, rules_row: RuleSetRow, rows: dict[str, list[dict]]) -> None:
+        """Bulk-insert result rows (table name → list of column dicts) inside session ``s``."""
+        if s.get(RuleSetRow, rules_row.hash) is None:
+            s.add(rules_row)
+            s.flush()
+        tables = {m.__tablename__: m for m in (Zone, ServiceValue, CarbonValue, InputFile)}
+        for name, data in rows.items():
+            if data:
+                s.execute(insert(tables[name].__table__), data)
+
+    def complete_run(self, run_id: str, rules_row: RuleSetRow, rows: dict[str, list[dict]], summary: dict) -> None:
         """Store every result row of a run and mark it complete, in one transaction."""
         with self.session() as s:
             run = s.get(Run, run_id)
             if run is None:
                 raise StoreError(f"run {run_id} is not in the store")
-            if s.get(RuleSetRow, rules_row.hash) is None:
-                s.add(rules_row)
-            s.add_all(rows)
+            self.insert_rows(s, rules_row, rows)
             run.status = "complete"
             run.finished = now()
             run.summary_json = json.dumps(summary, ensure_ascii=False, sort_keys=True)
