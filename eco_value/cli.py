@@ -352,7 +352,8 @@ def methods(rules: str = typer.Option("cn2011-mee2020", "--rules"), out: Optiona
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
     except EcoValueError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(exc.exit_code)

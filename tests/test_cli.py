@@ -1,0 +1,81 @@
+"""The command line a bureau officer uses: one command, JSON for machines, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def cli(*args, check=False, env=None):
+    return subprocess.run([sys.executable, "-m", "eco_value.cli", *map(str, args)], capture_output=True, text=True,
+                          check=check, env={**os.environ, **(env or {})})
+
+
+def test_help_lists_every_command_with_one_line():
+    out = cli("--help", check=True).stdout
+    for cmd in ("pilot-data", "validate", "run", "runs", "show", "diff", "export-table", "report", "rules",
+                "carbon-stock", "methods", "demo"):
+        assert cmd in out
+
+
+def test_run_json_has_the_documented_keys_and_services_sum_to_total(pilot_dir, tmp_path):
+    db = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    r = cli("run", pilot_dir / "catalog.toml", "--db", db, "--out", tmp_path / "out", "--mc-draws", "100", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert {"run_id", "region", "period", "carbon", "gep", "outputs"} <= set(j)
+    assert {"net_sink_tco2e_per_yr", "ci95_tco2e_per_yr", "stock_tc"} <= set(j["carbon"])
+    services = j["gep"]["by_service"]
+    assert len(services) == 10
+    assert all({"quantity", "unit", "value_cny"} <= set(v) for v in services.values())
+    assert sum(v["value_cny"] for v in services.values()) == pytest.approx(j["gep"]["total_cny"], rel=1e-12)
+    assert all(v["value_cny"] >= 0 for v in services.values())
+    for key in ("report", "geopackage", "parcel_csv", "township_csv"):
+        assert os.path.exists(j["outputs"][key]), key
+    # per km2 GEP within the published range for county GEP studies (README results section)
+    area_km2 = 1377
+    assert 1e7 <= j["gep"]["total_cny"] / area_km2 <= 1e8
+    runs = json.loads(cli("runs", "--db", db, "--json", check=True).stdout)
+    assert runs[0]["run_id"] == j["run_id"] and runs[0]["status"] == "complete"
+    show = json.loads(cli("show", j["run_id"][:8], "--db", db, "--json", check=True).stdout)
+    assert show["summary"]["gep"]["total_cny"] == j["gep"]["total_cny"]
+    exp = tmp_path / "parcels.csv"
+    cli("export-table", "carbon", j["run_id"], "--out", exp, "--db", db, check=True)
+    import pandas as pd
+    df = pd.read_csv(exp)
+    assert (df.zone_kind == "parcel").sum() > 1000
+
+
+def test_invalid_catalog_gives_one_paragraph_and_exit_2(pilot_copy, tmp_path):
+    (pilot_copy / "aet.tif").unlink()
+    r = cli("run", pilot_copy / "catalog.toml", "--db", f"sqlite:///{tmp_path / 'x.sqlite'}")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert "aet.tif" in r.stderr and "does not exist" in r.stderr and "Fix:" in r.stderr
+    v = cli("validate", pilot_copy / "catalog.toml", "--json")
+    assert v.returncode == 2 and json.loads(v.stdout)["problems"][0]["kind"] == "missing-file"
+
+
+def test_unknown_rule_set_is_exit_2():
+    r = cli("rules", "show", "nope")
+    assert r.returncode == 2 and "available" in r.stderr
+
+
+def test_rules_and_methods_commands():
+    j = json.loads(cli("rules", "list", "--json", check=True).stdout)
+    assert {r["name"] for r in j} >= {"cn2011-mee2020", "cn2011-ndrc2022"}
+    d = json.loads(cli("rules", "diff", "cn2011-mee2020", "ipcc-tier1-mee2020", "--json", check=True).stdout)
+    assert any(r["parameter"].endswith("carbon_fraction") for r in d)
+    m = cli("methods", "--rules", "cn2011-mee2020", check=True).stdout
+    assert "Water conservation" in m and "`carbon.species.cunninghamia.bef` | 1.634" in m
+
+
+def test_db_from_environment(pilot_dir, tmp_path):
+    db = f"sqlite:///{tmp_path / 'env.sqlite'}"
+    r = cli("runs", "--json", env={"ECO_VALUE_DB": db})
+    assert r.returncode == 0 and json.loads(r.stdout) == []
+    assert (tmp_path / "env.sqlite").exists()
