@@ -337,6 +337,73 @@ def rules_diff(a: str, b: str, json_out: bool = JsonOpt):
 
 
 @app.command()
+def explain(
+    run_id: str = typer.Argument(...),
+    parcel: Optional[str] = typer.Option(None, "--parcel", help="Parcel id (e.g. 510183-P00042)."),
+    pixel: Optional[str] = typer.Option(None, "--pixel", help="X,Y map coordinates in the run's CRS."),
+    db: Optional[str] = DbOpt,
+    json_out: bool = JsonOpt,
+):
+    """The chain behind one number: pixels read, equations, parameters with sources, the result."""
+    from .audit import explain as do_explain
+    from .store import Store
+
+    xy = None
+    if pixel:
+        try:
+            xy = tuple(float(v) for v in pixel.split(","))
+            assert len(xy) == 2
+        except (ValueError, AssertionError):
+            raise EcoValueError(f"--pixel must be X,Y in metres, got '{pixel}'") from None
+    d = do_explain(Store(db), run_id, parcel=parcel, pixel=xy)
+    if json_out:
+        _echo_json(d)
+        return
+    c = d["carbon"]
+    console.print(f"[b]{d['target']}[/] in run {d['run_id']} (rules {d['rules']['name']} {d['rules']['hash'][:12]}); "
+                  f"{d['pixels']} pixel(s) of {d['pixel_area_m2']:g} m², exact coverage at the edges")
+    if d["inputs_changed_since_run"]:
+        console.print(f"[red]inputs changed since the run: {d['inputs_changed_since_run']}[/]")
+    console.print("[b]Carbon sink (stock difference)[/]")
+    for t in c["terms"]:
+        console.print(f"  {t['what']}: {t['equation']}")
+        console.print(f"    inputs {json.dumps(t['inputs'])}")
+        for p in t["parameters"]:
+            console.print(f"    {p['name']} = {p['value']} {p['unit']}  [{p['source']}]{'' if p['verified'] else ' (unverified)'}")
+        console.print(f"    → {t['result_tc_per_yr']:,.6f} t C/yr")
+    console.print(f"  sum {c['sum_tc_per_yr']:,.6f} t C/yr × {c['co2_per_c']['value']} ({c['co2_per_c']['source']}) "
+                  f"= [b]{c['net_sink_tco2e_per_yr']:,.6f} t CO2e/yr[/]; stored: {c['stored_net_sink_tco2e_per_yr']}")
+    w = d["water_conservation"]
+    console.print("[b]Water conservation[/]")
+    for t in w["terms"]:
+        console.print(f"  {t['class']}: {t['equation']} with alpha = {t['parameters'][0]['value']} → {t['result_m3']:,.3f} m3")
+    console.print(f"  {w['quantity_m3']:,.3f} m3 × {w['price']['value']} CNY/m3 × CPI {w['price_index_factor']:.6f} "
+                  f"= [b]{w['value_cny']:,.2f} CNY[/]; stored: {w['stored']}")
+    if d.get("services_stored"):
+        console.print("[b]All services stored for this parcel[/]")
+        for k, v in d["services_stored"].items():
+            console.print(f"  {k}: {v['quantity']:,.3f} {v['unit']} → {v['value_cny']:,.2f} CNY")
+
+
+@app.command()
+def rerun(run_id: str, db: Optional[str] = DbOpt, json_out: bool = JsonOpt):
+    """Recompute a stored run from its manifest; report whether every result matches bit for bit."""
+    from .audit import rerun as do_rerun
+    from .store import Store
+
+    d = do_rerun(Store(db), run_id)
+    if json_out:
+        _echo_json(d)
+    elif d["matches"]:
+        console.print(f"[green]identical[/]: {d['values_compared']:,} stored values recomputed bit for bit")
+    else:
+        console.print(f"[red]{len(d['mismatches'])} mismatch(es)[/] (inputs changed: {d['inputs_changed_since_run']})")
+        for m in d["mismatches"][:10]:
+            console.print(f"  {m}")
+    raise typer.Exit(0 if d["matches"] else 3)
+
+
+@app.command()
 def methods(rules: str = typer.Option("cn2011-mee2020", "--rules"), out: Optional[Path] = typer.Option(None, "--out")):
     """Render the method document (equations + parameter table) from a rule set, as Markdown."""
     from .outputs.methods import render_methods

@@ -45,7 +45,7 @@ N_CLASSES = 10
 
 @dataclass
 class RunOptions:
-    rules: str = "cn2011-mee2020"
+    rules: "str | RuleSet" = "cn2011-mee2020"
     out_dir: Path | None = None
     mc_draws: int = 1000
     mc_seed: int = 42
@@ -201,7 +201,7 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
     probs = check_structure(cat)
     if probs:
         raise InputError(probs)
-    rules = load_rules(opts.rules)
+    rules = opts.rules if isinstance(opts.rules, RuleSet) else load_rules(opts.rules)
     say("hash inputs", None)
     inputs = input_manifest(cat)
     fp = fingerprint(inputs, rules, opts)
@@ -220,34 +220,14 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
               dask_config=json.dumps({"scheduler": opts.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or "threads",
                                       "chunk_px": opts.chunk_px, "python": platform.python_version(),
                                       "dask": dask.__version__}),
-              options_json=json.dumps({"rules": opts.rules, "mc_draws": opts.mc_draws, "mc_seed": opts.mc_seed,
+              options_json=json.dumps({"rules": rules.name, "mc_draws": opts.mc_draws, "mc_seed": opts.mc_seed,
                                        "price_year": opts.price_year, "chunk_px": opts.chunk_px}),
               pid=os.getpid(), host=socket.gethostname())
     store.start_run(run)
     out_dir = Path(opts.out_dir) if opts.out_dir else Path(cat.root) / "results" / run_id[:8]
     tmp_dir = out_dir.parent / f".{out_dir.name}.partial"
     try:
-        graph, ctx = build(cat, rules, opts, say)
-        writes = []
-        if opts.write_rasters:
-            tmp_dir.mkdir(parents=True, exist_ok=True)
-            writes = _raster_writes(ctx["maps"], tmp_dir, run_id, rules, opts.scheduler)
-        say(COMPUTE_STAGE, 0.0)
-        client = _client(opts.scheduler)
-        try:
-            if client is not None:
-                computed, _ = client.compute([graph, writes], sync=True)
-            else:
-                with _DaskProgress(say):
-                    computed, _ = dask.compute(graph, writes, scheduler="threads")
-        finally:
-            if client is not None:
-                client.close()
-        probs = problems_from_stats(computed["checks"], cat)
-        if probs:
-            raise InputError(probs)
-        say("uncertainty (Monte Carlo)", None)
-        result = _assemble(cat, rules, opts, ctx, computed, run_id, inputs)
+        result, ctx = compute_valuation(cat, rules, opts, say, run_id, tmp_dir if opts.write_rasters else None, inputs)
         outputs = {}
         if opts.write_rasters:
             say("write outputs", None)
@@ -262,6 +242,8 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
             outputs = {k: str(out_dir / Path(v).name) for k, v in outputs.items()}
             outputs["rasters"] = str(out_dir)
         summary = result["summary"]
+        if opts.write_rasters:
+            outputs["report"] = str(out_dir / "report.html")
         summary["outputs"] = outputs
         rows = result["rows"]
         rows["input_files"] = [dict(run_id=run_id, layer=r["layer"], path=r["path"], sha256=r["sha256"],
@@ -272,8 +254,7 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
         if opts.write_rasters:
             from .outputs.report import write_report
 
-            rp = write_report(store, run_id, out_dir / "report.html")
-            summary["outputs"]["report"] = str(rp)
+            write_report(store, run_id, out_dir / "report.html")
         say("done", 1.0)
         return RunResult(run_id, False, summary, summary["outputs"])
     except BaseException as exc:  # noqa: BLE001 - record every failure, including Ctrl-C
@@ -285,6 +266,35 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
             store.fail_run(run_id, msg)
         finally:
             raise
+
+
+def compute_valuation(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress, run_id: str,
+                      raster_dir: Path | None, inputs: list[dict]) -> tuple[dict, dict]:
+    """Build the graph, run the single compute, refuse bad values, assemble rows and summary.
+
+    Writes nothing but the per-pixel GeoTIFFs into ``raster_dir`` (when given); stores nothing.
+    """
+    graph, ctx = build(cat, rules, opts, say)
+    writes = []
+    if raster_dir is not None:
+        raster_dir.mkdir(parents=True, exist_ok=True)
+        writes = _raster_writes(ctx["maps"], raster_dir, run_id, rules, opts.scheduler)
+    say(COMPUTE_STAGE, 0.0)
+    client = _client(opts.scheduler)
+    try:
+        if client is not None:
+            computed, _ = client.compute([graph, writes], sync=True)
+        else:
+            with _DaskProgress(say):
+                computed, _ = dask.compute(graph, writes, scheduler="threads")
+    finally:
+        if client is not None:
+            client.close()
+    probs = problems_from_stats(computed["checks"], cat)
+    if probs:
+        raise InputError(probs)
+    say("uncertainty (Monte Carlo)", None)
+    return _assemble(cat, rules, opts, ctx, computed, run_id, inputs), ctx
 
 
 def _now():

@@ -124,6 +124,13 @@ class RuleSet:
     def content_hash(self) -> str:
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
 
+    @classmethod
+    def from_canonical(cls, data: dict) -> "RuleSet":
+        """Rebuild a rule set from its stored canonical JSON (the run's own copy, not today's file)."""
+        return cls(RuleSetMeta.model_validate(data["meta"]),
+                   {k: Source.model_validate(v) for k, v in data["sources"].items()},
+                   {k: Parameter.model_validate(v) for k, v in data["params"].items()})
+
     def with_value(self, name: str, value: float) -> "RuleSet":
         """A copy with one parameter changed (for sensitivity tests and what-ifs)."""
         params = copy.deepcopy(self.params)
