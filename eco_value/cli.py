@@ -21,8 +21,12 @@ from .errors import EcoValueError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="eco-value: audited GEP and forest carbon-sink accounts from rasters.")
+keys_app = typer.Typer(no_args_is_help=True, help="The issuer's Ed25519 signing key.")
+audit_app = typer.Typer(no_args_is_help=True, help="Registry audit: check the hash-chained event log.")
 rules_app = typer.Typer(no_args_is_help=True, help="Read and compare rule sets (parameters with units and sources).")
 app.add_typer(rules_app, name="rules")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 console = Console()
 err = Console(stderr=True)
 STATE = {"debug": False}
@@ -401,6 +405,142 @@ def rerun(run_id: str, db: Optional[str] = DbOpt, json_out: bool = JsonOpt):
         for m in d["mismatches"][:10]:
             console.print(f"  {m}")
     raise typer.Exit(0 if d["matches"] else 3)
+
+
+@app.command()
+def issue(
+    run_id: str = typer.Argument(...),
+    vintage: int = typer.Option(..., "--vintage", help="Monitoring (vintage) year inside the run's period."),
+    parcels: Optional[str] = typer.Option(None, "--parcels", help="Comma-separated parcel ids (default: every eligible parcel)."),
+    project: str = typer.Option("FC1", "--project", help="Project id (letters and digits; part of the serial)."),
+    include_declared: bool = typer.Option(False, "--include-declared", help="Also issue parcels declared in another programme."),
+    db: Optional[str] = DbOpt,
+    json_out: bool = JsonOpt,
+):
+    """Issue whole-tonne carbon-sink credits of a run's eligible parcels, with serial blocks."""
+    from .exchange.registry import issue as do_issue
+    from .store import Store
+
+    plist = [p.strip() for p in parcels.split(",") if p.strip()] if parcels else None
+    d = do_issue(Store(db), run_id, vintage, plist, project, include_declared)
+    if json_out:
+        _echo_json(d)
+        return
+    console.print(f"issuance {d['issuance_id']}: {d['net_issued_tco2e']:,} t CO2e issued to {d['parcels']} parcels, "
+                  f"{d['buffer_tco2e']:,} t to the buffer")
+    console.print(f"  gross {d['gross_removals_tco2e']:,.2f}; baseline {d['baseline_tco2e']:,.2f}; leakage {d['leakage_tco2e']:,.2f}; "
+                  f"uncertainty {d['uncertainty_deduction_tco2e']:,.2f}; remainder kept {d['remainder_tco2e']:,.2f}")
+    if d["skipped"]["declared_elsewhere"]:
+        console.print(f"[yellow]{d['skipped']['declared_elsewhere']} parcel(s) declared in another programme were not issued "
+                      "(--include-declared to override)[/]")
+    for blk in d["serial_blocks"][:10]:
+        console.print(f"  {blk['serial']}  {blk['count']:>8,}  {blk['status']:<8} {blk['holder_id']}")
+    if len(d["serial_blocks"]) > 10:
+        console.print(f"  … {len(d['serial_blocks']) - 10} more blocks")
+
+
+@app.command()
+def export(
+    issuance_id: str = typer.Argument(...),
+    out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
+    db: Optional[str] = DbOpt,
+    json_out: bool = JsonOpt,
+):
+    """Export an issuance as a signed bundle (records CSV + JSONL, schemas, manifest, signature)."""
+    from .exchange.bundle import export_bundle
+    from .store import Store
+
+    d = export_bundle(Store(db), issuance_id, out)
+    if json_out:
+        _echo_json(d)
+    else:
+        console.print(f"wrote {d['bundle']}: {d['record_counts']}")
+
+
+@app.command()
+def verify(
+    bundle: Path = typer.Argument(...),
+    public_key: Optional[Path] = typer.Option(None, "--public-key", help="Trusted issuer public key (hex) file."),
+    holdings: Optional[Path] = typer.Option(None, "--holdings", help="JSON Lines of blocks the importer already holds."),
+    json_out: bool = JsonOpt,
+):
+    """Verify a bundle offline: signature, hashes, schemas, serials, vintages, totals."""
+    from .exchange.verify import verify as do_verify
+
+    key = public_key.read_text().strip() if public_key else None
+    held = [json.loads(x) for x in holdings.read_text().splitlines() if x.strip()] if holdings else None
+    probs = do_verify(bundle, key, held)
+    if json_out:
+        _echo_json({"ok": not probs, "problems": [{"code": c, "message": m} for c, m in probs]})
+    else:
+        for c, m in probs:
+            err.print(f"[red]FAIL[/] [{c}] {m}", highlight=False)
+        if not probs:
+            console.print("[green]OK[/]: signature, hashes, schemas, serials, vintages and totals hold")
+    raise typer.Exit(0 if not probs else 1)
+
+
+@app.command("apply-status")
+def apply_status_cmd(
+    file: Path = typer.Argument(..., help="CSV or JSON(L) of changes: first,last,status[,holder_id,beneficiary,reason]."),
+    db: Optional[str] = DbOpt,
+    json_out: bool = JsonOpt,
+):
+    """Apply transfers and retirements sent back by the exchange (all or nothing)."""
+    import csv as _csv
+
+    from .exchange.registry import apply_status
+    from .store import Store
+
+    if not file.exists():
+        raise EcoValueError(f"{file}: the status file does not exist")
+    text = file.read_text(encoding="utf-8")
+    if file.suffix == ".csv":
+        changes = list(_csv.DictReader(text.splitlines()))
+    elif file.suffix == ".jsonl":
+        changes = [json.loads(x) for x in text.splitlines() if x.strip()]
+    else:
+        changes = json.loads(text)
+    d = apply_status(Store(db), changes)
+    if json_out:
+        _echo_json(d)
+    else:
+        console.print(f"applied {d['applied']} change(s)")
+
+
+@audit_app.command("log")
+def audit_log_cmd(db: Optional[str] = DbOpt, json_out: bool = JsonOpt):
+    """Check every event hash and link, and that replaying the log gives the stored blocks."""
+    from .exchange.registry import audit_log
+    from .store import Store
+
+    d = audit_log(Store(db))
+    if json_out:
+        _echo_json(d)
+    elif d["ok"]:
+        console.print(f"[green]OK[/]: {d['events']} events chained to head {d['head'][:16]}; {d['blocks']} blocks match the replay")
+    else:
+        for p in d["problems"]:
+            err.print(f"[red]FAIL[/] {p}", highlight=False)
+    raise typer.Exit(0 if d["ok"] else 1)
+
+
+@keys_app.command("generate")
+def keys_generate(force: bool = typer.Option(False, "--force")):
+    """Create the issuer's Ed25519 key pair (private key kept in the user config folder, mode 0600)."""
+    from .exchange.keys import generate, public_key_hex
+
+    p = generate(force)
+    console.print(f"private key: {p}\npublic key: {public_key_hex()}")
+
+
+@keys_app.command("export")
+def keys_export(out: Path = typer.Option(..., "--out", help="File to write the public key (hex) to, for the exchange.")):
+    """Write the issuer's public key for the exchange."""
+    from .exchange.keys import public_key_hex
+
+    out.write_text(public_key_hex() + "\n", encoding="ascii")
+    console.print(f"wrote {out}")
 
 
 @app.command()

@@ -83,3 +83,32 @@ def pytest_terminal_summary(terminalreporter):
     if not pg_url():
         terminalreporter.write_sep("!", "POSTGRESQL STORE TESTS WERE SKIPPED: no ECO_VALUE_TEST_PG (run .ci/run to start one)",
                                    red=True, bold=True)
+
+
+def make_fake_run(store, sinks: list[float], run_id: str | None = None, rel_ci: float = 0.08, prefix: str = "P") -> str:
+    """A complete run with parcels of the given net sinks (t CO2e/yr), stored directly (no rasters)."""
+    import uuid
+    from datetime import datetime, timezone
+
+    from eco_value.rules import load_rules
+    from eco_value.store.models import Run, RuleSetRow
+
+    rules = load_rules("cn2011-mee2020")
+    run_id = run_id or str(uuid.uuid4())
+    with store.session() as s:
+        if s.get(RuleSetRow, rules.content_hash) is None:
+            s.add(RuleSetRow(hash=rules.content_hash, name=rules.name, title=rules.meta.title, content_json=rules.canonical_json()))
+        s.add(Run(id=run_id, fingerprint=run_id.replace("-", "") * 2, status="complete", region="test", adcode="510183",
+                  period_start=2020, period_end=2023, started=datetime.now(timezone.utc), ruleset_hash=rules.content_hash,
+                  ruleset_name=rules.name))
+        s.commit()
+    zones = [dict(run_id=run_id, kind="parcel", zone_id=f"{prefix}{i:04d}", holder_id=f"H{i % 3}", holder_type="collective",
+                  other_programme="none", area_ha=10.0, geometry_sha256="0" * 64) for i in range(len(sinks))]
+    carbon = [dict(run_id=run_id, zone_kind="parcel", zone_id=f"{prefix}{i:04d}", period_start=2020, period_end=2023, area_ha=10.0,
+                   stock_t1_tc=0.0, stock_t2_tc=0.0, net_sink_tco2e_per_yr=v, ci95_low_tco2e_per_yr=v * (1 - rel_ci),
+                   ci95_high_tco2e_per_yr=v * (1 + rel_ci)) for i, v in enumerate(sinks)]
+    with store.session() as s:
+        Store = type(store)
+        Store.insert_rows(s, s.get(RuleSetRow, rules.content_hash), {"zones": zones, "carbon_results": carbon})
+        s.commit()
+    return run_id

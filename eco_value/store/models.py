@@ -110,12 +110,24 @@ class Issuance(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=36)
     run_id: str = Field(foreign_key="runs.id", index=True)
     project_id: str
+    region_adcode: str = ""
     vintage: int
+    monitoring_start: str = ""
+    monitoring_end: str = ""
+    methodology: str = ""
+    methodology_version: str = ""
     created: datetime
     gross_removals_tco2e: float
+    baseline_tco2e: float = 0.0
+    leakage_tco2e: float = 0.0
+    uncertainty_deduction_tco2e: float = 0.0
+    buffer_share: float = 0.0
+    remainder_tco2e: float = 0.0
     net_issued_tco2e: int
     buffer_tco2e: int
     ruleset_hash: str
+    verification_body: str = ""
+    verification_date: str = ""
 
 
 class IssuanceLine(SQLModel, table=True):
@@ -125,7 +137,7 @@ class IssuanceLine(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     issuance_id: str = Field(foreign_key="issuances.id", index=True)
     parcel_id: str = ""
-    kind: str
+    kind: str  # gross | baseline | leakage | uncertainty | buffer | issued | remainder
     quantity_tco2e: float
 
 
@@ -157,6 +169,7 @@ class CreditBlock(SQLModel, table=True):
     status: str  # held | listed | transferred | retired | cancelled | buffer
     holder_id: str
     beneficiary: str = ""
+    parcels_json: str = Field(default="[]", sa_column=Column(Text))
 
 
 class StatusEvent(SQLModel, table=True):
@@ -168,6 +181,9 @@ class StatusEvent(SQLModel, table=True):
     last: int
     from_status: str
     to_status: str
+    holder_id: str = ""
+    beneficiary: str = ""
+    issuance_id: str = ""
     reason: str = ""
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
