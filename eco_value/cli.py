@@ -543,6 +543,86 @@ def keys_export(out: Path = typer.Option(..., "--out", help="File to write the p
     console.print(f"wrote {out}")
 
 
+@app.command("value-unit")
+def value_unit_cmd(
+    run_id: str = typer.Argument(...),
+    polygon: Path = typer.Option(..., "--polygon", help="GeoPackage, GeoJSON or Shapefile (any CRS); features are merged."),
+    layer: Optional[str] = typer.Option(None, "--layer"),
+    years: Optional[int] = typer.Option(None, "--years", help="Project period for the present value."),
+    discount_rate: Optional[float] = typer.Option(None, "--discount-rate", help="e.g. 0.045"),
+    db: Optional[str] = DbOpt,
+    json_out: bool = JsonOpt,
+):
+    """Value of a specific land unit: GEP by service, carbon, market/public split, present value."""
+    from .policy import value_unit
+    from .store import Store
+
+    d = value_unit(Store(db), run_id, polygon, layer, years, discount_rate)
+    if json_out:
+        _echo_json(d)
+        return
+    console.print(f"land unit of {d['area_ha']:,.1f} ha: GEP {d['gep_total_cny'] / 1e4:,.1f} 万元/yr "
+                  f"(market-realisable {d['market_realisable_cny'] / 1e4:,.1f}, public good {d['public_good_cny'] / 1e4:,.1f})")
+    console.print(f"carbon stock {d['carbon']['stock_tc']:,.0f} t C; net sink {d['carbon']['net_sink_tco2e_per_yr']:,.1f} t CO2e/yr")
+    if "present_value_cny" in d:
+        console.print(f"present value over {d['years']} years at {d['discount_rate']:.1%}: {d['present_value_cny'] / 1e4:,.1f} 万元")
+    t = Table("service", "quantity", "unit", "value (万元/yr)")
+    for k, v in sorted(d["by_service"].items(), key=lambda kv: -kv[1]["value_cny"]):
+        t.add_row(k, f"{v['quantity']:,.1f}", v["unit"], f"{v['value_cny'] / 1e4:,.2f}")
+    console.print(t)
+
+
+@app.command()
+def damage(
+    run_id: str = typer.Argument(...),
+    after_lulc: Path = typer.Option(..., "--after-lulc", help="Land cover after the damage, on the run's grid."),
+    polygon: Path = typer.Option(..., "--polygon", help="Damaged area (any vector format and CRS)."),
+    layer: Optional[str] = typer.Option(None, "--layer"),
+    recovery_years: int = typer.Option(10, "--recovery-years"),
+    discount_rate: Optional[float] = typer.Option(None, "--discount-rate", help="Default from the rule set."),
+    db: Optional[str] = DbOpt,
+    json_out: bool = JsonOpt,
+):
+    """Price ecological damage: yearly GEP lost, carbon stock lost, compensation over recovery."""
+    from .policy import damage as do_damage
+    from .store import Store
+
+    d = do_damage(Store(db), run_id, after_lulc, polygon, layer, recovery_years, discount_rate)
+    if json_out:
+        _echo_json(d)
+        return
+    console.print(f"damaged area {d['area_ha']:,.1f} ha: GEP lost {d['yearly_gep_loss_cny'] / 1e4:,.2f} 万元/yr; "
+                  f"carbon stock lost {d['carbon_stock_lost_tco2e']:,.1f} t CO2e ({d['carbon_stock_lost_value_cny'] / 1e4:,.2f} 万元)")
+    console.print(f"compensation {d['compensation_cny'] / 1e4:,.2f} 万元 (interim losses over {d['recovery_years']} years "
+                  f"at {d['discount_rate']:.1%}: {d['interim_loss_cny'] / 1e4:,.2f} 万元)")
+
+
+@app.command()
+def allocate(
+    run_id: str = typer.Argument(...),
+    total: int = typer.Option(..., "--total", help="Whole units to allocate."),
+    unit: str = typer.Option(..., "--unit", help="e.g. 't standard coal' or 't CO2'."),
+    by: str = typer.Option("township", "--by", help="township, parcel, or a CSV with zone_id, baseline, gep_cny."),
+    rule: str = typer.Option("gep_linked", "--rule", help="Allocation rule of the rule set (gep_linked, equal_weights, gep_only)."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="CSV zone_id, baseline (last year's use)."),
+    db: Optional[str] = DbOpt,
+    json_out: bool = JsonOpt,
+):
+    """Split an initial allocation of a right among zones by baseline use and GEP."""
+    from .policy import allocate as do_allocate
+    from .store import Store
+
+    d = do_allocate(Store(db), run_id, total, unit, by, rule, baseline)
+    if json_out:
+        _echo_json(d)
+        return
+    t = Table("zone", "baseline", "GEP (万元)", "score", f"quota ({unit})", title=f"allocation {d['policy_result_id'][:8]} rule {rule}")
+    for ln in d["allocation"]:
+        t.add_row(ln["zone_id"], f"{ln['baseline']:,.0f}", f"{ln['gep_cny'] / 1e4:,.0f}", f"{ln['score']:.4f}", f"{ln['quota']:,}")
+    t.add_row("total", "", "", "", f"{sum(x['quota'] for x in d['allocation']):,}")
+    console.print(t)
+
+
 @app.command()
 def methods(rules: str = typer.Option("cn2011-mee2020", "--rules"), out: Optional[Path] = typer.Option(None, "--out")):
     """Render the method document (equations + parameter table) from a rule set, as Markdown."""

@@ -17,6 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
 from pathlib import Path
 
 import dask
@@ -118,23 +119,80 @@ def _client(address: str | None):
     return Client(address, set_as_default=False)
 
 
-def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress):
-    """Build the lazy graph of one valuation. Returns (graph dict, context for post-processing)."""
-    layers, grid = open_layers(cat, chunk_px=opts.chunk_px)
+@dataclass
+class Scenario:
+    """A changed land cover (damage, project): ``lulc_after`` replaces ``lulc_2023`` where ``changed``.
+
+    Changed pixels lose their stand (volume and species 0 unless the new class is forest), take the
+    vegetation cover ``fvc_by_class`` of the new class, and their annual carbon sink becomes 0 (the
+    one-off loss of stock is reported separately, never as a yearly flow).
+    """
+
+    changed: xr.DataArray
+    lulc_after: xr.DataArray
+    fvc_by_class: np.ndarray
+
+
+def _apply_scenario(layers: dict[str, xr.DataArray], sc: Scenario) -> dict[str, xr.DataArray]:
+    out = dict(layers)
+    ch = sc.changed
+    forest = CLCD["forest"]
+
+    def keep_attrs(new, old):
+        new.attrs = dict(old.attrs)
+        return new
+
+    lc = layers["lulc_2023"]
+    out["lulc_2023"] = keep_attrs(xr.where(ch, sc.lulc_after, lc).astype(lc.dtype), lc)
+    lost = ch & (sc.lulc_after != forest)
+    out["volume_2023"] = keep_attrs(xr.where(lost, 0.0, layers["volume_2023"]).astype(layers["volume_2023"].dtype), layers["volume_2023"])
+    out["forest_type_2023"] = keep_attrs(xr.where(lost, 0, layers["forest_type_2023"]).astype(layers["forest_type_2023"].dtype),
+                                         layers["forest_type_2023"])
+    table = sc.fvc_by_class
+    fvc_new = xr.DataArray(sc.lulc_after.data.map_blocks(lambda c: table[c.astype(np.intp)], dtype="float64"),
+                           dims=lc.dims, coords=lc.coords)
+    out["fvc"] = keep_attrs(xr.where(ch, fvc_new, layers["fvc"]).astype(layers["fvc"].dtype), layers["fvc"])
+    return out
+
+
+def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
+          zone_layers: dict[str, tuple] | None = None, scenario: Scenario | None = None,
+          layers: dict[str, xr.DataArray] | None = None, grid: Grid | None = None):
+    """Build the lazy graph of one valuation. Returns (graph dict, context for post-processing).
+
+    ``zone_layers`` (kind → (GeoDataFrame, id field)) replaces the catalog's townships and parcels
+    (the county is always kept: it is the region that provisioning and recreation are shared over);
+    ``scenario`` values a changed land cover on the same inputs.
+    """
+    if layers is None:
+        layers, grid = open_layers(cat, chunk_px=opts.chunk_px)
     y1, y2 = cat.catalog.period
     coef = coefficients(rules)
     say("carbon: stock difference", None)
     carbon = stock_difference(layers["volume_2020"], layers["forest_type_2020"], layers["lulc_2020"],
                               layers["volume_2023"], layers["forest_type_2023"], layers["lulc_2023"],
                               (y1, y2), coef)
+    if scenario is not None:
+        before_sink = carbon["sink_tco2e_per_ha_yr"]
+        layers = _apply_scenario(layers, scenario)
+        carbon = stock_difference(layers["volume_2020"], layers["forest_type_2020"], layers["lulc_2020"],
+                                  layers["volume_2023"], layers["forest_type_2023"], layers["lulc_2023"],
+                                  (y1, y2), coef)
+        carbon["sink_tco2e_per_ha_yr"] = xr.where(scenario.changed, 0.0, before_sink).where(before_sink.notnull())
     tables = {k: read_table(cat, k) for k in cat.tables}
     say("zone weights (exact coverage at polygon edges)", None)
     template = str(cat.path_of(cat.layers[cat.catalog.reference_layer].path))
+    wanted = {"county": (read_vector(cat, "boundary", grid.crs), cat.vectors["boundary"].id_field)}
+    if zone_layers is None:
+        wanted["township"] = (read_vector(cat, "townships", grid.crs), cat.vectors["townships"].id_field)
+        wanted["parcel"] = (read_vector(cat, "parcels", grid.crs), cat.vectors["parcels"].id_field)
+    else:
+        wanted.update(zone_layers)
     zones: dict[str, tuple] = {}
-    for kind, vkey in (("county", "boundary"), ("township", "townships"), ("parcel", "parcels")):
-        gdf = read_vector(cat, vkey, grid.crs)
-        w = zone_weights(gdf, cat.vectors[vkey].id_field, grid, template)
-        zones[kind] = (gdf, w)
+    for kind, (gdf, id_field) in wanted.items():
+        if gdf.crs is not None and gdf.crs.to_string() != grid.crs:
+            gdf = gdf.to_crs(grid.crs)
+        zones[kind] = (gdf, zone_weights(gdf, id_field, grid, template), id_field)
     ctx = ServiceContext(layers=layers, grid=grid, rules=rules, year=y2, tables=tables,
                          carbon_sink_tco2e_per_ha_yr=carbon["sink_tco2e_per_ha_yr"], price_year=opts.price_year,
                          region_coverage=coverage_raster(zones["county"][1], grid, layers["lulc_2023"]))
@@ -167,7 +225,7 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress):
         "lucc_area": (carbon["lucc"], area, 5),
     }
     graph = {}
-    for kind, (_gdf, w) in zones.items():
+    for kind, (_gdf, w, _idf) in zones.items():
         extra = {}
         if kind == "county":
             lc = codes(layers["lulc_2023"])
@@ -340,13 +398,11 @@ def _assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, compute
     rows: dict[str, list[dict]] = {"zones": [], "service_results": [], "carbon_results": []}
     tables: dict[str, list[dict]] = {}
     mc_by_kind = {}
-    for kind, (gdf, w) in ctx["zones"].items():
+    for kind, (gdf, w, id_field) in ctx["zones"].items():
         c = computed[kind]
         stats = SufficientStats(c["sv1"], c["sv2"], c["sa1"], c["sa2"], c["ca1"], c["ca2"], float(y2 - y1))
         mc = monte_carlo(stats, rules, n=opts.mc_draws, seed=opts.mc_seed)
         mc_by_kind[kind] = (mc, approach1_pct(stats, rules) if kind == "county" else None, stats)
-        id_field = {"county": cat.vectors["boundary"].id_field, "township": cat.vectors["townships"].id_field,
-                    "parcel": cat.vectors["parcels"].id_field}[kind]
         attrs = gdf.drop(columns="geometry").assign(_id=gdf[id_field].astype(str)).set_index("_id").to_dict("index")
         geoms = dict(zip(gdf[id_field].astype(str), gdf.geometry.to_wkb()))
         trows = []

@@ -36,7 +36,7 @@ def write_zone_tables(folder: Path, zones: dict, tables: dict[str, list[dict]], 
         csv = folder / f"{kind}_values.csv"
         df.to_csv(csv, index=False)
         out[f"{kind}_csv"] = str(csv)
-        gdf, w = zones[kind]
+        gdf, _w, _idf = zones[kind]
         id_field = df["zone_id"]
         geo = gdf.copy()
         geo["zone_id"] = geo.iloc[:, 0].astype(str) if "zone_id" not in geo else geo["zone_id"]

@@ -187,3 +187,17 @@ class StatusEvent(SQLModel, table=True):
     reason: str = ""
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+
+
+class PolicyResult(SQLModel, table=True):
+    """A stored policy calculation (land-unit value, damage, quota allocation) with its inputs and rule."""
+
+    __tablename__ = "policy_results"
+    id: str = Field(primary_key=True, max_length=36)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    kind: str = Field(index=True)  # unit_value | damage | allocation
+    created: datetime
+    rule: str = ""
+    params_json: str = Field(default="{}", sa_column=Column(Text))
+    result_json: str = Field(default="{}", sa_column=Column(Text))
+    geometry_wkb: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
