@@ -214,3 +214,41 @@ def rerun(store, run_id: str, progress=None) -> dict:
             mism.append({"table": table, "problem": f"{len(old)} stored rows, {len(new)} recomputed"})
     return {"run_id": run.id, "matches": not mism, "values_compared": n, "mismatches": mism[:50],
             "inputs_changed_since_run": changed}
+
+
+def explain_policy(store, policy_id: str) -> dict:
+    """The chain of a stored policy result: its inputs, rule, formula and figures."""
+    from sqlmodel import select
+
+    from .store.models import PolicyResult
+
+    with store.session() as s:
+        r = s.get(PolicyResult, policy_id) or (s.exec(select(PolicyResult).where(PolicyResult.id.startswith(policy_id))).first())
+    if r is None:
+        raise StoreError(f"no policy result '{policy_id}'")
+    d = json.loads(r.result_json)
+    p = json.loads(r.params_json)
+    chain = [f"{r.kind} {r.id} on run {r.run_id}, rule {r.rule}, inputs {p}"]
+    if r.kind == "unit_value":
+        chain += [f"GEP inside the unit = Σ over pixels of coverage × service value = {d['gep_total_cny']:,.2f} CNY/yr "
+                  f"(area {d['area_ha']:,.3f} ha, exact weights at the edges)"]
+        chain += [f"  {k}: {v['quantity']:,.4f} {v['unit']} → {v['value_cny']:,.2f} CNY" for k, v in d["by_service"].items()]
+        chain += [f"market-realisable = provisioning + recreation + creditable carbon ({d['creditable_carbon_cny']:,.2f}) = "
+                  f"{d['market_realisable_cny']:,.2f}; public good = {d['public_good_cny']:,.2f}"]
+        if "present_value_cny" in d:
+            chain += [f"PV = V × (1 − (1 + r)^−N) / r with V = {d['gep_total_cny']:,.2f}, r = {d['discount_rate']}, N = {d['years']} "
+                      f"= {d['present_value_cny']:,.2f} CNY"]
+    elif r.kind == "damage":
+        chain += [f"yearly loss = Σ_services (before − after inside the polygon) = {d['yearly_gep_loss_cny']:,.2f} CNY/yr"]
+        chain += [f"  {k}: {v['quantity']:,.4f} {v['unit']} → {v['value_cny']:,.2f} CNY" for k, v in d["by_service"].items()]
+        chain += [f"interim loss = Σ_(t=0..N−1) L × (1 − t/N) / (1 + r)^t with L = {d['yearly_gep_loss_cny']:,.2f}, "
+                  f"N = {d['recovery_years']}, r = {d['discount_rate']} = {d['interim_loss_cny']:,.2f}",
+                  f"carbon stock lost = {d['carbon_stock_lost_tco2e']:,.3f} t CO2e × price = {d['carbon_stock_lost_value_cny']:,.2f}",
+                  f"compensation = {d['compensation_cny']:,.2f} CNY"]
+    else:
+        w = d["weights"]
+        chain += [f"score_i = {w['w_baseline']} × baseline_i / Σ baseline + {w['w_gep']} × GEP_i / Σ GEP (baseline: {d['baseline_from']})",
+                  f"quota_i = largest remainder of {d['total']} × score_i / Σ score (whole units, sum exactly {d['total']} {d['unit']})"]
+        chain += [f"  {x['zone_id']}: baseline {x['baseline']:,.2f}, GEP {x['gep_cny']:,.2f} → score {x['score']:.6f} → {x['quota']:,}"
+                  for x in d["allocation"]]
+    return {"policy_result_id": r.id, "kind": r.kind, "params": p, "result": d, "chain": chain}

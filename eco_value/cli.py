@@ -345,12 +345,23 @@ def explain(
     run_id: str = typer.Argument(...),
     parcel: Optional[str] = typer.Option(None, "--parcel", help="Parcel id (e.g. 510183-P00042)."),
     pixel: Optional[str] = typer.Option(None, "--pixel", help="X,Y map coordinates in the run's CRS."),
+    policy: Optional[str] = typer.Option(None, "--policy", help="Id of a stored land-unit, damage or allocation result."),
     db: Optional[str] = DbOpt,
     json_out: bool = JsonOpt,
 ):
     """The chain behind one number: pixels read, equations, parameters with sources, the result."""
     from .audit import explain as do_explain
+    from .audit import explain_policy
     from .store import Store
+
+    if policy:
+        d = explain_policy(Store(db), policy)
+        if json_out:
+            _echo_json(d)
+        else:
+            for line in d["chain"]:
+                console.print(line, highlight=False)
+        return
 
     xy = None
     if pixel:

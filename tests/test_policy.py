@@ -146,3 +146,22 @@ def test_allocation_properties(z, total, wg):
     gep2[k] = gep[k] * 1.5 + 1000.0
     q2 = largest_remainder(total, allocation_scores(base, gep2, 1 - wg, wg))
     assert q2[k] >= q[k]
+
+
+def test_policy_results_appear_in_report_and_explain(pilot_run, pilot_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from eco_value.outputs.report import write_report
+
+    store, res = pilot_run
+    county = gpd.read_file(pilot_dir / "boundary.gpkg")
+    g = county.geometry.iloc[0].centroid.buffer(1500)
+    u = value_unit(store, res.run_id, _write(gpd.GeoDataFrame(geometry=[g], crs=county.crs), tmp_path / "u.gpkg"),
+                   years=10, discount_rate=0.04)
+    a = allocate(store, res.run_id, 5000, "t CO2", "township", "equal_weights")
+    html = write_report(store, res.run_id, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Policy instruments" in html and u["policy_result_id"][:8] in html and a["policy_result_id"][:8] in html
+    out = subprocess.run([sys.executable, "-m", "eco_value.cli", "explain", res.run_id, "--policy", u["policy_result_id"],
+                          "--db", store.url], capture_output=True, text=True, check=True).stdout
+    assert "PV = V" in out and f"{u['present_value_cny']:,.2f}" in out

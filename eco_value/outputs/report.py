@@ -75,6 +75,70 @@ def _fmt(x, digits=0) -> str:
     return f"{x:,.{digits}f}"
 
 
+def _policy_map(folder: Path, geom_wkb: bytes, title: str) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import rasterio
+    import shapely
+
+    path = folder / "gep_cny_per_km2.tif"
+    if not path.exists():
+        return None
+    g = shapely.from_wkb(geom_wkb)
+    with rasterio.open(path) as src:
+        minx, miny, maxx, maxy = g.bounds
+        pad = max(maxx - minx, maxy - miny) * 0.6 + 3 * src.res[0]
+        win = rasterio.windows.from_bounds(minx - pad, miny - pad, maxx + pad, maxy + pad, src.transform)
+        win = win.round_offsets().round_lengths().intersection(rasterio.windows.Window(0, 0, src.width, src.height))
+        a = src.read(1, window=win, masked=True)
+        b = rasterio.windows.bounds(win, src.transform)
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    ax.imshow(a.filled(np.nan), extent=(b[0], b[2], b[1], b[3]), cmap="viridis")
+    for part in shapely.get_parts(g):
+        if part.geom_type == "Polygon":
+            x, y = part.exterior.xy
+            ax.plot(x, y, color="#e8412c", lw=2)
+    ax.set_title(title, fontsize=10)
+    ax.set_axis_off()
+    return _png(fig)
+
+
+def _policy_section(store, run_id: str, folder: Path) -> str:
+    from sqlmodel import select
+
+    from ..store.models import PolicyResult
+
+    with store.session() as s:
+        rows = s.exec(select(PolicyResult).where(PolicyResult.run_id == run_id).order_by(PolicyResult.created)).all()
+    if not rows:
+        return ""
+    parts = []
+    for r in rows:
+        d = json.loads(r.result_json)
+        if r.kind == "unit_value":
+            img = _policy_map(folder, r.geometry_wkb, "land unit") if r.geometry_wkb else None
+            pv = f"; present value {d['present_value_cny'] / 1e4:,.1f} 万元 over {d['years']} yr at {d['discount_rate']:.1%}" if "present_value_cny" in d else ""
+            parts.append(f"<div class=grid><div>{'<img alt=unit src=' + chr(34) + img + chr(34) + '>' if img else ''}</div><div>"
+                         f"<h3>Land unit <code>{r.id[:8]}</code></h3><p>{d['area_ha']:,.1f} ha · GEP {d['gep_total_cny'] / 1e4:,.1f} 万元/yr "
+                         f"(market-realisable {d['market_realisable_cny'] / 1e4:,.1f}, public good {d['public_good_cny'] / 1e4:,.1f}){pv} · "
+                         f"carbon sink {d['carbon']['net_sink_tco2e_per_yr']:,.1f} t CO₂e/yr</p></div></div>")
+        elif r.kind == "damage":
+            img = _policy_map(folder, r.geometry_wkb, "damaged area") if r.geometry_wkb else None
+            parts.append(f"<div class=grid><div>{'<img alt=damage src=' + chr(34) + img + chr(34) + '>' if img else ''}</div><div>"
+                         f"<h3>Damage <code>{r.id[:8]}</code></h3><p>{d['area_ha']:,.1f} ha · GEP lost {d['yearly_gep_loss_cny'] / 1e4:,.2f} 万元/yr · "
+                         f"carbon stock lost {d['carbon_stock_lost_tco2e']:,.1f} t CO₂e · compensation <b>{d['compensation_cny'] / 1e4:,.2f} 万元</b> "
+                         f"({d['recovery_years']} yr recovery at {d['discount_rate']:.1%})</p></div></div>")
+        elif r.kind == "allocation":
+            trs = "".join(f"<tr><td>{html.escape(x['zone_id'])}</td><td class=n>{x['baseline']:,.0f}</td><td class=n>{x['gep_cny'] / 1e4:,.0f}</td>"
+                          f"<td class=n>{x['score']:.4f}</td><td class=n>{x['quota']:,}</td></tr>" for x in d["allocation"][:60])
+            parts.append(f"<h3>Allocation <code>{r.id[:8]}</code>: {d['total']:,} {html.escape(d['unit'])} by {html.escape(d['by'])}, "
+                         f"rule {html.escape(d['rule'])} (w_baseline {d['weights']['w_baseline']}, w_gep {d['weights']['w_gep']})</h3>"
+                         f"<table><tr><th>zone</th><th>baseline</th><th>GEP 万元</th><th>score</th><th>quota</th></tr>{trs}</table>")
+    return "<section><h2>Policy instruments</h2>" + "".join(parts) + "</section>"
+
+
 def write_report(store, run_id: str, out: Path) -> Path:
     """Write the report of ``run_id`` to ``out`` (temp file renamed into place)."""
     run = store.run(run_id)
@@ -157,8 +221,9 @@ img{{max-width:100%}} .banner{{background:#fff4d6;border:1px solid #e0b84a;paddi
 {''.join(f"<tr><td>{k.replace('_', ' ')} (t CO₂e/yr; {c['by_lucc_area_ha'][k]:,.0f} ha)</td><td class=n>{v:,.0f}</td></tr>" for k, v in c['by_lucc_tco2e_per_yr'].items())}
 <tr><td>forest remaining forest, per ha (t CO₂e/ha/yr)</td><td class=n>{c['forest_sink_tco2e_per_ha_yr']:,.2f}</td></tr>
 </table></section>
-<section><h2>Forest coverage against Chengdu's targets</h2><table><tr><th>target</th><th>target</th><th>this county</th><th></th></tr>{target_rows}</table></section>
+<section><h2>Forest coverage against Chengdu's targets</h2><table><tr><th>policy target</th><th>forest coverage</th><th>this county (forest + shrub)</th><th></th></tr>{target_rows}</table></section>
 <section><h2>Townships</h2><table><tr><th>id</th><th>name</th><th>km²</th><th>GEP 亿元</th><th>GEP 万元/km²</th><th>sink t CO₂e/yr</th></tr>{''.join(trs)}</table></section>
+{_policy_section(store, run.id, folder)}
 <section><details><summary>Rule set: every parameter with its source ({len(rules['params'])})</summary><table><tr><th>parameter</th><th>value</th><th>unit</th><th>source</th></tr>{prows}</table></details></section>
 <section><details><summary>Input files (SHA-256)</summary><table><tr><th>layer</th><th>file</th><th>sha256</th><th>bytes</th></tr>{irows}</table></details></section>
 </main></body></html>"""
