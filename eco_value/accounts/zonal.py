@@ -144,3 +144,32 @@ def coverage_raster(weights: ZoneWeights, grid: Grid, like: xr.DataArray) -> xr.
     rows = [[da.from_delayed(dask.delayed(block)(i, j), (row_chunks[i], col_chunks[j]), dtype="float64")
              for j in range(len(col_chunks))] for i in range(len(row_chunks))]
     return xr.DataArray(da.block(rows), dims=like.dims, coords=like.coords, name="region_coverage")
+
+
+def zonal_sums_by_id(zone_ids: xr.DataArray, n_zones: int, values: dict[str, xr.DataArray]):
+    """Lazy per-zone sums for a zone-id raster (pixel-centre membership; ids < 0 or >= n are skipped).
+
+    The out-of-core path for large regions (province scale): memory is one chunk per thread, and
+    nothing of size O(pixels) is ever held, unlike the exact-coverage triplets of :func:`zonal_sums`.
+    """
+    names = list(values)
+    ref = zone_ids.data
+
+    def block(z, *vals):
+        z = z.ravel().astype(np.int64)
+        ok = (z >= 0) & (z < n_zones)
+        zz = z[ok]
+        out = np.zeros((len(vals), n_zones))
+        for i, v in enumerate(vals):
+            v = np.asarray(v, dtype=np.float64).ravel()[ok]
+            out[i] = np.bincount(zz, weights=np.nan_to_num(v), minlength=n_zones)
+        return out
+
+    arrays = [values[k].data.rechunk(ref.chunks) for k in names]
+    parts = []
+    for i in range(len(ref.chunks[0])):
+        for j in range(len(ref.chunks[1])):
+            parts.append(dask.delayed(block)(ref.blocks[i, j], *[a.blocks[i, j] for a in arrays]))
+    while len(parts) > 1:
+        parts = [dask.delayed(sum)(parts[k:k + 8]) for k in range(0, len(parts), 8)]
+    return dask.delayed(lambda m: {k: m[i] for i, k in enumerate(names)})(parts[0])

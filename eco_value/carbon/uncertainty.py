@@ -19,7 +19,7 @@ import numpy as np
 
 from ..inputs.classes import CLCD
 from ..rules import Parameter, RuleSet
-from . import PER_AREA_SPECIES, VOLUME_SPECIES, species_code
+from .stock import PER_AREA_SPECIES, VOLUME_SPECIES, species_code
 
 Z95 = 1.959963984540054  # two-sided 95 % quantile of the standard normal distribution
 

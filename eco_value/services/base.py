@@ -43,15 +43,32 @@ class ServiceContext:
     carbon_sink_tco2e_per_ha_yr: xr.DataArray | None = None
     price_year: int | None = None
     region_coverage: xr.DataArray | None = None  # share of each pixel inside the region (exact)
+    region_class_px: np.ndarray | None = None     # Σ coverage of the region's pixels by class code, if known
 
-    def density_share(self, weight: xr.DataArray) -> xr.DataArray:
-        """Per-pixel share of a regional total, ``w / Σ(w · coverage)``.
+    def density_share(self, class_weight: np.ndarray) -> xr.DataArray:
+        """Per-pixel share of a regional total allocated by land-cover class: ``w / Σ(w · coverage)``.
 
-        Zonal sums multiply by coverage again, so the region's parts add up to exactly the total.
+        ``class_weight`` maps each class code (index) to a weight. Zonal sums multiply by coverage
+        again, so the region's parts add up to exactly the total. When the region's class counts are
+        known beforehand (``region_class_px``, province-scale runs), the denominator is a number and
+        no region-wide reduction enters the graph; otherwise it is a lazy sum in the same compute.
         """
+        w = self.lookup(class_weight).where(self.valid, 0.0)
+        if self.region_class_px is not None:
+            return w / float(np.dot(class_weight[: len(self.region_class_px)], self.region_class_px))
         cov = self.region_coverage if self.region_coverage is not None else self.valid.astype("float64")
-        w = weight.where(self.valid, 0.0)
         return w / (w * cov).sum()
+
+    def lookup(self, table: np.ndarray) -> xr.DataArray:
+        data = self.lulc.data.map_blocks(lambda c: table[c.astype(np.intp)], dtype="float64")
+        return xr.DataArray(data, dims=self.lulc.dims, coords=self.lulc.coords)
+
+    def class_table(self, prefix: str) -> np.ndarray:
+        table = np.zeros(256)
+        for name, p in self.rules.group(prefix).items():
+            if name in CLCD:
+                table[CLCD[name]] = float(p.value)
+        return table
 
     @property
     def lulc(self) -> xr.DataArray:
@@ -67,12 +84,7 @@ class ServiceContext:
 
     def by_class(self, prefix: str) -> xr.DataArray:
         """Per-pixel value of a class-keyed parameter group (0 where the class has no entry)."""
-        table = np.zeros(256)
-        for name, p in self.rules.group(prefix).items():
-            if name in CLCD:
-                table[CLCD[name]] = float(p.value)
-        data = self.lulc.data.map_blocks(lambda c: table[c.astype(np.intp)], dtype="float64")
-        return xr.DataArray(data, dims=self.lulc.dims, coords=self.lulc.coords)
+        return self.lookup(self.class_table(prefix))
 
     def masked_float(self, key: str) -> xr.DataArray:
         a = self.layers[key]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import xarray as xr
+import numpy as np
 
 from ..inputs.classes import CLCD
 from .base import ServiceContext, ServiceSpec, finish
@@ -24,10 +24,11 @@ def compute(ctx: ServiceContext):
     q = 0.0
     value = 0.0
     for cls, grp in table.groupby("land_cover"):
-        mask = ctx.lulc == CLCD[cls]
+        onehot = np.zeros(256)
+        onehot[CLCD[cls]] = 1.0
         v_cls = float((grp["quantity"] * grp["price_cny_per_unit"]).sum())
         q_cls = float(grp.loc[grp["unit"].isin(list(MASS_UNITS)), "quantity"].sum())
-        share = ctx.density_share(xr.where(mask, 1.0, 0.0))  # lazy: stays in the single compute
+        share = ctx.density_share(onehot)  # lazy: stays in the single compute
         value = value + share * v_cls
         q = q + share * q_cls
     return finish(SPEC, ctx, q, value, note="quantity counts products measured in tonnes; timber (m3) is valued but not in the tonnage")

@@ -16,7 +16,7 @@ SPEC = ServiceSpec(
 
 def compute(ctx: ServiceContext):
     t = ctx.tables["tourism"].iloc[0]
-    share = ctx.density_share(ctx.by_class("gep.recreation.allocation_weight"))
+    share = ctx.density_share(ctx.class_table("gep.recreation.allocation_weight"))
     visitors = float(t["visitors"])
     total = visitors * float(t["spending_cny_per_visitor"])
     return finish(SPEC, ctx, share * visitors, share * total)

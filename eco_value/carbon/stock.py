@@ -1,0 +1,151 @@
+"""Carbon stock and sink per pixel (see the package docstring for the equations)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ..inputs.classes import CLCD, PILOT_SPECIES
+from ..rules import RuleSet
+
+N_SPECIES_CODES = 256  # lookup tables indexed by uint8 code (nodata 255 maps to 0)
+VOLUME_SPECIES = ("cunninghamia", "cryptomeria", "pinus_massoniana", "cupressus", "alnus", "broadleaf")
+PER_AREA_SPECIES = ("bamboo", "shrub")
+
+# land-use-change categories of the lucc raster
+LUCC = {"forest_remaining_forest": 1, "afforestation": 2, "deforestation": 3, "other": 4}
+
+
+@dataclass(frozen=True)
+class CarbonCoefficients:
+    """Per-code lookup tables derived from a rule set (index = class code)."""
+
+    k_vol_tc_per_m3: np.ndarray      # species: D * BEF * (1 + R) * CF  [t C per m3 of stem volume]
+    area_tc_per_ha: np.ndarray       # species: per-area biomass * CF   [t C/ha] (bamboo, shrub)
+    class_bio_tc_per_ha: np.ndarray  # CLCD class: non-forest biomass * CF [t C/ha]
+    class_dom_tc_per_ha: np.ndarray  # CLCD class: DOM [t C/ha]
+    class_soc_tc_per_ha: np.ndarray  # CLCD class: SOC [t C/ha]
+    soil_transition_yr: float
+    co2_per_c: float
+
+
+def species_code(key: str) -> int:
+    return {v: k for k, v in PILOT_SPECIES.items()}[key]
+
+
+def species_k(rules: RuleSet, key: str) -> float:
+    """D * BEF * (1 + R) * CF for one species group [t C per m3]."""
+    p = f"carbon.species.{key}"
+    return (rules.value(f"{p}.wood_density") * rules.value(f"{p}.bef")
+            * (1.0 + rules.value(f"{p}.root_shoot")) * rules.value(f"{p}.carbon_fraction"))
+
+
+def coefficients(rules: RuleSet) -> CarbonCoefficients:
+    k = np.zeros(N_SPECIES_CODES)
+    a = np.zeros(N_SPECIES_CODES)
+    for key in VOLUME_SPECIES:
+        k[species_code(key)] = species_k(rules, key)
+    for key in PER_AREA_SPECIES:
+        p = f"carbon.per_area.{key}"
+        a[species_code(key)] = rules.value(f"{p}.biomass") * rules.value(f"{p}.carbon_fraction")
+    cf = rules.value("carbon.default_carbon_fraction")
+    bio = np.zeros(N_SPECIES_CODES)
+    dom = np.zeros(N_SPECIES_CODES)
+    soc = np.zeros(N_SPECIES_CODES)
+    for name, code in CLCD.items():
+        p = f"carbon.class.{name}"
+        bio[code] = rules.value(f"{p}.biomass") * cf
+        dom[code] = rules.value(f"{p}.dom")
+        soc[code] = rules.value(f"{p}.soc")
+    return CarbonCoefficients(k, a, bio, dom, soc, rules.value("carbon.soil_transition_years"),
+                              rules.value("constants.molar_ratio_co2_c"))
+
+
+def _take(table: np.ndarray, codes: xr.DataArray) -> xr.DataArray:
+    """Lazy class lookup ``table[codes]`` (dask-friendly, one pass per chunk)."""
+    data = codes.data
+    if isinstance(data, da.Array):
+        out = data.map_blocks(lambda c: table[c.astype(np.intp)], dtype=table.dtype)
+    else:
+        out = table[np.asarray(data).astype(np.intp)]
+    return xr.DataArray(out, dims=codes.dims, coords=codes.coords)
+
+
+def _valid(arr: xr.DataArray) -> xr.DataArray:
+    nod = arr.attrs.get("nodata")
+    return arr != nod if nod is not None else xr.ones_like(arr, dtype=bool)
+
+
+def biomass_tc_per_ha(volume_m3_per_ha: xr.DataArray, species: xr.DataArray, lulc: xr.DataArray,
+                      coef: CarbonCoefficients) -> xr.DataArray:
+    """Living biomass carbon (above + below ground) [t C/ha]."""
+    v = xr.where(_valid(volume_m3_per_ha), volume_m3_per_ha.astype("float64"), 0.0)
+    sp = xr.where(_valid(species), species, 0)
+    lc = xr.where(_valid(lulc), lulc, 0)
+    out = v * _take(coef.k_vol_tc_per_m3, sp) + _take(coef.area_tc_per_ha, sp) + _take(coef.class_bio_tc_per_ha, lc)
+    out.attrs = {"units": "t C/ha", "long_name": "living biomass carbon per hectare"}
+    return out
+
+
+def stock_tc_per_ha(volume, species, lulc, coef: CarbonCoefficients) -> xr.DataArray:
+    """Total carbon stock, biomass + DOM + SOC [t C/ha] (nodata pixels: NaN)."""
+    lc = xr.where(_valid(lulc), lulc, 0)
+    out = biomass_tc_per_ha(volume, species, lulc, coef) + _take(coef.class_dom_tc_per_ha, lc) \
+        + _take(coef.class_soc_tc_per_ha, lc)
+    out = out.where(_valid(lulc))
+    out.attrs = {"units": "t C/ha", "long_name": "carbon stock per hectare (biomass + DOM + SOC)"}
+    return out
+
+
+def stock_difference(v1, sp1, lc1, v2, sp2, lc2, years: tuple[int, int], coef: CarbonCoefficients) -> dict[str, xr.DataArray]:
+    """Annual net carbon sink by the stock-difference method, per pixel.
+
+    Returns ``sink_tco2e_per_ha_yr`` (positive = removal), ``stock_t1_tc_per_ha``,
+    ``stock_t2_tc_per_ha`` and the land-use-change category ``lucc`` (see :data:`LUCC`).
+    """
+    t1, t2 = years
+    dt = float(t2 - t1)
+    if dt <= 0:
+        raise ValueError(f"inventory years must increase, got {years}")
+    valid = _valid(lc1) & _valid(lc2)
+    l1 = xr.where(_valid(lc1), lc1, 0)
+    l2 = xr.where(_valid(lc2), lc2, 0)
+    b1 = biomass_tc_per_ha(v1, sp1, lc1, coef)
+    b2 = biomass_tc_per_ha(v2, sp2, lc2, coef)
+    dom1, dom2 = _take(coef.class_dom_tc_per_ha, l1), _take(coef.class_dom_tc_per_ha, l2)
+    soc1, soc2 = _take(coef.class_soc_tc_per_ha, l1), _take(coef.class_soc_tc_per_ha, l2)
+    rate_c = (b2 - b1 + dom2 - dom1) / dt + (soc2 - soc1) / coef.soil_transition_yr
+    sink = (rate_c * coef.co2_per_c).where(valid)
+    sink.attrs = {"units": "t CO2e/ha/yr", "long_name": "net carbon sink per hectare per year (stock difference)"}
+    s1 = (b1 + dom1 + soc1).where(valid)
+    s2 = (b2 + dom2 + soc2).where(valid)
+    s1.attrs = s2.attrs = {"units": "t C/ha", "long_name": "carbon stock per hectare"}
+    f = CLCD["forest"]
+    lucc = xr.where((l1 == f) & (l2 == f), LUCC["forest_remaining_forest"],
+                    xr.where(l2 == f, LUCC["afforestation"], xr.where(l1 == f, LUCC["deforestation"], LUCC["other"])))
+    lucc = lucc.where(valid, 0).astype("uint8")
+    lucc.attrs = {"units": "class", "classes": str(LUCC)}
+    return {"sink_tco2e_per_ha_yr": sink, "stock_t1_tc_per_ha": s1, "stock_t2_tc_per_ha": s2, "lucc": lucc}
+
+
+def gain_loss(area_ha: xr.DataArray, species: xr.DataArray, harvest_m3_per_ha: xr.DataArray | None,
+              rules: RuleSet) -> xr.DataArray:
+    """Gain-loss method (IPCC Eq. 2.7, 2.9, 2.12) when only one inventory and increments exist.
+
+    ``gain = I_v * D * BEF * (1 + R) * CF`` from the species' annual volume increment;
+    ``loss = H * D * BEF * (1 + R) * CF`` for wood removals H (m3/ha/yr). Returns t CO2e/ha/yr.
+    """
+    coef = coefficients(rules)
+    inc = np.zeros(N_SPECIES_CODES)
+    for key in VOLUME_SPECIES:
+        inc[species_code(key)] = rules.value(f"carbon.species.{key}.annual_increment")
+    sp = xr.where(_valid(species), species, 0)
+    k = _take(coef.k_vol_tc_per_m3, sp)
+    gain = _take(inc, sp) * k
+    loss = 0.0 if harvest_m3_per_ha is None else harvest_m3_per_ha * k
+    out = (gain - loss) * coef.co2_per_c
+    out.attrs = {"units": "t CO2e/ha/yr", "long_name": "net carbon sink per hectare (gain-loss)"}
+    return out
