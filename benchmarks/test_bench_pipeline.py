@@ -35,8 +35,9 @@ def test_full_pilot_valuation(benchmark, pilot, tmp_path):
 
     def once():
         k["n"] += 1
-        return run_valuation(d / "catalog.toml", Store(f"sqlite:///{tmp_path / f's{k['n']}.sqlite'}"),
-                             RunOptions(out_dir=tmp_path / f"o{k['n']}"))
+        n = k["n"]
+        return run_valuation(d / "catalog.toml", Store(f"sqlite:///{tmp_path}/s{n}.sqlite"),
+                             RunOptions(out_dir=tmp_path / f"o{n}"))
 
     r = benchmark.pedantic(once, rounds=1, iterations=1)
     assert r.summary["gep"]["total_cny"] > 0

@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
-from .accounts.zonal import coverage_raster, zonal_sums, zone_weights
+from .accounts.zonal import class_coverage, coverage_raster, zonal_sums_many, zone_weights
 from .carbon import LUCC, coefficients, stock_difference
 from .carbon.uncertainty import SufficientStats, approach1_pct, monte_carlo
 from .errors import EcoValueError, InputError
@@ -33,7 +33,7 @@ from .grid import M2_PER_HA, Grid
 from .inputs.catalog import Catalog, load_catalog
 from .inputs.classes import CLCD, CLCD_CODES
 from .inputs.readers import open_layers, read_table, read_vector
-from .inputs.validate import check_structure, problems_from_stats, value_checks
+from .inputs.validate import PHYSICAL_RANGE, check_structure, problems_from_stats
 from .rules import RuleSet, load_rules
 from .services import SERVICES, ServiceContext, compute_services
 
@@ -50,7 +50,7 @@ class RunOptions:
     out_dir: Path | None = None
     mc_draws: int = 1000
     mc_seed: int = 42
-    chunk_px: int = 1024
+    chunk_px: int = 512
     scheduler: str | None = None
     write_rasters: bool = True
     force: bool = False
@@ -131,6 +131,7 @@ class Scenario:
     changed: xr.DataArray
     lulc_after: xr.DataArray
     fvc_by_class: np.ndarray
+    lulc_after_np: np.ndarray | None = None   # the whole changed land cover, for the region's class extent
 
 
 def _apply_scenario(layers: dict[str, xr.DataArray], sc: Scenario) -> dict[str, xr.DataArray]:
@@ -157,7 +158,7 @@ def _apply_scenario(layers: dict[str, xr.DataArray], sc: Scenario) -> dict[str, 
 
 def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
           zone_layers: dict[str, tuple] | None = None, scenario: Scenario | None = None,
-          layers: dict[str, xr.DataArray] | None = None, grid: Grid | None = None):
+          layers: dict[str, xr.DataArray] | None = None, grid: Grid | None = None, map_writer=None):
     """Build the lazy graph of one valuation. Returns (graph dict, context for post-processing).
 
     ``zone_layers`` (kind → (GeoDataFrame, id field)) replaces the catalog's townships and parcels
@@ -193,9 +194,22 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
         if gdf.crs is not None and gdf.crs.to_string() != grid.crs:
             gdf = gdf.to_crs(grid.crs)
         zones[kind] = (gdf, zone_weights(gdf, id_field, grid, template), id_field)
+    # the region's land-cover extent (exact coverage) from the uint8 land cover, read outside the
+    # graph: the provisioning and tourism shares then need no region-wide reduction inside it
+    if scenario is not None and scenario.lulc_after_np is not None:
+        lc_np = scenario.lulc_after_np
+    else:
+        import rasterio
+        with rasterio.open(cat.path_of(cat.layers["lulc_2023"].path)) as src:
+            lc_np = src.read(1) if (src.width, src.height) == (grid.width, grid.height) else None
+    region_class_px = None
+    if lc_np is not None:
+        region_class_px = class_coverage(zones["county"][1], lc_np)
+        region_class_px[int(layers["lulc_2023"].attrs.get("nodata", 255))] = 0.0
     ctx = ServiceContext(layers=layers, grid=grid, rules=rules, year=y2, tables=tables,
                          carbon_sink_tco2e_per_ha_yr=carbon["sink_tco2e_per_ha_yr"], price_year=opts.price_year,
-                         region_coverage=coverage_raster(zones["county"][1], grid, layers["lulc_2023"]))
+                         region_coverage=coverage_raster(zones["county"][1], grid, layers["lulc_2023"]),
+                         region_class_px=region_class_px)
     say("GEP services", None)
     services = compute_services(ctx)
 
@@ -224,14 +238,8 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
         "lucc_sink": (carbon["lucc"], values["carbon:sink"], 5),
         "lucc_area": (carbon["lucc"], area, 5),
     }
-    graph = {}
-    for kind, (_gdf, w, _idf) in zones.items():
-        extra = {}
-        if kind == "county":
-            lc = codes(layers["lulc_2023"])
-            extra = {f"cls:{k}": (lc, v, N_CLASSES) for k, v in values.items() if k.startswith("v:")}
-        graph[kind] = zonal_sums(w, grid, values, {**coded, **extra})
-    graph["checks"] = value_checks(layers, cat)
+    lc = codes(layers["lulc_2023"])
+    by_class = {f"cls:{k}": (lc, v, N_CLASSES) for k, v in values.items() if k.startswith(("v:", "q:"))}
     maps = {
         "carbon_stock_2023_tc_per_ha": carbon["stock_t2_tc_per_ha"],
         "carbon_sink_tco2e_per_ha_yr": carbon["sink_tco2e_per_ha_yr"],
@@ -242,6 +250,18 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
     for key, r in services.items():
         maps[f"{key}_value_cny_per_km2"] = r.value_cny / km2
         maps[f"{key}_quantity_per_km2"] = r.quantity / km2
+    # input value checks ride along in the same per-chunk tasks (no separate pass over the inputs)
+    from .inputs.classes import SCHEMES
+    stats = {}
+    for key, arr in layers.items():
+        spec = cat.layers[key]
+        if spec.classes in SCHEMES:
+            stats[key] = (arr, arr.attrs.get("nodata"), np.array(sorted(SCHEMES[spec.classes])))
+        elif spec.variable in PHYSICAL_RANGE:
+            stats[key] = (arr, arr.attrs.get("nodata"), None)
+    graph = {"zones": zonal_sums_many({k: z[1] for k, z in zones.items()}, grid, values, coded,
+                                      {"county": by_class}, stats,
+                                      map_writer(maps, grid) if map_writer is not None else None)}
     return graph, {"grid": grid, "zones": zones, "services": services, "maps": maps, "layers": layers,
                    "carbon": carbon}
 
@@ -289,10 +309,11 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
         outputs = {}
         if opts.write_rasters:
             say("write outputs", None)
-            from .outputs import finalize_rasters, write_zone_tables
+            from .outputs import finalize_rasters, write_seea_tables, write_zone_tables
 
             finalize_rasters(tmp_dir)
             outputs = write_zone_tables(tmp_dir, ctx["zones"], result["tables"], run_id)
+            outputs.update(write_seea_tables(tmp_dir, result["summary"]))
             if out_dir.exists():
                 import shutil
                 shutil.rmtree(out_dir)
@@ -332,22 +353,24 @@ def compute_valuation(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progr
 
     Writes nothing but the per-pixel GeoTIFFs into ``raster_dir`` (when given); stores nothing.
     """
-    graph, ctx = build(cat, rules, opts, say)
-    writes = []
+    writes = None
     if raster_dir is not None:
         raster_dir.mkdir(parents=True, exist_ok=True)
-        writes = _raster_writes(ctx["maps"], raster_dir, run_id, rules, opts.scheduler)
+        writes = lambda maps, grid: create_map_files(maps, raster_dir, grid, run_id, rules, opts.scheduler)  # noqa: E731
+    graph, ctx = build(cat, rules, opts, say, map_writer=writes)
     say(COMPUTE_STAGE, 0.0)
     client = _client(opts.scheduler)
     try:
         if client is not None:
-            computed, _ = client.compute([graph, writes], sync=True)
+            computed = client.compute(graph, sync=True)
         else:
             with _DaskProgress(say):
-                computed, _ = dask.compute(graph, writes, scheduler="threads")
+                (computed,) = dask.compute(graph, scheduler="threads")
     finally:
         if client is not None:
             client.close()
+    computed.update(computed.pop("zones"))
+    computed["checks"] = computed.pop("__stats__")
     probs = problems_from_stats(computed["checks"], cat)
     if probs:
         raise InputError(probs)
@@ -360,23 +383,31 @@ def _now():
     return now()
 
 
-def _raster_writes(maps: dict[str, xr.DataArray], tmp_dir: Path, run_id: str, rules: RuleSet, scheduler):
-    if scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS"):
-        from distributed import Lock
-        lock = Lock("eco-value-raster-write")
-    else:
-        lock = threading.Lock()
-    writes = []
+def create_map_files(maps: dict[str, xr.DataArray], folder: Path, grid: Grid, run_id: str, rules: RuleSet,
+                     scheduler) -> dict[str, tuple]:
+    """Create the empty per-pixel map GeoTIFFs (tiled, float32, nodata, tags) and one lock per file.
+
+    The single compute writes each chunk into its window (no compression there, so writes keep pace);
+    :func:`eco_value.outputs.finalize_rasters` then turns them into ZSTD-compressed COGs.
+    """
+    import rasterio
+
+    distributed = bool(scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS"))
+    out = {}
     for name, arr in maps.items():
-        a = arr.astype("float32").fillna(-9999.0)
-        a = a.rio.write_nodata(-9999.0)
-        units = name.rsplit("_", 0)[0]
-        a.attrs.update({"run_id": run_id, "ruleset_hash": rules.content_hash, "layer": name, "units": _units_of(name),
-                        "note": "eco-value result; per-hectare or per-km2 as the name says"})
-        writes.append(a.rio.to_raster(tmp_dir / f"{name}.tif", tiled=True, blockxsize=512, blockysize=512,
-                                      compress="ZSTD", predictor=3, lock=lock, compute=False, windowed=True))
-        del units
-    return writes
+        path = folder / f"{name}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="float32",
+                           crs=grid.crs, transform=grid.transform, nodata=-9999.0, tiled=True, blockxsize=512,
+                           blockysize=512, sparse_ok=True) as dst:
+            dst.update_tags(run_id=run_id, ruleset_hash=rules.content_hash, layer=name, units=_units_of(name),
+                            note="eco-value result; per-hectare or per-km2 as the name says")
+        if distributed:
+            from distributed import Lock
+            lock = Lock(f"eco-value-write-{run_id}-{name}")
+        else:
+            lock = threading.Lock()
+        out[name] = (arr, str(path), lock)
+    return out
 
 
 def _units_of(name: str) -> str:
@@ -459,12 +490,15 @@ def _assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, compute
                            "value_cny": float(county[f"v:{key}"][0]), "name_zh": SERVICES[key].SPEC.name_zh,
                            "category": SERVICES[key].SPEC.category}
     total = float(sum(v["value_cny"] for v in by_service.values()))
-    by_class = {}
+    by_class: dict[str, dict[str, float]] = {}
+    by_class_q: dict[str, dict[str, float]] = {}
     for key in services:
         arr = county[f"cls:v:{key}"][0]
+        arq = county[f"cls:q:{key}"][0]
         for code in range(1, N_CLASSES):
-            if arr[code] != 0:
+            if arr[code] != 0 or arq[code] != 0:
                 by_class.setdefault(CLCD_CODES[code], {})[key] = float(arr[code])
+                by_class_q.setdefault(CLCD_CODES[code], {})[key] = float(arq[code])
     population = None
     bgdf = ctx["zones"]["county"][0]
     if "population" in bgdf.columns:
@@ -495,7 +529,7 @@ def _assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, compute
         },
         "gep": {"total_cny": total, "by_service": by_service, "price_year": price_year,
                 "cny_per_km2": total / (area_ha / 100.0), "per_capita_cny": total / population if population else None,
-                "by_land_cover_cny": by_class},
+                "by_land_cover_cny": by_class, "by_land_cover_quantity": by_class_q},
         "extent": {"area_ha_by_class_2023": {CLCD_CODES[c]: float(ca2[c]) for c in range(1, N_CLASSES)},
                    "area_ha_by_class_2020": {CLCD_CODES[c]: float(county["ca1"][0][c]) for c in range(1, N_CLASSES)},
                    "forest_coverage_pct": 100.0 * forest_ha / area_ha,

@@ -168,3 +168,13 @@ def test_the_valuation_is_lazy_until_one_compute(pilot_dir, tmp_path):
         run_valuation(pilot_dir / "catalog.toml", Store(f"sqlite:///{tmp_path / 's.sqlite'}"),
                       RunOptions(out_dir=tmp_path / "o", mc_draws=50, write_rasters=False))
     assert len(starts) == 1
+
+
+def test_gain_loss_method_by_hand():
+    from eco_value.carbon import gain_loss
+
+    sp = grid3(1, "uint8", 255)
+    harvest = xr.DataArray(np.full((3, 3), 2.0), dims=("y", "x"))
+    out = gain_loss(None, sp, harvest, RULES).values
+    # gain 9 m3/ha/yr x 0.32502129296 t C/m3; loss 2 m3/ha/yr x the same; x 44/12
+    assert out[0, 0] == pytest.approx((9.0 - 2.0) * 0.32502129296 * 44 / 12, rel=1e-10)

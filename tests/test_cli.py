@@ -79,3 +79,38 @@ def test_db_from_environment(pilot_dir, tmp_path):
     r = cli("runs", "--json", env={"ECO_VALUE_DB": db})
     assert r.returncode == 0 and json.loads(r.stdout) == []
     assert (tmp_path / "env.sqlite").exists()
+
+
+def test_outputs_carry_units_run_id_and_seea_tables(pilot_run):
+    import pandas as pd
+    import rasterio
+
+    store, res = pilot_run
+    folder = res.outputs["rasters"]
+    with rasterio.open(f"{folder}/carbon_sink_tco2e_per_ha_yr.tif") as src:
+        tags = src.tags()
+        assert src.crs.to_epsg() == 32648 and src.nodata == -9999.0
+        assert tags["run_id"] == res.run_id and tags["units"] == "t CO2e/ha/yr"
+        assert src.overviews(1) or src.width <= 512
+    m = pd.read_csv(res.outputs["seea_monetary_csv"])
+    total = m[m.service == "GEP total"]["total"].iloc[0]
+    assert total == pytest.approx(res.summary["gep"]["total_cny"], rel=1e-9)
+    forest_cols = [c for c in m.columns if c.startswith("forest")]
+    assert m[m.service != "GEP total"][forest_cols[0]].sum() > 0
+    p = pd.read_csv(res.outputs["seea_physical_csv"])
+    assert set(p.service) == set(res.summary["gep"]["by_service"])
+
+
+def test_dayi_pilot_runs_with_every_service_and_townships_summing_to_county(tmp_path):
+    from eco_value.inputs.pilot import generate_pilot
+
+    generate_pilot("dayi", tmp_path / "dayi", resolution_m=150, seed=3)
+    db = f"sqlite:///{tmp_path / 'd.sqlite'}"
+    r = cli("run", tmp_path / "dayi" / "catalog.toml", "--db", db, "--mc-draws", "100", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert all(v["value_cny"] >= 0 for v in j["gep"]["by_service"].values())
+    assert 1e7 <= j["gep"]["total_cny"] / 1279 <= 1e8       # Dayi 1,279 km2 (UTM area of the outline)
+    from eco_value.store import Store
+    s = Store(db).table("services", j["run_id"])
+    assert s[s.zone_kind == "township"].value_cny.sum() == pytest.approx(s[s.zone_kind == "county"].value_cny.sum(), rel=1e-9)

@@ -168,3 +168,10 @@ def test_every_service_declares_its_spec():
     for key, mod in SERVICES.items():
         s = mod.SPEC
         assert s.key == key and s.equation and s.source and s.quantity_unit and s.category in {"provisioning", "regulating", "cultural"}
+
+
+def test_price_year_rebases_with_the_cpi():
+    ctx = ctx_for([[CLCD["forest"]]], precip=1200.0, aet=600.0)
+    ctx.price_year = 2020
+    q, v = total(SERVICES["water_conservation"].compute(ctx))
+    assert v == pytest.approx(q * 6.1107 * 686.5 / 464.0, rel=1e-12)

@@ -128,6 +128,119 @@ def zonal_sums(weights: ZoneWeights, grid: Grid, values: dict[str, xr.DataArray]
     return parts[0]
 
 
+def zonal_sums_many(weights: dict[str, ZoneWeights], grid: Grid, values: dict[str, xr.DataArray],
+                    coded: dict[str, tuple], coded_only: dict[str, dict[str, tuple]] | None = None,
+                    block_stats: dict[str, tuple] | None = None,
+                    block_writes: dict[str, tuple] | None = None):
+    """:func:`zonal_sums` for several zone layers at once: one task per raster chunk serves them all,
+    so each chunk's values are computed once and released as soon as that task has run.
+
+    ``coded_only``: extra coded sums for one zone layer only (e.g. by land-cover class for the county).
+    ``block_stats``: layer → (DataArray, nodata, known codes or None): min/max (or the count of codes
+    outside ``known``) gathered in the same pass, under the key ``"__stats__"`` (input validation).
+    ``block_writes``: name → (DataArray, GeoTIFF path, lock): each chunk is also written into its
+    window of an existing GeoTIFF by the same task (outputs cost no second pass and no extra memory).
+    Returns a ``dask.delayed`` dict kind → dict name → array.
+    """
+    coded_only = coded_only or {}
+    block_stats = block_stats or {}
+    block_writes = block_writes or {}
+    ref = next(iter(values.values())).data
+    row_chunks, col_chunks = ref.chunks
+    trips = {k: w.split_by_chunks(grid, row_chunks, col_chunks) for k, w in weights.items()}
+    ns = {k: w.n for k, w in weights.items()}
+    all_coded = dict(coded)
+    for extra in coded_only.values():
+        all_coded.update(extra)
+    only = {k: set(v) for k, v in coded_only.items()}
+    blocks = lambda a, i, j: a.data.rechunk(ref.chunks).blocks[i, j]  # noqa: E731
+    parts = []
+    for i in range(len(row_chunks)):
+        for j in range(len(col_chunks)):
+            t = {k: tr[(i, j)] for k, tr in trips.items()}
+            if not any(len(x[0]) for x in t.values()) and not block_writes:
+                continue
+            vb = {k: blocks(a, i, j) for k, a in values.items()}
+            cb = {k: (blocks(c, i, j), None if v is None else blocks(v, i, j), n) for k, (c, v, n) in all_coded.items()}
+            sb = {k: (blocks(a, i, j), nod, known) for k, (a, nod, known) in block_stats.items()}
+            win = (int(sum(row_chunks[:i])), int(sum(col_chunks[:j])))
+            wb = {k: (blocks(a, i, j), path, lock, win) for k, (a, path, lock) in block_writes.items()}
+            parts.append(dask.delayed(_block_sums_many)(ns, t, vb, cb, only, sb, wb))
+    while len(parts) > 1:
+        parts = [dask.delayed(_add_many)(parts[k:k + 8]) for k in range(0, len(parts), 8)]
+    return parts[0]
+
+
+def _stats(stats):
+    out = {}
+    for k, (a, nod, known) in stats.items():
+        a = np.asarray(a)
+        valid = np.ones(a.shape, bool) if nod is None else (a != nod)
+        if a.dtype.kind == "f":
+            valid &= ~np.isnan(a)
+        if known is not None:
+            unk = valid & ~np.isin(a, known)
+            out[k] = {"unknown": int(unk.sum()), "unknown_example": int(a[unk].max()) if unk.any() else -1}
+        else:
+            v = a[valid].astype(np.float64)
+            out[k] = {"min": float(v.min()) if v.size else np.inf, "max": float(v.max()) if v.size else -np.inf}
+    return out
+
+
+def _merge_stats(a, b):
+    out = dict(a)
+    for k, s in b.items():
+        if k not in out:
+            out[k] = s
+        elif "unknown" in s:
+            out[k] = {"unknown": out[k]["unknown"] + s["unknown"], "unknown_example": max(out[k]["unknown_example"], s["unknown_example"])}
+        else:
+            out[k] = {"min": min(out[k]["min"], s["min"]), "max": max(out[k]["max"], s["max"])}
+    return out
+
+
+def _write_blocks(writes):
+    import rasterio
+    from rasterio.windows import Window
+
+    for _name, (a, path, lock, (r0, c0)) in writes.items():
+        a = np.asarray(a, dtype=np.float32)
+        with lock:
+            with rasterio.open(path, "r+") as dst:
+                dst.write(np.where(np.isnan(a), np.float32(dst.nodata), a), 1, window=Window(c0, r0, a.shape[1], a.shape[0]))
+
+
+def _block_sums_many(ns, trips, values, coded, only, stats=None, writes=None):
+    extra_names = set().union(*only.values()) if only else set()
+    _write_blocks(writes or {})
+    out = {"__stats__": _stats(stats or {})}
+    for kind, t in trips.items():
+        cod = {k: v for k, v in coded.items() if k not in extra_names or k in only.get(kind, set())}
+        if not cod and not values:
+            continue
+        if len(t[0]) == 0:
+            out[kind] = {k: np.zeros(ns[kind]) for k in values} | {k: np.zeros((ns[kind], n)) for k, (_, _, n) in cod.items()}
+        else:
+            out[kind] = _block_sums(ns[kind], t, values, cod)
+    return out
+
+
+def _add_many(parts):
+    out = {kind: _add([p[kind] for p in parts]) for kind in parts[0] if kind != "__stats__"}
+    st = {}
+    for p in parts:
+        st = _merge_stats(st, p["__stats__"])
+    out["__stats__"] = st
+    return out
+
+
+def class_coverage(weights: ZoneWeights, codes: np.ndarray, n_codes: int = 256) -> np.ndarray:
+    """Σ coverage of all zones' pixels by class code (e.g. the region's land-cover extent in pixels)."""
+    c = np.asarray(codes).ravel()[weights.pixel].astype(np.int64)
+    ok = (c >= 0) & (c < n_codes)
+    return np.bincount(c[ok], weights=weights.coverage[ok], minlength=n_codes)
+
+
 def coverage_raster(weights: ZoneWeights, grid: Grid, like: xr.DataArray) -> xr.DataArray:
     """Lazy raster of the covered fraction of each pixel by all zones of ``weights`` (chunk by chunk)."""
     import dask.array as da

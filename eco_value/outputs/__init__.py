@@ -49,3 +49,33 @@ def write_zone_tables(folder: Path, zones: dict, tables: dict[str, list[dict]], 
     os.replace(tmp, gpkg)
     out["geopackage"] = str(gpkg)
     return out
+
+
+def write_seea_tables(folder: Path, summary: dict) -> dict[str, str]:
+    """UN SEEA EA supply tables: service (rows) × ecosystem type (columns), physical and monetary,
+    with totals and shares, as the GEP accounts of the county."""
+    from ..inputs.classes import CLCD_LABELS_ZH
+
+    folder = Path(folder)
+    g = summary["gep"]
+    out = {}
+    for kind, key in (("physical", "by_land_cover_quantity"), ("monetary", "by_land_cover_cny")):
+        classes = sorted(g[key], key=lambda c: list(CLCD_LABELS_ZH).index(c))
+        rows = []
+        for svc, v in g["by_service"].items():
+            row = {"service": svc, "service_zh": v.get("name_zh", ""), "category": v.get("category", ""),
+                   "unit": v["unit"] if kind == "physical" else "CNY"}
+            for c in classes:
+                row[f"{c} {CLCD_LABELS_ZH[c]}"] = g[key][c].get(svc, 0.0)
+            row["total"] = v["quantity"] if kind == "physical" else v["value_cny"]
+            if kind == "monetary":
+                row["share_of_gep"] = v["value_cny"] / g["total_cny"] if g["total_cny"] else 0.0
+            rows.append(row)
+        df = pd.DataFrame(rows)
+        if kind == "monetary":
+            tot = {c: df[c].sum() for c in df.columns if c not in ("service", "service_zh", "category", "unit", "share_of_gep")}
+            df = pd.concat([df, pd.DataFrame([{"service": "GEP total", "unit": "CNY", **tot, "share_of_gep": 1.0}])], ignore_index=True)
+        p = folder / f"seea_{kind}_supply.csv"
+        df.to_csv(p, index=False)
+        out[f"seea_{kind}_csv"] = str(p)
+    return out

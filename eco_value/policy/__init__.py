@@ -106,14 +106,15 @@ def _zone_results(store, run_id, polygons, scenario_fn=None):
     layers, grid = open_layers(cat, chunk_px=opts.chunk_px)
     zl = {"unit": (polygons, "unit_id")}
     g0, c0 = build(cat, rules, opts, say, zone_layers=zl, layers=layers, grid=grid)
-    graphs = {"before": g0["unit"]}
+    graphs = {"before": g0["zones"]}
     ctxs = {"before": c0}
     if scenario_fn is not None:
         sc = scenario_fn(layers, grid, rules)
         g1, c1 = build(cat, rules, opts, say, zone_layers=zl, scenario=sc, layers=layers, grid=grid)
-        graphs["after"] = g1["unit"]
+        graphs["after"] = g1["zones"]
         ctxs["after"] = c1
     (res,) = dask.compute(graphs, scheduler="threads")
+    res = {k: v["unit"] for k, v in res.items()}   # (input checks were done by the run itself)
     return run, cat, rules, ctxs["before"], res
 
 
@@ -201,11 +202,16 @@ def damage(store, run_id: str, after_lulc: str | Path, polygon: str | Path, laye
         inside = xr.DataArray(dask.array.from_array(mask, chunks=layers["lulc_2023"].data.chunks), dims=after.dims,
                               coords=after.coords)
         lc = layers["lulc_2023"]
-        changed = inside & (after != lc) & (after != lc.attrs["nodata"]) & (lc != lc.attrs["nodata"])
+        nod = lc.attrs["nodata"]
+        changed = inside & (after != lc) & (after != nod) & (lc != nod)
         fvc = np.zeros(256)
         for name, p in rules.group("policy.damage.fvc_after").items():
             fvc[CLCD[name]] = float(p.value)
-        return Scenario(changed=changed, lulc_after=after.astype(lc.dtype), fvc_by_class=fvc)
+        with rasterio.open(after_path) as a_src, rasterio.open(cat.path_of(cat.layers["lulc_2023"].path)) as l_src:
+            a_np, l_np = a_src.read(1), l_src.read(1)
+        ch_np = mask & (a_np != l_np) & (a_np != nod) & (l_np != nod)
+        return Scenario(changed=changed, lulc_after=after.astype(lc.dtype), fvc_by_class=fvc,
+                        lulc_after_np=np.where(ch_np, a_np, l_np))
 
     run, cat, rules, ctx, res = _zone_results(store, run.id, poly, scenario)
     before, after = _services_of(ctx, res["before"]), None
