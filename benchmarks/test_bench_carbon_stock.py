@@ -74,7 +74,9 @@ def test_whole_process_16mpx_vs_numpy_and_invest(benchmark, tmp_path):
     cur = patchy_lulc(BENCH_DIR / f"lulc_{n}.tif", n, seed=1)
     fut = patchy_lulc(BENCH_DIR / f"lulc_future_{n}.tif", n, seed=1, change=0.05)
     pools = pools_csv(BENCH_DIR / "pools.csv")
-    eco_cmd = ["eco-value", "carbon-stock", "--lulc", str(cur), "--pools", str(pools), "--future-lulc", str(fut), "--json"]
+    import sysconfig
+    exe = Path(sysconfig.get_path("scripts")) / "eco-value"      # the console script itself, not a shim
+    eco_cmd = [str(exe if exe.exists() else shutil.which("eco-value")), "carbon-stock", "--lulc", str(cur), "--pools", str(pools), "--future-lulc", str(fut), "--json"]
     np_cmd = [sys.executable, str(HERE / "numpy_baseline.py"), str(cur), str(pools), str(fut)]
     runs = {"eco": [], "numpy": []}
     for _ in range(3):

@@ -20,7 +20,7 @@ LIMIT_MB = 4000
 @pytest.mark.parametrize("side", SIDES, ids=lambda s: f"{s * s / 1e6:.0f}Mpx")
 def test_synthetic_region(benchmark, side):
     def once():
-        p = subprocess.run([sys.executable, "-m", "eco_value.scale", "--px", str(side), "--chunk", "2048",
+        p = subprocess.run([sys.executable, "-m", "eco_value.scale", "--px", str(side), "--chunk", "1024",
                             "--limit-mb", str(LIMIT_MB)], capture_output=True, text=True)
         assert p.returncode == 0, p.stderr[-500:]
         return json.loads(p.stdout.strip().splitlines()[-1])
