@@ -484,8 +484,14 @@ def verify(
     if json_out:
         _echo_json({"ok": not probs, "problems": [{"code": c, "message": m} for c, m in probs]})
     else:
+        shown: dict[str, int] = {}
         for c, m in probs:
-            err.print(f"[red]FAIL[/] [{c}] {m}", highlight=False)
+            shown[c] = shown.get(c, 0) + 1
+            if shown[c] <= 10:
+                err.print(f"[red]FAIL[/] \\[{c}] {m}", highlight=False)
+        for c, n in shown.items():
+            if n > 10:
+                err.print(f"… and {n - 10} more [{c}] problem(s)", highlight=False, markup=False)
         if not probs:
             console.print("[green]OK[/]: signature, hashes, schemas, serials, vintages and totals hold")
     raise typer.Exit(0 if not probs else 1)

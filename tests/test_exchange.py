@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -42,6 +43,16 @@ def test_serial_check_digits_catch_a_typo():
     typo = s.replace("000000000250", "000000000205")
     with pytest.raises(ValueError, match="check digits"):
         parse_serial(typo)
+
+
+def test_small_parcels_never_get_a_negative_remainder():
+    tiny = creditable("P3", "H1", 0.6, 0.58, 0.62, RULES, "none")
+    assert (tiny.buffer, tiny.issued) == (0, 0) and tiny.remainder == pytest.approx(0.6)
+    small = creditable("P4", "H1", 5.5, 5.4, 5.6, RULES, "none")
+    assert (small.buffer, small.issued) == (1, 4) and small.remainder == pytest.approx(0.5)
+    for net in np.linspace(0.01, 30, 777):
+        pc = creditable("P", "H", float(net), float(net) * 0.95, float(net) * 1.05, RULES, "none")
+        assert 0 <= pc.remainder < 1 and pc.buffer >= 0 and pc.issued >= 0
 
 
 def test_deductions_by_hand():
@@ -272,3 +283,15 @@ def test_property_every_serial_in_exactly_one_block_and_totals_conserved(tmp_pat
             units = sum(b.last - b.first + 1 for b in blocks if b.issuance_id == iss.id)
             assert units == iss.net_issued_tco2e + iss.buffer_tco2e
     assert audit_log(store)["ok"]
+
+
+def test_issue_export_verify_on_the_pilot_run(pilot_run, tmp_path):
+    """End to end on realistic parcels (thousands, many tiny sinks): the bundle verifies."""
+    from eco_value.exchange.bundle import export_bundle
+    from eco_value.exchange.keys import public_key_hex
+
+    store, res = pilot_run
+    d = issue(store, res.run_id, 2023, project_id="PILOT")
+    assert d["parcels"] > 100 and d["net_issued_tco2e"] > 0
+    export_bundle(store, d["issuance_id"], tmp_path / "b")
+    assert verify(tmp_path / "b", public_key_hex()) == []

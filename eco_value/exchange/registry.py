@@ -103,7 +103,9 @@ def creditable(parcel_id: str, holder: str, sink: float, low: float, high: float
     after = sink - base - leak
     unc = after * u_share
     net = after - unc
-    buffer = math.ceil(net * rules.value("crediting.buffer_share") - 1e-9)
+    # buffer rounded up, but never more whole tonnes than the parcel has; credits rounded down
+    whole = max(math.floor(net + 1e-9), 0)
+    buffer = min(math.ceil(net * rules.value("crediting.buffer_share") - 1e-9), whole)
     issued = max(math.floor(net - buffer + 1e-9), 0)
     return ParcelCredit(parcel_id, holder, sink, base, leak, unc, u_share, buffer, issued, net - buffer - issued, other)
 
