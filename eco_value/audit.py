@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import rasterio
@@ -18,9 +17,8 @@ import shapely
 from rasterio.windows import Window
 
 from .errors import EcoValueError, StoreError
-from .inputs.catalog import load_catalog
-from .inputs.classes import CLCD, CLCD_CODES, PILOT_SPECIES
-from .pipeline import RunOptions, compute_valuation, input_manifest
+from .inputs.classes import CLCD, PILOT_SPECIES
+from .pipeline import compute_valuation, input_manifest, stored_run_context
 from .rules import RuleSet
 from .services.base import MM_PER_M, price_factor
 
@@ -29,17 +27,11 @@ CARBON_LAYERS = ("lulc_2020", "lulc_2023", "forest_type_2020", "forest_type_2023
 
 
 def _run_context(store, run_id: str):
-    run = store.run(run_id)
-    if run.status != "complete":
-        raise StoreError(f"run {run.id} is {run.status}; only complete runs can be explained or re-run")
-    cat = load_catalog(run.catalog_path)
-    rules = RuleSet.from_canonical(store.rules_json(run.ruleset_hash))
-    if rules.content_hash != run.ruleset_hash:
-        raise StoreError(f"stored rule set of run {run.id} does not reproduce its hash")
+    run, cat, rules, opts = stored_run_context(store, run_id, "explaining or re-running")
     stored = store.table("inputs", run.id)
     now = {r["layer"]: r["sha256"] for r in input_manifest(cat)}
     changed = sorted(layer for layer, h in zip(stored.layer, stored.sha256) if now.get(layer) != h)
-    return run, cat, rules, changed
+    return run, cat, rules, opts, changed
 
 
 def _cells_of(cat, geom) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,7 +64,7 @@ def _p(rules: RuleSet, name: str) -> dict:
 
 def explain(store, run_id: str, parcel: str | None = None, pixel: tuple[float, float] | None = None) -> dict:
     """The chain behind one parcel's (or pixel's) carbon sink and water conservation."""
-    run, cat, rules, changed = _run_context(store, run_id)
+    run, cat, rules, _opts, changed = _run_context(store, run_id)
     if (parcel is None) == (pixel is None):
         raise EcoValueError("give exactly one of --parcel ID or --pixel X,Y (map coordinates in the run's CRS)")
     with rasterio.open(cat.path_of(cat.layers[cat.catalog.reference_layer].path)) as ds:
@@ -187,10 +179,7 @@ def explain(store, run_id: str, parcel: str | None = None, pixel: tuple[float, f
 
 def rerun(store, run_id: str, progress=None) -> dict:
     """Recompute a stored run from its manifest and compare every stored result bit for bit."""
-    run, cat, rules, changed = _run_context(store, run_id)
-    o = json.loads(run.options_json)
-    opts = RunOptions(rules=rules, mc_draws=o["mc_draws"], mc_seed=o["mc_seed"], price_year=o.get("price_year"),
-                      chunk_px=o.get("chunk_px", 1024), write_rasters=False)
+    run, cat, rules, opts, changed = _run_context(store, run_id)
     inputs = input_manifest(cat)
     result, _ = compute_valuation(cat, rules, opts, progress or (lambda *_: None), run.id, None, inputs)
     mism = []

@@ -29,7 +29,7 @@ from .accounts.zonal import class_coverage, coverage_raster, zonal_sums_many, zo
 from .carbon import LUCC, coefficients, stock_difference
 from .carbon.uncertainty import SufficientStats, approach1_pct, monte_carlo
 from .errors import EcoValueError, InputError
-from .grid import M2_PER_HA, Grid
+from .grid import Grid
 from .inputs.catalog import Catalog, load_catalog
 from .inputs.classes import CLCD, CLCD_CODES
 from .inputs.readers import open_layers, read_table, read_vector
@@ -378,6 +378,23 @@ def compute_valuation(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progr
     return _assemble(cat, rules, opts, ctx, computed, run_id, inputs), ctx
 
 
+def stored_run_context(store, run_id: str, purpose: str = "this"):
+    """A complete stored run with its catalog, its own stored rule set (hash-checked) and options."""
+    from .errors import StoreError
+
+    run = store.run(run_id)
+    if run.status != "complete":
+        raise StoreError(f"run {run.id} is {run.status}; {purpose} needs a complete run")
+    cat = load_catalog(run.catalog_path)
+    rules = RuleSet.from_canonical(store.rules_json(run.ruleset_hash))
+    if rules.content_hash != run.ruleset_hash:
+        raise StoreError(f"stored rule set of run {run.id} does not reproduce its hash")
+    o = json.loads(run.options_json)
+    opts = RunOptions(rules=rules, mc_draws=o.get("mc_draws", 1000), mc_seed=o.get("mc_seed", 42),
+                      price_year=o.get("price_year"), chunk_px=o.get("chunk_px", 512), write_rasters=False)
+    return run, cat, rules, opts
+
+
 def _now():
     from .store import now
     return now()
@@ -423,7 +440,6 @@ def _units_of(name: str) -> str:
 
 def _assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, computed: dict, run_id: str, inputs) -> dict:
     y1, y2 = cat.catalog.period
-    grid: Grid = ctx["grid"]
     services = ctx["services"]
     price_year = opts.price_year or rules.meta.price_year or y2
     rows: dict[str, list[dict]] = {"zones": [], "service_results": [], "carbon_results": []}

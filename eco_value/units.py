@@ -35,7 +35,6 @@ KNOWN_UNITS: dict[str, str] = {
     "kg/ha/yr": "kilogram per hectare per year",
     "kWh/ha/yr": "kilowatt hour per hectare per year",
     "kWh/m3": "kilowatt hour per cubic metre",
-    "m3/ha": "cubic metre per hectare (storage)",
     "days": "days per year",
     "kJ/m2/d": "kilojoule per square metre per day",
     "ha": "hectare",

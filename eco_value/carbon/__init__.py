@@ -13,7 +13,7 @@ Equations (IPCC 2006 Vol. 4; symbols per hectare of one pixel):
       dC/dt = (C_bio,t2 - C_bio,t1 + DOM_t2 - DOM_t1) / (t2 - t1)
               + (SOC_t2 - SOC_t1) / D_soil                 [t C/ha/yr]   (Eq. 2.25, D_soil = 20 yr)
 
-* CO2e = C * (44/12)  (``constants.molar_ratio_co2_c``); a positive sink is a removal.
+* CO2e = C × the CO2/C molar-mass ratio (``constants.molar_ratio_co2_c``); a positive sink is a removal.
 
 Every coefficient comes from the rule set; :func:`coefficients` turns it into lookup tables by
 class code. Functions here never read files or print; they return DataArrays with units in attrs.

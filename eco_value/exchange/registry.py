@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 
 from ..errors import EcoValueError, StoreError
 from ..rules import RuleSet
-from ..store.models import CreditBlock, Issuance, IssuanceLine, ParcelVintage, Run, StatusEvent, Zone
+from ..store.models import CreditBlock, Issuance, IssuanceLine, ParcelVintage, StatusEvent
 
 GENESIS = "0" * 64
 BUFFER_HOLDER = "BUFFER-POOL"

@@ -16,7 +16,6 @@ Each result is stored (``policy_results``) with its rule and run, so it can be s
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,16 +38,10 @@ def _now():
 
 
 def _run_setup(store, run_id: str):
-    from ..pipeline import RunOptions
+    from ..pipeline import stored_run_context
 
-    run = store.run(run_id)
-    if run.status != "complete":
-        raise EcoValueError(f"run {run.id} is {run.status}; policy calculations need a complete run")
-    cat = load_catalog(run.catalog_path)
-    rules = RuleSet.from_canonical(store.rules_json(run.ruleset_hash))
-    o = json.loads(run.options_json)
-    opts = RunOptions(rules=rules, mc_draws=0, mc_seed=o.get("mc_seed", 42), price_year=o.get("price_year"),
-                      chunk_px=o.get("chunk_px", 1024), write_rasters=False)
+    run, cat, rules, opts = stored_run_context(store, run_id, "a policy calculation")
+    opts.mc_draws = 0
     return run, cat, rules, opts
 
 
