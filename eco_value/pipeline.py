@@ -208,7 +208,9 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
         region_class_px[int(layers["lulc_2023"].attrs.get("nodata", 255))] = 0.0
     ctx = ServiceContext(layers=layers, grid=grid, rules=rules, year=y2, tables=tables,
                          carbon_sink_tco2e_per_ha_yr=carbon["sink_tco2e_per_ha_yr"], price_year=opts.price_year,
-                         region_coverage=coverage_raster(zones["county"][1], grid, layers["lulc_2023"]),
+                         # only needed when the class extent could not be read beforehand
+                         region_coverage=None if region_class_px is not None else
+                         coverage_raster(zones["county"][1], grid, layers["lulc_2023"]),
                          region_class_px=region_class_px)
     say("GEP services", None)
     services = compute_services(ctx)

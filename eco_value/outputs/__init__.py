@@ -36,15 +36,10 @@ def write_zone_tables(folder: Path, zones: dict, tables: dict[str, list[dict]], 
         csv = folder / f"{kind}_values.csv"
         df.to_csv(csv, index=False)
         out[f"{kind}_csv"] = str(csv)
-        gdf, _w, _idf = zones[kind]
-        id_field = df["zone_id"]
-        geo = gdf.copy()
-        geo["zone_id"] = geo.iloc[:, 0].astype(str) if "zone_id" not in geo else geo["zone_id"]
-        key = [c for c in geo.columns if c.endswith("_id") or c == "adcode"][0]
-        geo = geo[[key, "geometry"]].rename(columns={key: "zone_id"})
+        gdf, _w, id_field = zones[kind]
+        geo = gdf[[id_field, "geometry"]].rename(columns={id_field: "zone_id"})
         geo["zone_id"] = geo["zone_id"].astype(str)
         merged = gpd.GeoDataFrame(df.merge(geo, on="zone_id", how="left"), geometry="geometry", crs=gdf.crs)
-        del id_field
         merged.to_file(tmp, layer={"county": "county", "township": "townships", "parcel": "parcels"}[kind], driver="GPKG")
     os.replace(tmp, gpkg)
     out["geopackage"] = str(gpkg)

@@ -95,7 +95,8 @@ class RuleSet:
         return float(v)
 
     def param(self, name: str) -> Parameter:
-        self.value(name) if name not in self.params else None
+        if name not in self.params:
+            self.value(name)  # raises the explanatory RuleSetError
         return self.params[name]
 
     def values(self, name: str) -> list[float]:
