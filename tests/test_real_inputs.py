@@ -238,3 +238,108 @@ def test_snapshots_with_different_id_schemes_are_refused(tmp_path):
     assert e.value.kinds() == {"id-scheme-mismatch"}
     assert "t1: sheng(2)+xian(6)+xiang(3)+cun(3)+lin_ban(4)+xiao_ban(6), id lengths {24: 3}" in msg
     assert "t2: xian(6)+lin_ban(4)+xiao_ban(6), id lengths {16: 3}; 0 id(s) shared" in msg
+
+
+# --- land-use survey (DLTB) -------------------------------------------------------------------------
+
+def write_dltb(path: Path) -> Path:
+    """Three 图斑: 茶园 (left half, village ...001), 乔木林地 (top-right), 果园 (bottom-right, village ...002);
+    TBDLMJ = TBMJ minus a 田坎 deduction, so the two differ."""
+    geoms = [box(X0, Y0, X0 + 200, Y0 + 400), box(X0 + 200, Y0 + 200, X0 + 400, Y0 + 400),
+             box(X0 + 200, Y0, X0 + 400, Y0 + 200)]
+    tbmj = [g.area for g in geoms]
+    gdf = gpd.GeoDataFrame({
+        "BSM": ["1", "2", "3"], "TBBH": ["1", "2", "3"], "DLBM": ["0202", "0301", "0201"],
+        "DLMC": ["茶园", "乔木林地", "果园"], "QSXZ": ["30", "30", "30"],
+        "ZLDWDM": ["5101831012010000000", "5101831012010000000", "5101831012020000000"],
+        "TBMJ": tbmj, "KCDLBM": ["1203", "", "1203"], "TKXS": [0.08, 0.0, 0.05],
+        "TBDLMJ": [tbmj[0] * 0.92, tbmj[1], tbmj[2] * 0.95],
+    }, geometry=geoms, crs=CRS_GK)
+    gdf.to_file(path, layer="DLTB")
+    return path
+
+
+def test_dltb_gives_land_cover_village_zones_and_net_areas(tmp_path):
+    from eco_value.inputs import landuse
+
+    d = landuse.read_dltb(write_dltb(tmp_path / "sandiao.gpkg"), county="510183")
+    assert list(d["ecosystem_type"]) == ["tea_garden", "forest", "orchard"]
+    assert np.allclose(d["area_ha"], [8.0 * 0.92, 4.0, 4.0 * 0.95], rtol=0, atol=1e-12)  # TBDLMJ, not TBMJ
+    lc = landuse.land_cover(d, grid4())
+    t, f, o = TYPES["tea_garden"].id, TYPES["forest"].id, TYPES["orchard"].id
+    assert lc.dtype == np.uint8 and lc.values.tolist() == [[t, t, f, f], [t, t, f, f], [t, t, o, o], [t, t, o, o]]
+    zones, table = landuse.village_zones(d, grid4())
+    assert table["village_code"].tolist() == ["510183101201", "510183101202"]
+    assert np.allclose(table["area_ha"], [8 * 0.92 + 4.0, 4 * 0.95], rtol=0, atol=1e-12)
+    assert zones.values.tolist() == [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 2, 2], [1, 1, 2, 2]]
+    a = landuse.areas_by_type(d).set_index(["village_code", "ecosystem_type"])["area_ha"]
+    assert a[("510183101201", "tea_garden")] == pytest.approx(7.36, abs=1e-12)
+
+
+def test_dltb_rasterisation_error_is_within_the_stated_bound(tmp_path):
+    """A triangle not aligned with the grid: raster area vs polygon area within Σ(|dx|+|dy|)/res + 1 px."""
+    from shapely.geometry import Polygon
+
+    from eco_value.inputs import landuse
+
+    tri = Polygon([(X0 + 13, Y0 + 7), (X0 + 391, Y0 + 55), (X0 + 170, Y0 + 377)])
+    gdf = gpd.GeoDataFrame({"DLBM": ["0301"], "ZLDWDM": ["5101831012010000000"], "TBMJ": [tri.area],
+                            "TBDLMJ": [tri.area]}, geometry=[tri], crs=CRS_GK)
+    gdf.to_file(tmp_path / "t.gpkg", layer="DLTB")
+    g = Grid(crs=CRS_GK, transform=Affine(10.0, 0, X0, 0, -10.0, Y0 + 400), width=40, height=40, chunk_px=16)
+    lc = landuse.land_cover(landuse.read_dltb(tmp_path / "t.gpkg"), g).values
+    raster_m2 = float((lc == TYPES["forest"].id).sum()) * g.pixel_area_m2
+    xy = np.array(tri.exterior.coords)
+    bound_px = float(np.sum((np.abs(np.diff(xy[:, 0])) + np.abs(np.diff(xy[:, 1]))) / g.res_m + 1))
+    assert abs(raster_m2 - tri.area) <= bound_px * g.pixel_area_m2
+    assert abs(raster_m2 - tri.area) / tri.area < 0.05
+
+
+def test_dltb_unmapped_dlbm_missing_tbdlmj_and_other_county_are_refused(tmp_path):
+    from eco_value.inputs import landuse
+
+    d = gpd.read_file(write_dltb(tmp_path / "a.gpkg"), layer="DLTB")
+    d.loc[0, "DLBM"] = "0299"
+    d.loc[2, "ZLDWDM"] = "5101290012020000000"
+    d.to_file(tmp_path / "b.gpkg", layer="DLTB")
+    with pytest.raises(InputError) as e:
+        landuse.read_dltb(tmp_path / "b.gpkg", county="510183")
+    assert "'0299' (1×)" in str(e.value) and "class scheme 'gbt21010-2017'" in str(e.value)
+    d.loc[0, "DLBM"] = "0202"
+    d.to_file(tmp_path / "c.gpkg", layer="DLTB")
+    with pytest.raises(InputError) as e:
+        landuse.read_dltb(tmp_path / "c.gpkg", county="510183")
+    assert "1 图斑 lie in another county than 510183: prefixes '510129' (1×)" in str(e.value)
+    d.drop(columns="TBDLMJ").to_file(tmp_path / "e.gpkg", layer="DLTB")
+    with pytest.raises(InputError) as e:
+        landuse.read_dltb(tmp_path / "e.gpkg")
+    assert "1 mapped field(s) not in the data: net_area -> TBDLMJ" in str(e.value)
+
+
+# --- tenure ---------------------------------------------------------------------------------------
+
+def test_tenure_records_join_by_lb_xb_and_unmatched_are_reported(tmp_path):
+    from eco_value.inputs import tenure
+
+    p = inv.read_inventory(write_shp(stands(), tmp_path / "x.shp"), species=write_species(tmp_path / "s.csv"))
+    csv = tmp_path / "linquan.csv"
+    csv.write_bytes((
+        "BDCQZH,LDSYQSSJ,LDSYJSSJ,SLLMSYQR,SYQMJ,LB,XB\n"
+        "川(2019)邛崃市不动产权第0000101号,2009-01-01,2058-12-31,张三,60,12,1\n"
+        "川(2019)邛崃市不动产权第0000102号,20090101,2058年12月31日,李四,120,0012,000002\n"
+        "川(2019)邛崃市不动产权第0000103号,2009/1/1,2058-12-31,王五,15,99,1\n").encode("gbk"))
+    rec = tenure.read_tenure(csv)
+    assert rec["area_ha"].tolist() == pytest.approx([4.0, 8.0, 1.0], abs=1e-12)  # 亩 / 15
+    j = tenure.join_tenure(p, rec)
+    assert j.records["xiaoban_id"].tolist() == ["515101831012010012000001", "515101831012010012000002"]
+    assert j.records["end"].tolist()[1].isoformat() == "2058-12-31"
+    assert j.unmatched["certificate"].tolist() == ["川(2019)邛崃市不动产权第0000103号"]
+    assert j.unmatched["reason"].tolist() == ["no 小班 with LB/XB 0099/000001"]
+    a = tenure.attach(p, j)
+    assert a["holders"].tolist()[:2] == ["张三", "李四"] and pd.isna(a["holders"].iloc[2])
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("BDCQZH,LDSYQSSJ,LDSYJSSJ,SLLMSYQR,SYQMJ,LB,XB\nA1,2009-01-01,soon,x,1,12,1\n")
+    with pytest.raises(InputError) as e:
+        tenure.read_tenure(bad)
+    assert "dates that cannot be read: 'soon' (1×)" in str(e.value)

@@ -88,6 +88,10 @@ def read_vector(path: str | Path, *, layer: str | None = None, encoding: str | N
             used = "native"
         else:
             gdf, used = _read_shapefile(path, layer, encoding)
+    except pyogrio.errors.DataLayerError:
+        layers = ", ".join(str(x[0]) for x in pyogrio.list_layers(path))
+        raise InputError([Problem("missing-layer", str(path), layer or what, f"no layer '{layer}' (layers: {layers})",
+                                  "name the layer that holds the data")]) from None
     except pyogrio.errors.DataSourceError as exc:
         raise InputError([Problem("unreadable", str(path), layer or what, f"GDAL cannot open it ({exc})",
                                   "check the file is a complete Shapefile/GeoPackage/FileGDB")]) from None
