@@ -343,3 +343,140 @@ def test_tenure_records_join_by_lb_xb_and_unmatched_are_reported(tmp_path):
     with pytest.raises(InputError) as e:
         tenure.read_tenure(bad)
     assert "dates that cannot be read: 'soon' (1×)" in str(e.value)
+
+
+# --- public raster products ---------------------------------------------------------------------------
+
+def write_tif(path: Path, arr: np.ndarray, transform: Affine, crs: str, nodata=None, scale=None) -> Path:
+    import rasterio
+
+    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[1], height=arr.shape[0], count=1,
+                       dtype=arr.dtype, crs=crs, transform=transform, nodata=nodata) as ds:
+        ds.write(arr, 1)
+        if scale is not None:
+            ds.scales = (scale,)
+    return path
+
+
+MOD16_FILL = list(range(32761, 32768))
+
+
+def write_mod16(folder: Path, scale_tag: float | None = None) -> list[str]:
+    """46 8-day composites, int16, 3 × 3 px of 500 m: raw ET = 100 + 2t (t = 0..45) everywhere, except
+    pixel (0, 2) = 32765 (barren fill code) in every composite and pixel (2, 2) = 32761 in composite 7."""
+    folder.mkdir()
+    files = []
+    for t in range(46):
+        a = np.full((3, 3), 100 + 2 * t, dtype=np.int16)
+        a[0, 2] = 32765
+        if t == 7:
+            a[2, 2] = 32761
+        f = folder / f"MOD16A2.A2023{1 + 8 * t:03d}.ET_500m.tif"
+        files.append(str(write_tif(f, a, Affine(500, 0, X0, 0, -500, Y0 + 1500), CRS_GK, scale=scale_tag)))
+    return files
+
+
+def test_mod16_8day_stack_sums_46_composites_to_annual_mm(tmp_path):
+    from eco_value.inputs.products import ProductSpec, open_product
+
+    files = write_mod16(tmp_path / "mod16")
+    spec = ProductSpec(path=str(tmp_path / "mod16" / "*.tif"), unit="kg/m2/8d", scale=0.1,
+                       valid_range=(-32767, 32700), fill_values=MOD16_FILL, aggregate="sum", expected_steps=46)
+    et = open_product(spec)
+    assert et.attrs["unit"] == "mm" and et.attrs["steps"] == 46 and len(files) == 46
+    v = et.values
+    assert v[0, 0] == pytest.approx(0.1 * (100 * 46 + 2 * (45 * 46 // 2)), abs=1e-9)  # 667.0 mm
+    assert np.isnan(v[0, 2]) and np.isnan(v[2, 2])   # fill in every / in one composite
+    assert np.count_nonzero(np.isnan(v)) == 2
+
+    # the last composite missing: a partial year
+    with pytest.raises(InputError) as e:
+        open_product(spec.model_copy(update={"path": files[:45]}))
+    assert "45 time step(s), expected 46" in str(e.value)
+    # fill codes not declared
+    with pytest.raises(InputError) as e:
+        open_product(spec.model_copy(update={"fill_values": []}))
+    assert "47 stored value(s) outside valid_range [-32767, 32700] that are not declared fill values: " \
+           "32761 (1×), 32765 (46×)" in str(e.value)
+    # scale not declared: raw numbers (100..190) are beyond what kg/m2/8d can be
+    with pytest.raises(InputError) as e:
+        open_product(spec.model_copy(update={"scale": None}))
+    msg = str(e.value)
+    assert e.value.kinds() == {"implausible-values"}
+    assert "decoded values span 100..190 kg/m2/8d, outside the plausible 0..120; no scale is declared" in msg
+    assert "MOD16A2 ET: scale = 0.1" in msg
+
+
+def test_a_file_declaring_a_scale_the_spec_does_not_is_refused(tmp_path):
+    from eco_value.inputs.products import ProductSpec, open_product
+
+    write_mod16(tmp_path / "m", scale_tag=0.1)
+    with pytest.raises(InputError) as e:
+        open_product(ProductSpec(path=str(tmp_path / "m" / "*.tif"), unit="kg/m2/8d", aggregate="sum",
+                                 fill_values=MOD16_FILL))
+    assert "the file declares a scale factor 0.1 but the spec declares none" in str(e.value)
+
+
+def write_chirps(path: Path) -> Path:
+    """CHIRPS-like daily NetCDF-4: 2022 (365 days of 1 mm/d) and 2023 (2 + 0.5·(day mod 10) mm/d),
+    0.05° cells over the 4 × 4 grid, _FillValue -9999 at one cell on 2023-03-01."""
+    import pandas as pd
+    import xarray as xr
+    from pyproj import Transformer
+
+    lon0, lat0 = Transformer.from_crs(CRS_GK, "EPSG:4326", always_xy=True).transform(X0 + 200, Y0 + 200)
+    lat = lat0 + np.array([0.05, 0.0, -0.05])
+    lon = lon0 + np.array([-0.05, 0.0, 0.05, 0.10])
+    time = pd.date_range("2022-01-01", "2023-12-31", freq="D")
+    p = np.ones((time.size, 3, 4), dtype=np.float32)
+    d23 = np.arange(365)
+    p[365:] = (2.0 + 0.5 * (d23 % 10))[:, None, None]
+    p[365 + 59, 2, 3] = -9999.0
+    ds = xr.Dataset({"precipitation": (("time", "latitude", "longitude"), p,
+                                       {"units": "mm/day"})},
+                    coords={"time": time, "latitude": lat, "longitude": lon})
+    ds["precipitation"].encoding["_FillValue"] = np.float32(-9999.0)
+    ds.to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def test_chirps_daily_netcdf_sums_one_year_and_resamples_to_the_grid(tmp_path):
+    from eco_value.inputs.products import ProductSpec, open_product, to_grid
+
+    spec = ProductSpec(path=str(write_chirps(tmp_path / "chirps.nc")), variable="precipitation", unit="mm/d",
+                       aggregate="sum", year=2023, expected_steps=365, fill_values=[-9999.0], crs="EPSG:4326")
+    p = open_product(spec)
+    assert p.chunks is not None  # lazy until computed
+    # 2·365 + 0.5·(36·45 + (0+1+2+3+4)) = 730 + 815 = 1545 mm
+    v = p.values
+    assert v[0, 0] == pytest.approx(1545.0, abs=1e-9)
+    assert np.isnan(v[2, 3]) and np.count_nonzero(np.isnan(v)) == 1
+    on = to_grid(p, grid4(), "bilinear").values
+    assert on.shape == (4, 4) and np.allclose(on, 1545.0, rtol=0, atol=1e-9)
+    with pytest.raises(InputError) as e:
+        open_product(spec.model_copy(update={"year": 2024}))
+    assert "0 time step(s) in 2024, expected 365" in str(e.value)
+
+
+def test_worldcover_codes_become_ecosystem_types_on_the_grid(tmp_path):
+    from eco_value.inputs.products import open_classes
+
+    # 8 × 8 px of 50 m over the 4 × 4 grid of 100 m: each grid pixel holds a 2 × 2 block (mode)
+    blocks = np.array([[10, 10, 40, 40], [20, 30, 40, 50], [80, 90, 95, 100], [0, 60, 70, 10]], dtype=np.uint8)
+    wc = np.kron(blocks, np.ones((2, 2), dtype=np.uint8))
+    f = write_tif(tmp_path / "ESA_WorldCover_10m_2021_v200_Map.tif", wc, Affine(50, 0, X0, 0, -50, Y0 + 400),
+                  CRS_GK, nodata=0)
+    lc = open_classes(f, "worldcover", grid4())
+    T = {k: v.id for k, v in TYPES.items()}
+    assert lc.values.tolist() == [
+        [T["forest"], T["forest"], T["cropland"], T["cropland"]],
+        [T["shrub"], T["grassland"], T["cropland"], T["impervious"]],
+        [T["water"], T["marsh"], T["wetland"], T["grassland"]],
+        [255, T["barren"], T["snow"], T["forest"]]]
+    wc[0, 0:2] = 15
+    wc[1, 0:2] = 15
+    f2 = write_tif(tmp_path / "bad.tif", wc, Affine(50, 0, X0, 0, -50, Y0 + 400), CRS_GK, nodata=0)
+    with pytest.raises(InputError) as e:
+        open_classes(f2, "worldcover", grid4()).compute()
+    assert "1 pixel(s) on the run grid have codes that class scheme 'worldcover' does not map: '15' (1×)" \
+        in str(e.value)
