@@ -480,3 +480,32 @@ def test_worldcover_codes_become_ecosystem_types_on_the_grid(tmp_path):
         open_classes(f2, "worldcover", grid4()).compute()
     assert "1 pixel(s) on the run grid have codes that class scheme 'worldcover' does not map: '15' (1×)" \
         in str(e.value)
+
+
+def test_mojibake_repair_recognises_both_directions_and_leaves_real_chinese_alone():
+    from eco_value.inputs.vectors import repair_of
+
+    assert repair_of("鍗楀疂灞遍晣") == "南宝山镇"          # UTF-8 bytes shown as GBK
+    assert repair_of("ÄÏ±¦É½Õò") == "南宝山镇"            # GBK bytes shown as Latin-1
+    assert repair_of("å\u008d\u0097å®\u009då±±") == "南宝山"  # UTF-8 bytes shown as Latin-1
+    assert repair_of("锟斤拷") == "?"                       # lost for good
+    for real in ("南宝山镇", "杉木林", "中龄林", "乔木林地", "川(2019)邛崃市不动产权第0000101号", "m²", "Müller"):
+        assert repair_of(real) is None
+
+
+def test_tenure_ambiguous_lb_xb_goes_by_geometry_or_is_reported(tmp_path):
+    from eco_value.inputs import tenure
+
+    g = stands()
+    g.loc[2, ["LIN_BAN", "XIAO_BAN"]] = ["0012", "000001"]  # same LB/XB as row 0, another village (CUN 202)
+    p = inv.read_inventory(write_shp(g, tmp_path / "x.shp"), species=write_species(tmp_path / "s.csv"))
+    rec = gpd.GeoDataFrame({"BDCQZH": ["A1", "A2"], "LDSYQSSJ": ["2009-01-01"] * 2, "LDSYJSSJ": ["2058-12-31"] * 2,
+                            "SLLMSYQR": ["张三", "李四"], "SYQMJ": [29.4, 60.0], "LB": ["12", "12"], "XB": ["1", "1"]},
+                           geometry=[box(X0 + 10, Y0 + 10, X0 + 100, Y0 + 100), box(X0 - 300, Y0, X0 - 250, Y0 + 50)],
+                           crs=CRS_GK)
+    rec.to_file(tmp_path / "zd.gpkg", layer="zd")
+    j = tenure.join_tenure(p, tenure.read_tenure(tmp_path / "zd.gpkg"))
+    assert j.records[["certificate", "xiaoban_id", "matched_by"]].values.tolist() == \
+        [["A1", "515101831012020012000001", "geometry"]]
+    assert j.unmatched["reason"].tolist() == [
+        "LB/XB 0012/000001 matches 2 小班 (515101831012010012000001, 515101831012020012000001)"]

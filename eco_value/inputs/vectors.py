@@ -15,6 +15,7 @@ repair, and says how to fix the source.
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -33,6 +34,7 @@ _CPG = {
 }
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _LATIN_HIGH = re.compile(r"[\u0080-\u00ff]")
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 _LOST = ("\ufffd", "锟斤拷")
 
 
@@ -56,10 +58,6 @@ def codec_of_cpg(text: str) -> str | None:
 
 def _is_shapefile(path: Path) -> bool:
     return path.suffix.lower() == ".shp"
-
-
-def _decode(raw: bytes, codec: str) -> str:
-    return raw.decode(codec)
 
 
 def detect_encoding(samples: list[bytes]) -> str | None:
@@ -172,7 +170,9 @@ def _repair(text: str) -> tuple[str, str] | None:
     """(repaired text, the code page its bytes really are) for garbled text, ("?", "") if lost."""
     if any(m in text for m in _LOST):
         return "?", ""
-    if _LATIN_HIGH.search(text) and not _CJK.search(text):
+    # GBK / UTF-8 bytes shown as Latin-1: each character becomes a run of 2-3 Latin-1 characters
+    runs = _NON_ASCII_RUN.findall(text)
+    if runs and min(map(len, runs)) >= 2 and _LATIN_HIGH.search(text) and not _CJK.search(text):
         for wrong in ("cp1252", "latin-1"):
             try:
                 raw = text.encode(wrong)
@@ -254,8 +254,6 @@ def read_table(path: str | Path, *, encoding: str | None = None, what: str = "ta
     if codec is None:
         raise InputError([Problem("bad-encoding", str(path), what, "the text is neither UTF-8 nor GBK",
                                   "save the table as UTF-8 (or declare its encoding)")])
-    import io
-
     try:
         df = pd.read_csv(io.StringIO(raw.decode(codec)), dtype=str, keep_default_na=False)
     except UnicodeDecodeError as exc:
