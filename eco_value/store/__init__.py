@@ -127,7 +127,8 @@ class Store:
                 raise StoreError(f"rule set {ruleset_hash} is not in the store")
             return json.loads(row.content_json)
 
-    def table(self, name: str, run_id: str | None = None) -> pd.DataFrame:
+    def table(self, name: str, run_id: str | None = None, zone_kind: str | None = None) -> pd.DataFrame:
+        """A result table as pandas, optionally of one run and one kind of zone (county, township, parcel, ...)."""
         models = {"services": ServiceValue, "carbon": CarbonValue, "zones": Zone, "inputs": InputFile, "runs": Run}
         if name not in models:
             raise StoreError(f"unknown table '{name}'; choose one of {', '.join(models)}")
@@ -136,6 +137,11 @@ class Store:
             q = select(m)
             if run_id is not None and name != "runs":
                 q = q.where(m.run_id == run_id)
+            if zone_kind is not None:
+                col = getattr(m, "kind" if m is Zone else "zone_kind", None)
+                if col is None:
+                    raise StoreError(f"table '{name}' has no zones to select by kind")
+                q = q.where(col == zone_kind)
             rows = [r.model_dump(exclude={"geometry_wkb"}) for r in s.exec(q).all()]
         return pd.DataFrame(rows)
 
