@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 bad input or refused operation (message, no traceback),
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -209,7 +210,7 @@ def show(run_id: str = typer.Argument(...), db: Optional[str] = DbOpt, json_out:
         _echo_json({"run_id": r.id, "status": r.status, "error": r.error, "summary": s})
         return
     if r.status != "complete":
-        console.print(f"run {r.id}: {r.status} {r.error}")
+        console.print(f"run {r.id}: {r.status} {r.error}", markup=False, highlight=False)
         raise typer.Exit(0)
     _print_summary(s, r.id)
 
@@ -654,12 +655,44 @@ def methods(rules: str = typer.Option("cn2011-mee2020", "--rules"), out: Optiona
         sys.stdout.write(text)
 
 
-def main() -> None:
+def _secrets(argv: list[str]) -> list[str]:
+    """Passwords the user handed us (``--db`` values, ``$ECO_VALUE_DB``): never echoed back."""
+    from .store.db import ENV_VAR, url_secrets
+
+    urls = [os.environ.get(ENV_VAR)]
+    for i, a in enumerate(argv):
+        if a == "--db" and i + 1 < len(argv):
+            urls.append(argv[i + 1])
+        elif a.startswith("--db="):
+            urls.append(a[len("--db="):])
+    return [s for u in urls for s in url_secrets(u)]
+
+
+def _print_error(label: str, message: str, secrets: list[str]) -> None:
+    """The one error printer: secrets masked (last resort), markup in the message shown literally."""
+    from rich.markup import escape
+
+    from .store.db import mask_secrets
+
+    err.print(f"[red]{label}[/] {escape(mask_secrets(message, secrets))}", highlight=False, soft_wrap=True)
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """click's (or typer's vendored click's) usage errors: missing argument, bad value, unknown command."""
+    import click
+
+    kinds = tuple(k for k in (click.exceptions.ClickException, getattr(typer.exceptions, "TyperException", None)) if k)
+    return isinstance(exc, kinds) and hasattr(exc, "show")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    secrets = _secrets(argv)
     try:
-        rc = app(standalone_mode=False)
+        rc = app(args=argv, prog_name="eco-value", standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
     except EcoValueError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        _print_error("error:", str(exc), secrets)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -669,16 +702,23 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001
+        import io
+
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        from .store.db import mask_secrets
+
+        if isinstance(exc, (click.exceptions.Abort, typer.Abort)):
+            err.print("interrupted")
             sys.exit(130)
+        if _is_usage_error(exc):   # click's own message (usage line, hint, error), exit 2 like any bad input
+            buf = io.StringIO()
+            exc.show(file=buf)
+            sys.stderr.write(mask_secrets(buf.getvalue(), secrets))
+            sys.exit(EcoValueError.exit_code)
         if STATE["debug"]:
             raise
-        err.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}\n(run with --debug for the traceback)", highlight=False)
+        _print_error("internal error:", f"{type(exc).__name__}: {exc}\n(run with --debug for the traceback)", secrets)
         sys.exit(1)
 
 

@@ -16,10 +16,10 @@ from sqlalchemy import insert
 from sqlmodel import Session, select
 
 from ..errors import StoreError
-from .db import get_engine, resolve_url
+from .db import display_url, get_engine, resolve_url
 from .models import CarbonValue, InputFile, Run, RuleSetRow, ServiceValue, Zone
 
-__all__ = ["get_engine", "resolve_url", "Store"]
+__all__ = ["display_url", "get_engine", "resolve_url", "Store"]
 
 
 def now() -> datetime:
@@ -32,6 +32,14 @@ class Store:
     def __init__(self, url: str | None = None):
         self.url = resolve_url(url)
         self.engine = get_engine(self.url)
+
+    @property
+    def display_url(self) -> str:
+        """The store's URL with the password masked: the only form of it that may reach a message."""
+        return display_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"Store({self.display_url})"
 
     def session(self) -> Session:
         return Session(self.engine)
@@ -109,7 +117,7 @@ class Store:
                 cands = s.exec(select(Run).where(Run.id.startswith(run_id))).all()
                 if len(cands) == 1:
                     return cands[0]
-                raise StoreError(f"no run '{run_id}' in {self.url} (list them with `eco-value runs`)")
+                raise StoreError(f"no run '{run_id}' in {self.display_url} (list them with `eco-value runs`)")
             return run
 
     def rules_json(self, ruleset_hash: str) -> dict:
@@ -119,7 +127,8 @@ class Store:
                 raise StoreError(f"rule set {ruleset_hash} is not in the store")
             return json.loads(row.content_json)
 
-    def table(self, name: str, run_id: str | None = None) -> pd.DataFrame:
+    def table(self, name: str, run_id: str | None = None, zone_kind: str | None = None) -> pd.DataFrame:
+        """A result table as pandas, optionally of one run and one kind of zone (county, township, parcel, ...)."""
         models = {"services": ServiceValue, "carbon": CarbonValue, "zones": Zone, "inputs": InputFile, "runs": Run}
         if name not in models:
             raise StoreError(f"unknown table '{name}'; choose one of {', '.join(models)}")
@@ -128,6 +137,11 @@ class Store:
             q = select(m)
             if run_id is not None and name != "runs":
                 q = q.where(m.run_id == run_id)
+            if zone_kind is not None:
+                col = getattr(m, "kind" if m is Zone else "zone_kind", None)
+                if col is None:
+                    raise StoreError(f"table '{name}' has no zones to select by kind")
+                q = q.where(col == zone_kind)
             rows = [r.model_dump(exclude={"geometry_wkb"}) for r in s.exec(q).all()]
         return pd.DataFrame(rows)
 
