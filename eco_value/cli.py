@@ -525,7 +525,7 @@ def apply_status_cmd(
     from .store import Store
 
     changes = read_status_file(file)
-    d = apply_status(Store(db), changes)
+    d = apply_status(Store(db), changes, source=str(file))
     _anchor_head(d["head"], head_file, json_out)
     if json_out:
         _echo_json(d)

@@ -38,7 +38,7 @@ from ..rules import RuleSet
 from ..store.models import CreditBlock, Issuance, IssuanceLine, ParcelVintage, StatusEvent
 from ..store.queries import check_lookup_id, prefix_matches
 from .serials import SERIAL_MAX, RegistryError, validate_project_id
-from .status_file import Change, RowProblem, StatusFileError, check_changes, read_status_file  # noqa: F401
+from .status_file import NO_VALUE, Change, RowProblem, StatusFileError, check_changes, read_status_file  # noqa: F401
 
 GENESIS = "0" * 64
 HEAD_RE = re.compile(r"[0-9a-f]{64}", re.ASCII)
@@ -347,7 +347,7 @@ def issuance_summary(store, issuance_id: str) -> dict:
     }
 
 
-def apply_status(store, changes: list[dict] | list[Change], actor: str = "exchange") -> dict:
+def apply_status(store, changes: list[dict] | list[Change], actor: str = "exchange", source: str = "status changes") -> dict:
     """Apply transfers/retirements (serial ranges) in one transaction; split blocks; chain events.
 
     ``changes`` are :class:`Change` objects (from :func:`read_status_file`) or dicts checked as strictly
@@ -361,7 +361,7 @@ def apply_status(store, changes: list[dict] | list[Change], actor: str = "exchan
         # so one error lists every refused change
         changes, probs = check_changes([(f"change #{i}", i, c) for i, c in enumerate(changes, 1)], "json")
     if not changes and not probs:
-        raise StatusFileError("status changes", [RowProblem("change #1", "(file)", None, "no changes given",
+        raise StatusFileError(source, [RowProblem("change #1", "(file)", NO_VALUE, "no changes given",
                                                             "give at least one change")])
     applied = []
     with store.session() as s:
@@ -416,7 +416,7 @@ def apply_status(store, changes: list[dict] | list[Change], actor: str = "exchan
             applied.append({"first": first, "last": last, "from": from_status, "to": to})
         if probs:
             s.rollback()
-            raise StatusFileError("status changes", probs)
+            raise StatusFileError(source, probs)
         s.commit()
     return {"applied": len(applied), "changes": applied, "head": prev}
 

@@ -50,11 +50,11 @@ class RowProblem:
     order: int = 0
 
     def __str__(self) -> str:
-        val = "" if self.value is _NONE else f"{_show(self.value)} "
+        val = "" if self.value is NO_VALUE else f"{_show(self.value)} "
         return f"{self.where}, field '{self.field}': {val}{self.problem}. Fix: {self.fix}"
 
 
-_NONE = object()
+NO_VALUE = object()
 
 
 class StatusFileError(RegistryError):
@@ -181,7 +181,7 @@ def check_changes(rows: list[tuple[str, int, dict]], kind: str) -> tuple[list[Ch
         last = _serial(row.get("last"), kind, where, "last", order, probs)
         status = row.get("status")
         if status is None or status == "":
-            probs.append(RowProblem(where, "status", _NONE, "is missing", f"give one of {', '.join(CHANGE_STATUSES)}", order))
+            probs.append(RowProblem(where, "status", NO_VALUE, "is missing", f"give one of {', '.join(CHANGE_STATUSES)}", order))
             status = None
         elif status not in CHANGE_STATUSES:
             probs.append(RowProblem(where, "status", status, "is not a status a change can set",
@@ -197,13 +197,13 @@ def check_changes(rows: list[tuple[str, int, dict]], kind: str) -> tuple[list[Ch
             probs.append(RowProblem(where, "last", last, f"is below first ({first})",
                                     "give the range as first <= last", order))
         if status == "retired" and not ben and not bad_ben:
-            probs.append(RowProblem(where, "beneficiary", _NONE, "is missing: a retirement must name who it is for",
+            probs.append(RowProblem(where, "beneficiary", NO_VALUE, "is missing: a retirement must name who it is for",
                                     "add the beneficiary (the organisation or person the retirement is claimed for)", order))
         if status != "retired" and ben:
             probs.append(RowProblem(where, "beneficiary", ben, f"goes only with a retirement (this change is {status})",
                                     "remove the beneficiary, or make the change a retirement", order))
         if status == "transferred" and not holder and not bad_holder:
-            probs.append(RowProblem(where, "holder_id", _NONE, "is missing: a transfer must name the new holder",
+            probs.append(RowProblem(where, "holder_id", NO_VALUE, "is missing: a transfer must name the new holder",
                                     "add holder_id (the account the units go to)", order))
         if len(probs) == n0:
             changes.append(Change(where, order, first, last, status, holder, ben, reason, actor))
@@ -218,7 +218,7 @@ def _decode(data: bytes, probs: list[RowProblem]) -> str | None:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
-        probs.append(RowProblem(f"line {line}", "(file)", _NONE,
+        probs.append(RowProblem(f"line {line}", "(file)", NO_VALUE,
                                 f"is not UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})",
                                 "save the file as UTF-8 (Excel: 'CSV UTF-8'; or iconv -f GB18030 -t UTF-8)", line))
         return None
@@ -237,7 +237,7 @@ def _json_array(text: str, probs: list[RowProblem]) -> list[tuple[str, int, obje
 
     def fail(pos: int, what: str) -> None:
         ln = line_of(pos)
-        probs.append(RowProblem(f"line {ln}", "(file)", _NONE, what,
+        probs.append(RowProblem(f"line {ln}", "(file)", NO_VALUE, what,
                                 'write a JSON array of change objects, e.g. [{"first": 1, "last": 5, "status": "listed"}]', ln))
 
     i = ws.match(text, 0).end()
@@ -291,7 +291,7 @@ def _csv(text: str, probs: list[RowProblem]) -> list[tuple[str, int, object]]:
     except StopIteration:
         return []
     except csv.Error as e:
-        probs.append(RowProblem("line 1", "(header)", _NONE, f"is not valid CSV ({e})", "fix the header row", 1))
+        probs.append(RowProblem("line 1", "(header)", NO_VALUE, f"is not valid CSV ({e})", "fix the header row", 1))
         return []
     fix = f"the header must be {','.join(REQUIRED)} plus any of {','.join(OPTIONAL)}"
     dup = sorted({h for h in header if header.count(h) > 1})
@@ -313,7 +313,7 @@ def _csv(text: str, probs: list[RowProblem]) -> list[tuple[str, int, object]]:
         except StopIteration:
             break
         except csv.Error as e:
-            probs.append(RowProblem(f"line {start}", "(line)", _NONE, f"is not valid CSV ({e})",
+            probs.append(RowProblem(f"line {start}", "(line)", NO_VALUE, f"is not valid CSV ({e})",
                                     "check the quotes on this line", start))
             break
         if not any(c.strip() for c in row):
@@ -342,7 +342,7 @@ def read_status_file(path: str | Path) -> list[Change]:
     changes, row_probs = check_changes(items, "csv" if kind == "csv" else "json")
     probs += row_probs
     if not probs and not changes:
-        probs.append(RowProblem("line 1", "(file)", _NONE, "holds no changes", "send a file with at least one change", 0))
+        probs.append(RowProblem("line 1", "(file)", NO_VALUE, "holds no changes", "send a file with at least one change", 0))
     if probs:
         raise StatusFileError(str(p), probs)
     return changes
