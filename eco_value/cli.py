@@ -34,10 +34,21 @@ STATE = {"debug": False}
 
 DbOpt = typer.Option(None, "--db", help="Database URL (default: $ECO_VALUE_DB, else a SQLite file in the user data folder).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object for machines.")
+HeadFileOpt = typer.Option(None, "--head-file", help="Also write the registry's new audit-chain head to this file (keep it off the database host).")
 
 
 def _echo_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def _anchor_head(head: str, head_file: Optional[Path], quiet: bool) -> None:
+    """Write the registry's chain head to ``--head-file`` (the printed head is the other anchor)."""
+    if head_file is not None:
+        from .exchange.registry import write_head_file
+
+        write_head_file(head_file, head)
+        if not quiet:
+            console.print(f"wrote the audit chain head to {head_file}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.callback()
@@ -252,7 +263,9 @@ def export_table(
     if out.suffix == ".parquet":
         df.to_parquet(out, index=False)
     else:
-        df.to_csv(out, index=False)
+        from .ids import csv_safe_frame
+
+        csv_safe_frame(df).to_csv(out, index=False)   # ids starting with = + - @ escaped for spreadsheets
     console.print(f"wrote {len(df)} rows to {out}")
 
 
@@ -426,6 +439,7 @@ def issue(
     parcels: Optional[str] = typer.Option(None, "--parcels", help="Comma-separated parcel ids (default: every eligible parcel)."),
     project: str = typer.Option("FC1", "--project", help="Project id (letters and digits; part of the serial)."),
     include_declared: bool = typer.Option(False, "--include-declared", help="Also issue parcels declared in another programme."),
+    head_file: Optional[Path] = HeadFileOpt,
     db: Optional[str] = DbOpt,
     json_out: bool = JsonOpt,
 ):
@@ -435,6 +449,7 @@ def issue(
 
     plist = [p.strip() for p in parcels.split(",") if p.strip()] if parcels else None
     d = do_issue(Store(db), run_id, vintage, plist, project, include_declared)
+    _anchor_head(d["head"], head_file, json_out)
     if json_out:
         _echo_json(d)
         return
@@ -449,6 +464,7 @@ def issue(
         console.print(f"  {blk['serial']}  {blk['count']:>8,}  {blk['status']:<8} {blk['holder_id']}")
     if len(d["serial_blocks"]) > 10:
         console.print(f"  … {len(d['serial_blocks']) - 10} more blocks")
+    console.print(f"audit chain head {d['head']} (keep it outside the database: `audit log --expect-head`)", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -500,46 +516,56 @@ def verify(
 
 @app.command("apply-status")
 def apply_status_cmd(
-    file: Path = typer.Argument(..., help="CSV or JSON(L) of changes: first,last,status[,holder_id,beneficiary,reason]."),
+    file: Path = typer.Argument(..., help="CSV or JSON(L) of changes: first,last,status[,holder_id,beneficiary,reason,actor]."),
+    head_file: Optional[Path] = HeadFileOpt,
     db: Optional[str] = DbOpt,
     json_out: bool = JsonOpt,
 ):
-    """Apply transfers and retirements sent back by the exchange (all or nothing)."""
-    import csv as _csv
-
-    from .exchange.registry import apply_status
+    """Apply transfers and retirements sent back by the exchange (all or nothing; every bad row is listed)."""
+    from .exchange.registry import apply_status, read_status_file
     from .store import Store
 
-    if not file.exists():
-        raise EcoValueError(f"{file}: the status file does not exist")
-    text = file.read_text(encoding="utf-8")
-    if file.suffix == ".csv":
-        changes = list(_csv.DictReader(text.splitlines()))
-    elif file.suffix == ".jsonl":
-        changes = [json.loads(x) for x in text.splitlines() if x.strip()]
-    else:
-        changes = json.loads(text)
-    d = apply_status(Store(db), changes)
+    changes = read_status_file(file)
+    d = apply_status(Store(db), changes, source=str(file))
+    _anchor_head(d["head"], head_file, json_out)
     if json_out:
         _echo_json(d)
     else:
         console.print(f"applied {d['applied']} change(s)")
+        console.print(f"audit chain head {d['head']}", markup=False, soft_wrap=True)
 
 
 @audit_app.command("log")
-def audit_log_cmd(db: Optional[str] = DbOpt, json_out: bool = JsonOpt):
-    """Check every event hash and link, and that replaying the log gives the stored blocks."""
-    from .exchange.registry import audit_log
+def audit_log_cmd(
+    expect_head: Optional[str] = typer.Option(None, "--expect-head", help="A chain head remembered earlier (printed by issue/apply-status); fail if it is no longer in the chain."),
+    head_file: Optional[Path] = typer.Option(None, "--head-file", help="File holding a remembered head (written by --head-file of issue/apply-status)."),
+    db: Optional[str] = DbOpt,
+    json_out: bool = JsonOpt,
+):
+    """Check every event hash and link, that replaying the log gives the stored blocks and issuances, and the head."""
+    from .exchange.registry import audit_log, check_head, read_head_file
     from .store import Store
 
-    d = audit_log(Store(db))
+    expected = [check_head(expect_head, "--expect-head")] if expect_head else []
+    if head_file is not None:
+        expected.append(read_head_file(head_file))
+    store = Store(db)
+    d = audit_log(store, expected[0] if expected else None)
+    for h in expected[1:]:
+        extra = audit_log(store, h)
+        d["problems"] += [p for p in extra["problems"] if p not in d["problems"]]
+        d["ok"] = d["ok"] and extra["ok"]
     if json_out:
         _echo_json(d)
     elif d["ok"]:
-        console.print(f"[green]OK[/]: {d['events']} events chained to head {d['head'][:16]}; {d['blocks']} blocks match the replay")
+        console.print(f"OK: {d['events']} events chained to head {d['head']}; {d['blocks']} blocks and "
+                      f"{d['issuances']} issuances match the replay", markup=False, soft_wrap=True)
     else:
         for p in d["problems"]:
-            err.print(f"[red]FAIL[/] {p}", highlight=False)
+            err.print(f"FAIL {p}", highlight=False, markup=False, soft_wrap=True)
+    if not json_out:
+        for n in d["notes"]:
+            console.print(f"note: {n}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(0 if d["ok"] else 1)
 
 

@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 from ..errors import StoreError
 from .db import display_url, get_engine, resolve_url
 from .models import CarbonValue, InputFile, Run, RuleSetRow, ServiceValue, Zone
+from .queries import check_lookup_id, prefix_matches
 
 __all__ = ["display_url", "get_engine", "resolve_url", "Store"]
 
@@ -110,11 +111,12 @@ class Store:
             return list(s.exec(select(Run).order_by(Run.started.desc())).all())
 
     def run(self, run_id: str) -> Run:
+        check_lookup_id(run_id, "run id", "list them with `eco-value runs`")
         with self.session() as s:
             run = s.get(Run, run_id)
             if run is None:
-                # allow unique prefixes
-                cands = s.exec(select(Run).where(Run.id.startswith(run_id))).all()
+                # allow unique prefixes, taken literally (no LIKE wildcards)
+                cands = prefix_matches(s, Run, run_id)
                 if len(cands) == 1:
                     return cands[0]
                 raise StoreError(f"no run '{run_id}' in {self.display_url} (list them with `eco-value runs`)")
