@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import make_fake_run
 from eco_value.exchange import verify as V
@@ -419,3 +421,62 @@ def test_a_parcel_vintage_in_two_issuances_of_one_bundle(exported, b):
     (b / rel).write_bytes(data)
     resign(b, exported["sk"], lambda m: (list_file(m, rel, data), m["record_counts"].__setitem__("issuance", 2)))
     assert "parcel-vintage-twice" in checks(verify(b, exported["key"]))
+
+
+# ---- the fast schema check gives jsonschema's verdict -----------------------------------------------------
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-3, 3000) | st.floats(-2, 2, allow_nan=False)
+                     | st.sampled_from(["", "held", "buffer", "2023-01-01", "2023-13-01", "510183", "x" * 64, "a" * 64,
+                                        "removal - nature", "credit_block/v1", "ECV1-510183-FC1-2023-000000000001-000000000250-12"]),
+                     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(["gross", "parcelId", "z"]), c, max_size=3),
+                     max_leaves=6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fast_schema_verdict_equals_jsonschema(exported, data):
+    import jsonschema
+
+    kind = data.draw(st.sampled_from(["credit_block", "issuance"]))
+    rec = json.loads((exported["bundle"] / f"records/{kind}s.jsonl").read_text().splitlines()[0])
+    schema = json.loads((V.own_schema_dir() / V.SCHEMA_FILES[kind]).read_text())
+    full = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    target = rec
+    if kind == "issuance" and data.draw(st.booleans()):
+        target = rec["parcelLines"][0]                        # mutate inside an array of objects
+    for _ in range(data.draw(st.integers(0, 3))):
+        op = data.draw(st.sampled_from(["set", "delete", "add"]))
+        if op == "set" and target:
+            target[data.draw(st.sampled_from(sorted(target)))] = data.draw(_json)
+        elif op == "delete" and target:
+            del target[data.draw(st.sampled_from(sorted(target)))]
+        else:
+            target[data.draw(st.sampled_from(["extra", "beneficiary", "otherProgrammes"]))] = data.draw(_json)
+    fast = V._Validator(full)
+    assert fast.valid(rec) == full.is_valid(rec), rec
+    assert fast.valid(rec) == full.is_valid(rec)              # and again, from the cache
+
+
+def test_fast_schema_verdict_on_every_field(exported):
+    import jsonschema
+
+    values = [None, True, 0, 1, 1.0, -1, 2.5, 10 ** 6, "", "x", "2023-01-01", "2023-02-30", [], [""], ["P1"], [1], {}, {"a": 1}]
+    for kind in ("credit_block", "issuance", "gep_statement"):
+        lines = (exported["bundle"] / f"records/{kind}s.jsonl").read_text().splitlines()
+        if not lines:
+            continue
+        schema = json.loads((V.own_schema_dir() / V.SCHEMA_FILES[kind]).read_text())
+        full = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+        fast = V._Validator(full)
+        base = json.loads(lines[0])
+        targets = [(base, base)] + ([(base, base["parcelLines"][0])] if kind == "issuance" else [])
+        n_invalid = 0
+        for rec, target in targets:
+            for k in sorted(target):
+                old = target[k]
+                for v in values:
+                    target[k] = v
+                    assert fast.valid(rec) == full.is_valid(rec), (kind, k, v)
+                    n_invalid += not full.is_valid(rec)
+                target[k] = old
+        assert n_invalid > 100 and fast.valid(base) and full.is_valid(base)

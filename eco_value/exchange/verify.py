@@ -261,6 +261,64 @@ def _read_small(root: Path, rel: str, cap: int, out: _Problems, too_large: str) 
     return data
 
 
+# ---- schema validation, fast on repetitive records ---------------------------------------------------
+
+_FLAT_OBJECT = {"$schema", "$id", "title", "description", "type", "additionalProperties", "required", "properties"}
+_FLAT_ARRAY = {"title", "description", "type", "items", "minItems", "maxItems"}
+CACHE_MAX = 4096                    # verdicts cached per field; fields with ever-new values stop caching
+
+
+def _scalar_key(v):
+    return (type(v), v) if v is None or isinstance(v, (str, int, float, bool)) else None
+
+
+def _predicate(full, schema):
+    """``value -> bool`` with exactly the verdict of ``full.evolve(schema=schema).is_valid``: flat object and
+    array schemas are checked keyword by keyword, every other subschema by jsonschema itself, its verdict
+    cached by value (records of one bundle repeat most fields: issuance, dates, methodology, ...)."""
+    if isinstance(schema, dict) and schema.get("type") == "object" and set(schema) <= _FLAT_OBJECT \
+            and schema.get("additionalProperties", True) in (True, False):
+        props = {k: _predicate(full, sub) for k, sub in schema.get("properties", {}).items()}
+        required, closed = set(schema.get("required", ())), schema.get("additionalProperties") is False
+
+        def obj(v) -> bool:
+            if not isinstance(v, dict) or not required <= v.keys() or (closed and not v.keys() <= props.keys()):
+                return False
+            return all(props[k](x) for k, x in v.items() if k in props)
+        return obj
+    if isinstance(schema, dict) and schema.get("type") == "array" and set(schema) <= _FLAT_ARRAY:
+        item = _predicate(full, schema.get("items", {}))
+        lo, hi = schema.get("minItems", 0), schema.get("maxItems")
+
+        def arr(v) -> bool:
+            return isinstance(v, list) and len(v) >= lo and (hi is None or len(v) <= hi) and all(item(x) for x in v)
+        return arr
+    check = full.evolve(schema=schema).is_valid
+    cache: dict = {}
+
+    def leaf(v) -> bool:
+        k = _scalar_key(v)
+        if k is None:
+            return check(v)
+        got = cache.get(k)
+        if got is None:
+            got = check(v)
+            if len(cache) < CACHE_MAX:
+                cache[k] = got
+        return got
+    return leaf
+
+
+class _Validator:
+    """A record's schema errors: none when the fast verdict is 'valid', else jsonschema's own messages."""
+
+    def __init__(self, full):
+        self.full, self.valid = full, _predicate(full, full.schema)
+
+    def iter_errors(self, r):
+        return iter(()) if self.valid(r) else self.full.iter_errors(r)
+
+
 # ---- the manifest ----------------------------------------------------------------------------------------
 
 def _path_problem(rel: str) -> str | None:
@@ -647,7 +705,8 @@ def _verify(b: Path, public_key_hex: str | None, holdings: list | None, out: _Pr
     except (OSError, ValueError) as exc:
         out.add("verifier-install", "schemas", f"the verifier's own schemas cannot be read ({exc}); reinstall it")
         return
-    validators = {k: jsonschema.Draft202012Validator(s, format_checker=jsonschema.FormatChecker()) for k, s in own.items()}
+    validators = {k: _Validator(jsonschema.Draft202012Validator(s, format_checker=jsonschema.FormatChecker()))
+                  for k, s in own.items()}
     # 4. every listed file, once, within its declared size; records parsed on the way
     jsonl: dict[str, tuple] = {}
     csvs: dict[str, tuple] = {}
