@@ -357,6 +357,11 @@ def test_missing_or_bad_public_key_file_is_a_clear_error(exported, b, tmp_path, 
     os.mkfifo(tmp_path / "fifo.pub")
     r = run_verifier(b, tmp_path / "fifo.pub", cli=cli)
     assert r.returncode == 2 and "not a regular file" in r.stdout + r.stderr
+    for dev in ("/dev/zero", str(tmp_path)):                  # a device, a folder
+        r = run_verifier(b, Path(dev), cli=cli)
+        assert r.returncode == 2 and "not a regular file" in r.stdout + r.stderr, r.stdout + r.stderr
+    (tmp_path / "link.pub").symlink_to(exported["key_file"])  # the user's own file may be a link
+    assert run_verifier(b, tmp_path / "link.pub", cli=cli).returncode == 0
     (tmp_path / "bad.pub").write_text("zz" * 32)
     r = run_verifier(b, tmp_path / "bad.pub", cli=cli)
     assert r.returncode == 2 and "bad-public-key" in r.stdout + r.stderr and "Traceback" not in r.stderr

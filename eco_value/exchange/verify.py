@@ -169,6 +169,13 @@ def open_inside(root: Path, rel: str) -> tuple[int, int]:
     raise NotRegular(f"{rel}: empty path")
 
 
+def open_regular(path: str | Path) -> tuple[int, int]:
+    """Open one of the user's own files (the trusted key, the holdings): symbolic links are followed, but it
+    must be a regular file (O_NONBLOCK: a FIFO never blocks the open). Raises NotRegular or OSError."""
+    return _checked_fd(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+                               | getattr(os, "O_CLOEXEC", 0)), str(path))
+
+
 def _checked_fd(fd: int, rel: str) -> tuple[int, int]:
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):                        # replaced between the check and the open
@@ -568,7 +575,7 @@ def read_public_key(path: str | Path) -> tuple[str | None, list[Problem]]:
     p = Path(path)
     data = None
     try:
-        fd, size = open_inside(p.parent, p.name)
+        fd, size = open_regular(p)
         with _Limited(fd, MAX_KEY_BYTES) as r:
             data = io.BufferedReader(r).read()
             if size > MAX_KEY_BYTES or r.grew:
@@ -576,8 +583,8 @@ def read_public_key(path: str | Path) -> tuple[str | None, list[Problem]]:
     except FileNotFoundError:
         out.add("bad-public-key", str(p), "does not exist: give the file with the issuer's public key (hex), "
                 "obtained from the issuer out of band (`eco-value keys export --out FILE`)")
-    except NotRegular:
-        out.add("bad-public-key", str(p), "is not a regular file (a FIFO, device, folder or symbolic link)")
+    except NotRegular as exc:
+        out.add("bad-public-key", str(p), f"{exc}: give the key file itself")
     except OSError as exc:
         out.add("bad-public-key", str(p), f"cannot be read: {exc.strerror or exc}")
     probs = out.result()
@@ -595,12 +602,12 @@ def read_holdings(path: str | Path) -> tuple[list[dict], list[Problem]]:
     p, label = Path(path), str(path)
     held: list[dict] = []
     try:
-        fd, size = open_inside(p.parent, p.name)
+        fd, size = open_regular(p)
     except FileNotFoundError:
         out.add("bad-holdings", label, "does not exist: give the JSON Lines file of credit blocks you already hold")
         return [], out.result()
-    except NotRegular:
-        out.add("bad-holdings", label, "is not a regular file (a FIFO, device, folder or symbolic link)")
+    except NotRegular as exc:
+        out.add("bad-holdings", label, f"{exc}: give the JSON Lines file itself")
         return [], out.result()
     except OSError as exc:
         out.add("bad-holdings", label, f"cannot be read: {exc.strerror or exc}")
