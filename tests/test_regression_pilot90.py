@@ -6,7 +6,7 @@ code at commit ffc7927 (before the refactor), with the settings of the shared `p
 (conftest: 90 m, seed 7, 500 Monte Carlo draws). It holds, exactly:
 - every numeric leaf of the run summary (GEP by service and by land cover, carbon account, extent, ...);
 - every county and township row of the services and carbon tables, and zone areas;
-- the SEEA physical and monetary supply tables;
+- the SEEA physical and monetary supply tables (columns keyed by ecosystem type, not their label);
 - for the 4 499 parcels (too many to store whole under 200 KB): every 100th parcel's rows, per-column
   sums, two signed pseudo-random projections of each column compared to 1e-12 of the column's sum of
   absolute values, and a sha256 of all parcel values rounded to 8 significant digits; together they
@@ -120,6 +120,7 @@ def snapshot(store, res) -> dict:
         with open(res.outputs[key], encoding="utf-8") as f:
             for r in csv.DictReader(f):
                 for col, v in r.items():
+                    col = col.split(" ")[0]   # "forest 森林" → "forest": the type, not its label
                     try:
                         seea[f"{key}/{r['service']}/{col}"] = float(v)
                     except ValueError:
