@@ -265,7 +265,7 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
         spec = cat.layers[key]
         if spec.scheme in SCHEMES:
             if "codes" in arr.attrs:   # the product's own codes (same chunks as the translated layer)
-                stats[key] = (arr.attrs["codes"], arr.attrs.get("source_nodata"), np.array(sorted(SCHEMES[spec.scheme])))
+                stats[key] = (arr.attrs["codes"].array, arr.attrs.get("source_nodata"), np.array(sorted(SCHEMES[spec.scheme])))
         elif spec.variable in PHYSICAL_RANGE:
             stats[key] = (arr, arr.attrs.get("nodata"), None)
     graph = {"zones": zonal_sums_many({k: z[1] for k, z in zones.items()}, grid, values, coded,

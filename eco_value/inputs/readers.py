@@ -6,7 +6,7 @@ the resampling its catalog entry declares (validation refuses a mismatch without
 A categorical layer (one with a class ``scheme``) is translated from the product's codes to the
 engine's ids (ecosystem types or species groups; uint8, nodata 255) chunk by chunk, in the same
 task that reads it: the engine only ever sees engine ids. The product's codes stay reachable as
-``arr.attrs["codes"]`` (the same dask chunks) for the value checks that name offending codes.
+``arr.attrs["codes"].array`` (the same dask chunks) for the value checks that name offending codes.
 """
 
 from __future__ import annotations
@@ -25,6 +25,19 @@ from .catalog import Catalog
 from .schemes import load_scheme
 
 DEFAULT_CHUNK_PX = 1024
+
+
+class SourceCodes:
+    """The product's codes behind a translated layer. A plain holder, compared by identity: xarray
+    compares attrs when it combines arrays, and comparing the DataArray itself would compute it."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: xr.DataArray):
+        self.array = array
+
+    def __repr__(self) -> str:
+        return f"<product codes of {self.array.name}>"
 
 
 def reference_grid(cat: Catalog, chunk_px: int = DEFAULT_CHUNK_PX) -> Grid:
@@ -67,7 +80,7 @@ def translate_codes(arr: xr.DataArray, scheme_name: str) -> xr.DataArray:
     data = arr.data.map_blocks(scheme.translate, nod, dtype="uint8")
     out = xr.DataArray(data, dims=arr.dims, coords=arr.coords, name=arr.name)
     out.attrs = dict(arr.attrs, nodata=NODATA_ID, source_nodata=nod, scheme=scheme.name,
-                     vocabulary=scheme.vocabulary, codes=arr)
+                     vocabulary=scheme.vocabulary, codes=SourceCodes(arr))
     return out
 
 
