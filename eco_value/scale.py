@@ -51,7 +51,7 @@ def synthetic_layers(n_rows: int, n_cols: int, chunk: int = 2048) -> tuple[dict[
     ch = (chunk, chunk)
     grid = Grid("EPSG:32648", Affine(RES_M, 0, 0, 0, -RES_M, n_rows * RES_M), n_cols, n_rows, chunk_px=chunk)
     types = ecosystem_types()   # the synthetic land cover is made directly in engine type ids
-    CLCD = {n: types.id(n) for n in ("grassland", "forest", "shrub", "cropland", "impervious")}  # noqa: N806
+    T = {n: types.id(n) for n in ("grassland", "forest", "shrub", "cropland", "impervious")}  # noqa: N806
     vol_ids = np.array([species_code(g) for g in volume_species(load_rules("cn2011-mee2020"))])
 
     def elev(r, c, rng, s):
@@ -59,21 +59,21 @@ def synthetic_layers(n_rows: int, n_cols: int, chunk: int = 2048) -> tuple[dict[
 
     def lulc(r, c, rng, s):
         e = 0.5 + 0.5 * np.sin(c / 900.0) * np.cos(r / 1300.0)
-        return np.select([e > 0.85, e > 0.4, e > 0.3, e > 0.05], [CLCD["grassland"], CLCD["forest"], CLCD["shrub"], CLCD["cropland"]],
-                         CLCD["impervious"]) + 0 * rng.integers(0, 1, s)
+        return np.select([e > 0.85, e > 0.4, e > 0.3, e > 0.05], [T["grassland"], T["forest"], T["shrub"], T["cropland"]],
+                         T["impervious"]) + 0 * rng.integers(0, 1, s)
 
     def lulc2(r, c, rng, s):
         a = lulc(r, c, rng, s)
         flip = rng.random(s) < 0.01
-        return np.where(flip & (a == CLCD["cropland"]), CLCD["forest"], a)
+        return np.where(flip & (a == T["cropland"]), T["forest"], a)
 
     def species(r, c, rng, s):
-        return np.where(lulc(r, c, rng, s) == CLCD["forest"], vol_ids[((r // 64 + c // 64) % len(vol_ids)).astype(int)], 0)
+        return np.where(lulc(r, c, rng, s) == T["forest"], vol_ids[((r // 64 + c // 64) % len(vol_ids)).astype(int)], 0)
 
     def vol(age_shift):
         def f(r, c, rng, s):
             age = 5 + (r // 64 * 7 + c // 64 * 13) % 40 + age_shift
-            return np.where(lulc(r, c, rng, s) == CLCD["forest"], 300 * (1 - np.exp(-0.06 * age)) ** 2, 0.0)
+            return np.where(lulc(r, c, rng, s) == T["forest"], 300 * (1 - np.exp(-0.06 * age)) ** 2, 0.0)
         return f
 
     specs = {
