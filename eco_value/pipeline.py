@@ -31,17 +31,16 @@ from .carbon.uncertainty import SufficientStats, approach1_pct, monte_carlo
 from .errors import EcoValueError, InputError
 from .grid import Grid
 from .inputs.catalog import Catalog, load_catalog
-from .inputs.classes import CLCD, CLCD_CODES
-from .inputs.readers import open_layers, read_table, read_vector
+from .inputs.readers import open_layers, read_full, read_table, read_vector
 from .inputs.validate import PHYSICAL_RANGE, check_structure, problems_from_stats
 from .rules import RuleSet, load_rules
+from .roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
+from .rules.ecosystem import NODATA_ID, ecosystem_types, species_groups
 from .services import SERVICES, ServiceContext, compute_services
 
 Progress = Callable[[str, float | None], None]
 M2_PER_KM2 = 1e6
 COMPUTE_STAGE = "compute (one pass over the inputs)"
-N_SPECIES = 9
-N_CLASSES = 10
 
 
 @dataclass
@@ -121,11 +120,12 @@ def _client(address: str | None):
 
 @dataclass
 class Scenario:
-    """A changed land cover (damage, project): ``lulc_after`` replaces ``lulc_2023`` where ``changed``.
+    """A changed land cover (damage, project): ``lulc_after`` (ecosystem-type ids) replaces the land
+    cover at t2 where ``changed``.
 
-    Changed pixels lose their stand (volume and species 0 unless the new class is forest), take the
-    vegetation cover ``fvc_by_class`` of the new class, and their annual carbon sink becomes 0 (the
-    one-off loss of stock is reported separately, never as a yearly flow).
+    Changed pixels lose their stand (volume and species 0 unless the new type is a forest type), take
+    the vegetation cover ``fvc_by_class`` (indexed by type id) of the new type, and their annual
+    carbon sink becomes 0 (the one-off loss of stock is reported separately, never as a yearly flow).
     """
 
     changed: xr.DataArray
@@ -137,20 +137,20 @@ class Scenario:
 def _apply_scenario(layers: dict[str, xr.DataArray], sc: Scenario) -> dict[str, xr.DataArray]:
     out = dict(layers)
     ch = sc.changed
-    forest = CLCD["forest"]
+    forest = ecosystem_types().ids_under("forest")
 
     def keep_attrs(new, old):
         new.attrs = dict(old.attrs)
         return new
 
-    lc = layers["lulc_2023"]
-    out["lulc_2023"] = keep_attrs(xr.where(ch, sc.lulc_after, lc).astype(lc.dtype), lc)
-    lost = ch & (sc.lulc_after != forest)
-    out["volume_2023"] = keep_attrs(xr.where(lost, 0.0, layers["volume_2023"]).astype(layers["volume_2023"].dtype), layers["volume_2023"])
-    out["forest_type_2023"] = keep_attrs(xr.where(lost, 0, layers["forest_type_2023"]).astype(layers["forest_type_2023"].dtype),
-                                         layers["forest_type_2023"])
+    lc = layers[LAND_COVER_T2]
+    out[LAND_COVER_T2] = keep_attrs(xr.where(ch, sc.lulc_after, lc).astype(lc.dtype), lc)
+    lost = ch & ~sc.lulc_after.isin(forest)
+    out[VOLUME_T2] = keep_attrs(xr.where(lost, 0.0, layers[VOLUME_T2]).astype(layers[VOLUME_T2].dtype), layers[VOLUME_T2])
+    out[FOREST_TYPE_T2] = keep_attrs(xr.where(lost, 0, layers[FOREST_TYPE_T2]).astype(layers[FOREST_TYPE_T2].dtype),
+                                     layers[FOREST_TYPE_T2])
     table = sc.fvc_by_class
-    fvc_new = xr.DataArray(sc.lulc_after.data.map_blocks(lambda c: table[c.astype(np.intp)], dtype="float64"),
+    fvc_new = xr.DataArray(sc.lulc_after.data.map_blocks(lambda c: np.take(table, c), dtype="float64"),
                            dims=lc.dims, coords=lc.coords)
     out["fvc"] = keep_attrs(xr.where(ch, fvc_new, layers["fvc"]).astype(layers["fvc"].dtype), layers["fvc"])
     return out
@@ -170,14 +170,14 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
     y1, y2 = cat.catalog.period
     coef = coefficients(rules)
     say("carbon: stock difference", None)
-    carbon = stock_difference(layers["volume_2020"], layers["forest_type_2020"], layers["lulc_2020"],
-                              layers["volume_2023"], layers["forest_type_2023"], layers["lulc_2023"],
+    carbon = stock_difference(layers[VOLUME_T1], layers[FOREST_TYPE_T1], layers[LAND_COVER_T1],
+                              layers[VOLUME_T2], layers[FOREST_TYPE_T2], layers[LAND_COVER_T2],
                               (y1, y2), coef)
     if scenario is not None:
         before_sink = carbon["sink_tco2e_per_ha_yr"]
         layers = _apply_scenario(layers, scenario)
-        carbon = stock_difference(layers["volume_2020"], layers["forest_type_2020"], layers["lulc_2020"],
-                                  layers["volume_2023"], layers["forest_type_2023"], layers["lulc_2023"],
+        carbon = stock_difference(layers[VOLUME_T1], layers[FOREST_TYPE_T1], layers[LAND_COVER_T1],
+                                  layers[VOLUME_T2], layers[FOREST_TYPE_T2], layers[LAND_COVER_T2],
                                   (y1, y2), coef)
         carbon["sink_tco2e_per_ha_yr"] = xr.where(scenario.changed, 0.0, before_sink).where(before_sink.notnull())
     tables = {k: read_table(cat, k) for k in cat.tables}
@@ -194,23 +194,21 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
         if gdf.crs is not None and gdf.crs.to_string() != grid.crs:
             gdf = gdf.to_crs(grid.crs)
         zones[kind] = (gdf, zone_weights(gdf, id_field, grid, template), id_field)
-    # the region's land-cover extent (exact coverage) from the uint8 land cover, read outside the
-    # graph: the provisioning and tourism shares then need no region-wide reduction inside it
+    # the region's land-cover extent (exact coverage) from the uint8 land cover (type ids), read
+    # outside the graph: the provisioning and tourism shares then need no region-wide reduction inside it
     if scenario is not None and scenario.lulc_after_np is not None:
         lc_np = scenario.lulc_after_np
     else:
-        import rasterio
-        with rasterio.open(cat.path_of(cat.layers["lulc_2023"].path)) as src:
-            lc_np = src.read(1) if (src.width, src.height) == (grid.width, grid.height) else None
+        lc_np = read_full(cat, LAND_COVER_T2, grid)
     region_class_px = None
     if lc_np is not None:
         region_class_px = class_coverage(zones["county"][1], lc_np)
-        region_class_px[int(layers["lulc_2023"].attrs.get("nodata", 255))] = 0.0
+        region_class_px[int(layers[LAND_COVER_T2].attrs.get("nodata", NODATA_ID))] = 0.0
     ctx = ServiceContext(layers=layers, grid=grid, rules=rules, year=y2, tables=tables,
                          carbon_sink_tco2e_per_ha_yr=carbon["sink_tco2e_per_ha_yr"], price_year=opts.price_year,
                          # only needed when the class extent could not be read beforehand
                          region_coverage=None if region_class_px is not None else
-                         coverage_raster(zones["county"][1], grid, layers["lulc_2023"]),
+                         coverage_raster(zones["county"][1], grid, layers[LAND_COVER_T2]),
                          region_class_px=region_class_px)
     say("GEP services", None)
     services = compute_services(ctx)
@@ -223,27 +221,35 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
     values["carbon:sink"] = carbon["sink_tco2e_per_ha_yr"] * a_ha
     values["carbon:stock1"] = carbon["stock_t1_tc_per_ha"] * a_ha
     values["carbon:stock2"] = carbon["stock_t2_tc_per_ha"] * a_ha
-    valid = (layers["lulc_2020"] != layers["lulc_2020"].attrs["nodata"]) & (layers["lulc_2023"] != layers["lulc_2023"].attrs["nodata"])
+    lc1, lc2 = layers[LAND_COVER_T1], layers[LAND_COVER_T2]
+    valid = (lc1 != lc1.attrs["nodata"]) & (lc2 != lc2.attrs["nodata"])
     area = xr.where(valid, a_ha, 0.0)
     values["area_ha"] = area
+    types = ecosystem_types()
+    n_species = species_groups().n_ids
+    n_types = types.n_positions
 
     def codes(a):
-        return xr.where(valid, a, 255)
+        return xr.where(valid, a, NODATA_ID)
+
+    def positions(a):  # type id → dense position (sums by type stay small matrices)
+        c = codes(a)
+        return c.copy(data=c.data.map_blocks(lambda x: np.take(types.position_lut, x), dtype="int64"))
 
     coded = {
-        "sv1": (codes(layers["forest_type_2020"]), xr.where(valid, layers["volume_2020"].astype("float64"), 0.0).clip(min=0) * a_ha, N_SPECIES),
-        "sv2": (codes(layers["forest_type_2023"]), xr.where(valid, layers["volume_2023"].astype("float64"), 0.0).clip(min=0) * a_ha, N_SPECIES),
-        "sa1": (codes(layers["forest_type_2020"]), area, N_SPECIES),
-        "sa2": (codes(layers["forest_type_2023"]), area, N_SPECIES),
-        "ca1": (codes(layers["lulc_2020"]), area, N_CLASSES),
-        "ca2": (codes(layers["lulc_2023"]), area, N_CLASSES),
+        "sv1": (codes(layers[FOREST_TYPE_T1]), xr.where(valid, layers[VOLUME_T1].astype("float64"), 0.0).clip(min=0) * a_ha, n_species),
+        "sv2": (codes(layers[FOREST_TYPE_T2]), xr.where(valid, layers[VOLUME_T2].astype("float64"), 0.0).clip(min=0) * a_ha, n_species),
+        "sa1": (codes(layers[FOREST_TYPE_T1]), area, n_species),
+        "sa2": (codes(layers[FOREST_TYPE_T2]), area, n_species),
+        "ca1": (positions(lc1), area, n_types),
+        "ca2": (positions(lc2), area, n_types),
         "lucc_sink": (carbon["lucc"], values["carbon:sink"], 5),
         "lucc_area": (carbon["lucc"], area, 5),
     }
-    lc = codes(layers["lulc_2023"])
-    by_class = {f"cls:{k}": (lc, v, N_CLASSES) for k, v in values.items() if k.startswith(("v:", "q:"))}
+    lc = positions(lc2)
+    by_class = {f"cls:{k}": (lc, v, n_types) for k, v in values.items() if k.startswith(("v:", "q:"))}
     maps = {
-        "carbon_stock_2023_tc_per_ha": carbon["stock_t2_tc_per_ha"],
+        f"carbon_stock_{y2}_tc_per_ha": carbon["stock_t2_tc_per_ha"],
         "carbon_sink_tco2e_per_ha_yr": carbon["sink_tco2e_per_ha_yr"],
     }
     km2 = grid.pixel_area_m2 / M2_PER_KM2
@@ -253,12 +259,13 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
         maps[f"{key}_value_cny_per_km2"] = r.value_cny / km2
         maps[f"{key}_quantity_per_km2"] = r.quantity / km2
     # input value checks ride along in the same per-chunk tasks (no separate pass over the inputs)
-    from .inputs.classes import SCHEMES
+    from .inputs.schemes import SCHEMES
     stats = {}
     for key, arr in layers.items():
         spec = cat.layers[key]
-        if spec.classes in SCHEMES:
-            stats[key] = (arr, arr.attrs.get("nodata"), np.array(sorted(SCHEMES[spec.classes])))
+        if spec.scheme in SCHEMES:
+            if "codes" in arr.attrs:   # the product's own codes (same chunks as the translated layer)
+                stats[key] = (arr.attrs["codes"].array, arr.attrs.get("source_nodata"), np.array(sorted(SCHEMES[spec.scheme])))
         elif spec.variable in PHYSICAL_RANGE:
             stats[key] = (arr, arr.attrs.get("nodata"), None)
     graph = {"zones": zonal_sums_many({k: z[1] for k, z in zones.items()}, grid, values, coded,
@@ -508,20 +515,31 @@ def _assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, compute
                            "value_cny": float(county[f"v:{key}"][0]), "name_zh": SERVICES[key].SPEC.name_zh,
                            "category": SERVICES[key].SPEC.category}
     total = float(sum(v["value_cny"] for v in by_service.values()))
+    types = ecosystem_types()
+    type_names = types.position_names()
     by_class: dict[str, dict[str, float]] = {}
     by_class_q: dict[str, dict[str, float]] = {}
     for key in services:
         arr = county[f"cls:v:{key}"][0]
         arq = county[f"cls:q:{key}"][0]
-        for code in range(1, N_CLASSES):
-            if arr[code] != 0 or arq[code] != 0:
-                by_class.setdefault(CLCD_CODES[code], {})[key] = float(arr[code])
-                by_class_q.setdefault(CLCD_CODES[code], {})[key] = float(arq[code])
+        for pos in range(1, types.n_positions):
+            if arr[pos] != 0 or arq[pos] != 0:
+                by_class.setdefault(type_names[pos], {})[key] = float(arr[pos])
+                by_class_q.setdefault(type_names[pos], {})[key] = float(arq[pos])
     population = None
     bgdf = ctx["zones"]["county"][0]
     if "population" in bgdf.columns:
         population = int(bgdf["population"].iloc[0])
-    forest_ha = float(ca2[CLCD["forest"]])
+    ca1 = county["ca1"][0]
+
+    def level1_areas(ca) -> dict[str, float]:   # by level-1 type, sub-types included
+        out = {t.name: 0.0 for t in types.level1()}
+        for t in types:
+            out[t.level1] += float(ca[types.positions[t.name]])
+        return out
+
+    area1, area2 = level1_areas(ca1), level1_areas(ca2)
+    forest_ha = area2["forest"]
     summary = {
         "run_id": run_id,
         "region": cat.catalog.region,
@@ -548,10 +566,10 @@ def _assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, compute
         "gep": {"total_cny": total, "by_service": by_service, "price_year": price_year,
                 "cny_per_km2": total / (area_ha / 100.0), "per_capita_cny": total / population if population else None,
                 "by_land_cover_cny": by_class, "by_land_cover_quantity": by_class_q},
-        "extent": {"area_ha_by_class_2023": {CLCD_CODES[c]: float(ca2[c]) for c in range(1, N_CLASSES)},
-                   "area_ha_by_class_2020": {CLCD_CODES[c]: float(county["ca1"][0][c]) for c in range(1, N_CLASSES)},
+        "extent": {f"area_ha_by_class_{y2}": area2,
+                   f"area_ha_by_class_{y1}": area1,
                    "forest_coverage_pct": 100.0 * forest_ha / area_ha,
-                   "forest_and_shrub_coverage_pct": 100.0 * (forest_ha + float(ca2[CLCD["shrub"]])) / area_ha},
+                   "forest_and_shrub_coverage_pct": 100.0 * (forest_ha + area2["shrub"]) / area_ha},
         "population": population,
     }
     return {"rows": rows, "summary": summary, "tables": tables}

@@ -316,7 +316,7 @@ def validate_catalog(cat: Catalog) -> list[Problem]:
     probs = check_structure(cat)
     if probs:
         return probs
-    layers, _grid = open_layers(cat)
+    layers, _grid = open_layers(cat, raw=True)   # value checks name the product's own codes
     stats = value_checks(layers, cat)
     (computed,) = dask.compute(stats)
     return problems_from_stats(computed, cat)

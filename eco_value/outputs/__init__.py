@@ -51,19 +51,22 @@ def write_zone_tables(folder: Path, zones: dict, tables: dict[str, list[dict]], 
 def write_seea_tables(folder: Path, summary: dict) -> dict[str, str]:
     """UN SEEA EA supply tables: service (rows) × ecosystem type (columns), physical and monetary,
     with totals and shares, as the GEP accounts of the county."""
-    from ..inputs.classes import CLCD_LABELS_ZH
+    from ..rules.ecosystem import ecosystem_types
 
+    types = ecosystem_types()
+    order = types.names()
     folder = Path(folder)
     g = summary["gep"]
     out = {}
     for kind, key in (("physical", "by_land_cover_quantity"), ("monetary", "by_land_cover_cny")):
-        classes = sorted(g[key], key=lambda c: list(CLCD_LABELS_ZH).index(c))
+        classes = sorted(g[key], key=lambda c: order.index(c) if c in order else len(order))
         rows = []
         for svc, v in g["by_service"].items():
             row = {"service": svc, "service_zh": v.get("name_zh", ""), "category": v.get("category", ""),
                    "unit": v["unit"] if kind == "physical" else "CNY"}
             for c in classes:
-                row[f"{c} {CLCD_LABELS_ZH[c]}"] = g[key][c].get(svc, 0.0)
+                label = types.by_name[c].label_zh if c in types else ""
+                row[f"{c} {label}".strip()] = g[key][c].get(svc, 0.0)
             row["total"] = v["quantity"] if kind == "physical" else v["value_cny"]
             if kind == "monetary":
                 row["share_of_gep"] = v["value_cny"] / g["total_cny"] if g["total_cny"] else 0.0

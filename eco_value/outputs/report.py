@@ -154,7 +154,8 @@ def write_report(store, run_id: str, out: Path) -> Path:
     imgs = {
         "sink": _map(folder / "carbon_sink_tco2e_per_ha_yr.tif", "Net carbon sink (t CO2e per ha per yr)", "RdYlGn", "t CO2e/ha/yr", True),
         "gep": _map(folder / "gep_cny_per_km2.tif", "GEP per km² (CNY per km² per yr)", "viridis", "CNY/km²/yr"),
-        "stock": _map(folder / "carbon_stock_2023_tc_per_ha.tif", "Carbon stock 2023 (t C per ha)", "YlGn", "t C/ha"),
+        "stock": _map(folder / f"carbon_stock_{s['period'][1]}_tc_per_ha.tif", f"Carbon stock {s['period'][1]} (t C per ha)",
+                      "YlGn", "t C/ha"),
     }
     bar = _bar(g["by_service"])
     twp = tw[tw.zone_kind == "township"].pivot_table(index="zone_id", values="value_cny", aggfunc="sum")
