@@ -161,7 +161,12 @@ def _print_summary(s: dict, run_id: str, reused: bool = False) -> None:
     console.print(f"carbon sink {c['net_sink_tco2e_per_yr']:,.0f} t CO2e/yr (95 % CI {lo:,.0f} – {hi:,.0f}); "
                   f"stock {c['stock_tc']:,.0f} t C; forest coverage {s['extent']['forest_coverage_pct']:.1f} %")
     outs = s.get("outputs", {})
-    if outs.get("report"):
+    if s.get("outputs_status", "written") not in ("written", "none"):
+        from rich.markup import escape
+
+        console.print(f"[yellow]output files: {escape(s['outputs_status'])}[/] (results are stored; "
+                      f"`eco-value report {run_id[:8]} --out FILE` writes the report)", highlight=False)
+    elif outs.get("report"):
         console.print(f"report: {outs['report']}")
     if s.get("synthetic_inputs"):
         console.print("[yellow]inputs are the synthetic pilot dataset: numbers show the method, not the county's accounts[/]")

@@ -290,6 +290,8 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
     store = store or Store()
     store.mark_interrupted()
     existing = store.find_complete(fp)
+    if existing is not None and json.loads(existing.summary_json).get("outputs_status", "written").startswith(("not written", "pending")):
+        existing = None   # its results are stored but its files are not: compute again to write them
     if existing is not None and not opts.force:
         summary = json.loads(existing.summary_json)
         return RunResult(existing.id, True, summary, summary.get("outputs", {}))

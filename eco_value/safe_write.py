@@ -142,8 +142,12 @@ class SafeOutput:
         """Yield a new temporary folder (``kind="dir"``) or file path to write the output into; on normal
         exit it is checked again and renamed into place, on any exception removed."""
         parent = self.path.parent
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name[:NAME_KEEP]}.{PARTIAL}-{os.getpid()}-", dir=parent))
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name[:NAME_KEEP]}.{PARTIAL}-{os.getpid()}-", dir=parent))
+        except OSError as e:
+            raise OutputError(f"{self.option} {self.given}: cannot write in {parent} ({e.strerror or e}). "
+                              f"Fix: choose a folder you can write to") from None
         try:
             yield tmp if self.kind == "dir" else tmp / self.path.name
             self._publish(tmp)

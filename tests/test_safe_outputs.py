@@ -189,6 +189,38 @@ def test_ctrl_c_while_writing_the_report_keeps_the_committed_run_complete_and_th
     assert json.loads(r.summary_json)["outputs_status"].startswith("not written")
     assert snapshot(out) == before                      # previous outputs untouched
     assert leftovers(tmp_path) == []
+    # the same run asked again is computed again (to write its files), not shown as a stored run
+
+    class Computed(Exception):
+        pass
+
+    def computing(*a, **k):
+        raise Computed
+
+    import eco_value.pipeline as pipeline
+    monkeypatch.setattr(pipeline, "compute_valuation", computing)
+    with pytest.raises(Computed):
+        run_valuation(small["cat"], store, RunOptions(out_dir=out, mc_draws=20, overwrite=True))
+
+
+def test_a_complete_run_whose_process_died_before_its_files_were_in_place_is_marked(tmp_path):
+    import socket
+
+    from eco_value.store import Store
+    from eco_value.store.models import Run
+
+    store = Store(f"sqlite:///{tmp_path / 'm.sqlite'}")
+    rid = make_fake_run(store, [1.0])
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with store.session() as s:
+        r = s.get(Run, rid)
+        r.summary_json = json.dumps({"outputs_status": "pending"}, sort_keys=True)
+        r.pid, r.host = int(gone.stdout), socket.gethostname()
+        s.add(r)
+        s.commit()
+    assert store.mark_interrupted() == 1
+    r = store.run(rid)
+    assert r.status == "complete" and json.loads(r.summary_json)["outputs_status"].startswith("not written: interrupted")
 
 
 def test_ctrl_c_before_the_commit_fails_the_run_and_keeps_the_old_outputs(small, tmp_path, monkeypatch):
@@ -393,8 +425,8 @@ def test_leftovers_of_a_live_process_are_kept_and_of_a_dead_one_removed(tmp_path
 
 
 # -- one migration at a time ------------------------------------------------------------------------------
-def test_two_processes_creating_a_new_database_do_not_race_in_the_migration(tmp_path):
-    url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+def test_two_processes_creating_a_new_database_do_not_race_in_the_migration(db_url):
+    url = db_url                         # a fresh SQLite file, or an emptied PostgreSQL schema
     script = ("import sys\n"
               "import eco_value.store, alembic.command, sqlmodel\n"
               "print('ready', flush=True); sys.stdin.readline()\n"
@@ -408,3 +440,30 @@ def test_two_processes_creating_a_new_database_do_not_race_in_the_migration(tmp_
         p.stdin.flush()
     errs = [(p.wait(), p.stderr.read()) for p in procs]
     assert all(rc == 0 for rc, _ in errs), [e[-400:] for _, e in errs]
+
+
+def test_overwrite_without_an_atomic_exchange_and_an_interrupted_replacement_is_undone(tmp_path, monkeypatch):
+    import eco_value.safe_write as sw
+
+    out = tmp_path / "o"
+    user_folder(out)
+    exchanged = {}
+    real = sw._exchange
+    monkeypatch.setattr(sw, "_exchange", lambda a, b: exchanged.setdefault("ok", real(a, b)))
+    with sw.safe_output(out, overwrite=True).staging() as t:
+        (t / "new").write_text("1")
+    assert sorted(p.name for p in out.iterdir()) == ["new"] and leftovers(tmp_path) == []
+    if sys.platform.startswith("linux"):
+        assert exchanged["ok"] is True               # the previous output was swapped out atomically
+    monkeypatch.setattr(sw, "_exchange", lambda a, b: False)   # file systems without renameat2
+    with sw.safe_output(out, overwrite=True).staging() as t:
+        (t / "newer").write_text("2")
+    assert sorted(p.name for p in out.iterdir()) == ["newer"] and leftovers(tmp_path) == []
+    # killed between its two renames: the previous output sits aside and the name is free
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+    aside = tmp_path / f".o.old-{gone}-x1"
+    aside.mkdir()
+    os.rename(out, aside / "o")
+    with pytest.raises(sw.OutputError, match="not empty"):
+        sw.safe_output(out)                          # the next output puts it back first, then refuses
+    assert (out / "newer").read_text() == "2" and leftovers(tmp_path) == []

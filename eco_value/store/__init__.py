@@ -49,6 +49,16 @@ class Store:
                     run.finished = now()
                     s.add(run)
                     n += 1
+            # complete runs whose process died while writing their files: the results stand, the files not
+            pending = s.exec(select(Run).where(Run.status == "complete",
+                                               Run.summary_json.contains('"outputs_status": "pending"'))).all()
+            for run in pending:
+                if run.host == host and not _alive(run.pid):
+                    summary = json.loads(run.summary_json)
+                    summary["outputs_status"] = "not written: interrupted: the process ended before its files were in place"
+                    run.summary_json = json.dumps(summary, ensure_ascii=False, sort_keys=True)
+                    s.add(run)
+                    n += 1
             s.commit()
         return n
 
