@@ -35,6 +35,8 @@ STATE = {"debug": False}
 DbOpt = typer.Option(None, "--db", help="Database URL (default: $ECO_VALUE_DB, else a SQLite file in the user data folder).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object for machines.")
 HeadFileOpt = typer.Option(None, "--head-file", help="Also write the registry's new audit-chain head to this file (keep it off the database host).")
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing --out (only once the new output is complete; "
+                            "never the current folder, the catalog, its inputs or the database).")
 
 
 def _echo_json(obj) -> None:
@@ -62,6 +64,7 @@ def pilot_data(
     out: Path = typer.Option(..., "--out", help="Folder to write the inputs and catalog.toml into."),
     resolution: float = typer.Option(30.0, "--resolution", help="Pixel size in metres (30 default; 10 works)."),
     seed: int = typer.Option(20231, "--seed", help="Random seed; the same seed gives byte-identical rasters."),
+    overwrite: bool = OverwriteOpt,
     json_out: bool = JsonOpt,
 ):
     """Generate the SYNTHETIC pilot dataset (rasters, parcels, townships, tables, catalog.toml)."""
@@ -69,7 +72,7 @@ def pilot_data(
 
     t = time.time()
     with console.status("generating pilot data") as st:
-        cat = generate_pilot(name, out, resolution, seed, progress=lambda m: st.update(f"pilot data: {m}"))
+        cat = generate_pilot(name, out, resolution, seed, progress=lambda m: st.update(f"pilot data: {m}"), overwrite=overwrite)
     if json_out:
         _echo_json({"catalog": str(cat), "seconds": round(time.time() - t, 2)})
     else:
@@ -121,6 +124,7 @@ def run(
     mc_draws: int = typer.Option(1000, "--mc-draws", help="Monte Carlo draws for the carbon-sink interval."),
     price_year: Optional[int] = typer.Option(None, "--price-year", help="Express values in prices of this year (CPI rebasing)."),
     force: bool = typer.Option(False, "--force", help="Compute again even if an identical run is stored."),
+    overwrite: bool = OverwriteOpt,
     json_out: bool = JsonOpt,
 ):
     """The whole valuation: validate → carbon → GEP → store → maps, tables, report."""
@@ -128,7 +132,8 @@ def run(
     from .store import Store
 
     store = Store(db)
-    opts = RunOptions(rules=rules, out_dir=out, mc_draws=mc_draws, scheduler=scheduler, force=force, price_year=price_year)
+    opts = RunOptions(rules=rules, out_dir=out, mc_draws=mc_draws, scheduler=scheduler, force=force, price_year=price_year,
+                      overwrite=overwrite)
     prog, report = _progress_runner()
     if json_out:
         res = run_valuation(catalog, store, opts)
@@ -168,7 +173,12 @@ def _print_summary(s: dict, run_id: str, reused: bool = False) -> None:
     console.print(f"carbon sink {c['net_sink_tco2e_per_yr']:,.0f} t CO2e/yr (95 % CI {lo:,.0f} – {hi:,.0f}); "
                   f"stock {c['stock_tc']:,.0f} t C; forest coverage {s['extent']['forest_coverage_pct']:.1f} %")
     outs = s.get("outputs", {})
-    if outs.get("report"):
+    if s.get("outputs_status", "written") not in ("written", "none"):
+        from rich.markup import escape
+
+        console.print(f"[yellow]output files: {escape(s['outputs_status'])}[/] (results are stored; "
+                      f"`eco-value report {run_id[:8]} --out FILE` writes the report)", highlight=False)
+    elif outs.get("report"):
         console.print(f"report: {outs['report']}")
     if s.get("synthetic_inputs"):
         console.print("[yellow]inputs are the synthetic pilot dataset: numbers show the method, not the county's accounts[/]")
@@ -188,7 +198,7 @@ def demo(
         with console.status("generating synthetic pilot data") as st:
             generate_pilot(pilot, out / pilot, progress=lambda m: st.update(f"pilot data: {m}"))
     run(catalog=cat, db=db or f"sqlite:///{(out / 'eco-value.sqlite').resolve()}", out=None, rules="cn2011-mee2020",
-        scheduler=None, mc_draws=1000, price_year=None, force=False, json_out=False)
+        scheduler=None, mc_draws=1000, price_year=None, force=False, overwrite=False, json_out=False)
 
 
 @app.command("runs")
@@ -252,32 +262,39 @@ def export_table(
     run_id: Optional[str] = typer.Argument(None),
     out: Path = typer.Option(..., "--out", help="File to write: .csv or .parquet"),
     db: Optional[str] = DbOpt,
+    overwrite: bool = OverwriteOpt,
 ):
     """Export a result table for analysis in pandas (CSV or Parquet)."""
+    from .safe_write import run_files, safe_output, store_files
     from .store import Store
 
     st = Store(db)
     rid = st.run(run_id).id if run_id else None
+    target = safe_output(out, "file", overwrite, store_files(st) + (run_files(st, rid) if rid else []))
     df = st.table(table, rid)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        df.to_parquet(out, index=False)
-    else:
-        from .ids import csv_safe_frame
+    with target.staging() as tmp:
+        if out.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            from .ids import csv_safe_frame
 
-        csv_safe_frame(df).to_csv(out, index=False)   # ids starting with = + - @ escaped for spreadsheets
+            csv_safe_frame(df).to_csv(tmp, index=False)   # ids starting with = + - @ escaped for spreadsheets
     console.print(f"wrote {len(df)} rows to {out}")
 
 
 @app.command()
-def report(run_id: str, out: Path = typer.Option(Path("report.html"), "--out"), db: Optional[str] = DbOpt):
+def report(run_id: str, out: Path = typer.Option(Path("report.html"), "--out"), db: Optional[str] = DbOpt,
+           overwrite: bool = OverwriteOpt):
     """Write the self-contained HTML report of a stored run."""
     from .outputs.report import write_report
+    from .safe_write import run_files, safe_output, store_files
     from .store import Store
 
     st = Store(db)
-    p = write_report(st, st.run(run_id).id, out)
-    console.print(f"wrote {p}")
+    rid = st.run(run_id).id
+    with safe_output(out, "file", overwrite, store_files(st) + run_files(st, rid)).staging() as tmp:
+        write_report(st, rid, tmp)
+    console.print(f"wrote {out}")
 
 
 @app.command("carbon-stock")
@@ -472,13 +489,14 @@ def export(
     issuance_id: str = typer.Argument(...),
     out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
     db: Optional[str] = DbOpt,
+    overwrite: bool = OverwriteOpt,
     json_out: bool = JsonOpt,
 ):
     """Export an issuance as a signed bundle (records CSV + JSONL, schemas, manifest, signature)."""
     from .exchange.bundle import export_bundle
     from .store import Store
 
-    d = export_bundle(Store(db), issuance_id, out)
+    d = export_bundle(Store(db), issuance_id, out, overwrite=overwrite)
     if json_out:
         _echo_json(d)
     else:
@@ -577,11 +595,15 @@ def keys_generate(force: bool = typer.Option(False, "--force")):
 
 
 @keys_app.command("export")
-def keys_export(out: Path = typer.Option(..., "--out", help="File to write the public key (hex) to, for the exchange.")):
+def keys_export(out: Path = typer.Option(..., "--out", help="File to write the public key (hex) to, for the exchange."),
+                overwrite: bool = OverwriteOpt):
     """Write the issuer's public key for the exchange."""
-    from .exchange.keys import public_key_hex
+    from .exchange.keys import KEY_NAME, key_dir, public_key_hex
+    from .safe_write import safe_output
 
-    out.write_text(public_key_hex() + "\n", encoding="ascii")
+    text = public_key_hex() + "\n"
+    with safe_output(out, "file", overwrite, [(key_dir() / KEY_NAME, "the signing key")]).staging() as tmp:
+        tmp.write_text(text, encoding="ascii")
     console.print(f"wrote {out}")
 
 
@@ -666,14 +688,18 @@ def allocate(
 
 
 @app.command()
-def methods(rules: str = typer.Option("cn2011-mee2020", "--rules"), out: Optional[Path] = typer.Option(None, "--out")):
+def methods(rules: str = typer.Option("cn2011-mee2020", "--rules"), out: Optional[Path] = typer.Option(None, "--out"),
+            overwrite: bool = OverwriteOpt):
     """Render the method document (equations + parameter table) from a rule set, as Markdown."""
     from .outputs.methods import render_methods
     from .rules import load_rules
+    from .safe_write import safe_output
 
+    target = safe_output(out, "file", overwrite) if out else None
     text = render_methods(load_rules(rules))
-    if out:
-        out.write_text(text, encoding="utf-8")
+    if target:
+        with target.staging() as tmp:
+            tmp.write_text(text, encoding="utf-8")
         console.print(f"wrote {out}")
     else:
         sys.stdout.write(text)

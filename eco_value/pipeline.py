@@ -16,6 +16,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from pathlib import Path
@@ -54,6 +55,7 @@ class RunOptions:
     write_rasters: bool = True
     force: bool = False
     price_year: int | None = None
+    overwrite: bool = False     # replace an existing non-empty out_dir (never the catalog, inputs, database)
 
     def fingerprint_part(self) -> dict:
         return {"mc_draws": self.mc_draws, "mc_seed": self.mc_seed, "price_year": self.price_year}
@@ -295,6 +297,8 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
     store = store or Store()
     store.mark_interrupted()
     existing = store.find_complete(fp)
+    if existing is not None and json.loads(existing.summary_json).get("outputs_status", "written").startswith(("not written", "pending")):
+        existing = None   # its results are stored but its files are not: compute again to write them
     if existing is not None and not opts.force:
         summary = json.loads(existing.summary_json)
         return RunResult(existing.id, True, summary, summary.get("outputs", {}))
@@ -310,46 +314,61 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
               options_json=json.dumps({"rules": rules.name, "mc_draws": opts.mc_draws, "mc_seed": opts.mc_seed,
                                        "price_year": opts.price_year, "chunk_px": opts.chunk_px}),
               pid=os.getpid(), host=socket.gethostname())
-    store.start_run(run)
     out_dir = Path(opts.out_dir) if opts.out_dir else Path(cat.root) / "results" / run_id[:8]
-    tmp_dir = out_dir.parent / f".{out_dir.name}.partial"
+    target = None
+    if opts.write_rasters:   # refused here, before any work, if it would replace what we did not create
+        from .safe_write import safe_output, store_files
+
+        target = safe_output(out_dir, "dir", opts.overwrite,
+                             [(cat.source, "the catalog")] + [(Path(r["path"]), f"the input '{r['layer']}'") for r in inputs]
+                             + store_files(store))
+    store.start_run(run)
+    committed = False
     try:
-        result, ctx = compute_valuation(cat, rules, opts, say, run_id, tmp_dir if opts.write_rasters else None, inputs)
-        outputs = {}
-        if opts.write_rasters:
-            say("write outputs", None)
-            from .outputs import finalize_rasters, write_seea_tables, write_zone_tables
+        with (target.staging() if target else nullcontext(None)) as tmp_dir:
+            result, ctx = compute_valuation(cat, rules, opts, say, run_id, tmp_dir, inputs)
+            outputs = {}
+            if tmp_dir is not None:
+                say("write outputs", None)
+                from .outputs import finalize_rasters, write_seea_tables, write_zone_tables
 
-            finalize_rasters(tmp_dir)
-            outputs = write_zone_tables(tmp_dir, ctx["zones"], result["tables"], run_id)
-            outputs.update(write_seea_tables(tmp_dir, result["summary"]))
-            if out_dir.exists():
-                import shutil
-                shutil.rmtree(out_dir)
-            os.replace(tmp_dir, out_dir)
-            outputs = {k: str(out_dir / Path(v).name) for k, v in outputs.items()}
-            outputs["rasters"] = str(out_dir)
-        summary = result["summary"]
-        if opts.write_rasters:
-            outputs["report"] = str(out_dir / "report.html")
-        summary["outputs"] = outputs
-        rows = result["rows"]
-        rows["input_files"] = [dict(run_id=run_id, layer=r["layer"], path=r["path"], sha256=r["sha256"],
-                                    size_bytes=r["size_bytes"], product=r["product"] or "", year=r["year"]) for r in inputs]
-        say("store (one transaction)", None)
-        store.complete_run(run_id, RuleSetRow(hash=rules.content_hash, name=rules.name, title=rules.meta.title,
-                                              content_json=rules.canonical_json()), rows, summary)
-        if opts.write_rasters:
-            from .outputs.report import write_report
+                finalize_rasters(tmp_dir)
+                outputs = write_zone_tables(tmp_dir, ctx["zones"], result["tables"], run_id)
+                outputs.update(write_seea_tables(tmp_dir, result["summary"]))
+                outputs = {k: str(out_dir / Path(v).name) for k, v in outputs.items()}
+                outputs["rasters"] = str(out_dir)
+                outputs["report"] = str(out_dir / "report.html")
+            summary = result["summary"]
+            summary["outputs"] = outputs
+            summary["outputs_status"] = "pending" if tmp_dir is not None else "none"
+            rows = result["rows"]
+            rows["input_files"] = [dict(run_id=run_id, layer=r["layer"], path=r["path"], sha256=r["sha256"],
+                                        size_bytes=r["size_bytes"], product=r["product"] or "", year=r["year"]) for r in inputs]
+            say("store (one transaction)", None)
+            store.complete_run(run_id, RuleSetRow(hash=rules.content_hash, name=rules.name, title=rules.meta.title,
+                                                  content_json=rules.canonical_json()), rows, summary)
+            committed = True
+            if tmp_dir is not None:
+                from .outputs.report import write_report
 
-            write_report(store, run_id, out_dir / "report.html")
+                say("write report", None)
+                write_report(store, run_id, tmp_dir / "report.html", rasters=tmp_dir)
+            # leaving the block renames the complete outputs into place (replacing old ones only now)
+        if tmp_dir is not None:
+            summary["outputs_status"] = "written"
+            store.set_outputs_status(run_id, "written")
         say("done", 1.0)
         return RunResult(run_id, False, summary, summary["outputs"])
     except BaseException as exc:  # noqa: BLE001 - record every failure, including Ctrl-C
-        import shutil
-
-        shutil.rmtree(tmp_dir, ignore_errors=True)
         msg = str(exc) if isinstance(exc, EcoValueError) else f"{type(exc).__name__}: {exc}"
+        if committed:   # the results are stored: the run stays complete, only its files are missing
+            store.set_outputs_status(run_id, f"not written: {msg}")
+            if isinstance(exc, EcoValueError):
+                from .safe_write import OutputError
+
+                raise OutputError(f"run {run_id} is stored (complete), but its output files were not written to "
+                                f"{out_dir}: {msg}") from exc
+            raise
         try:
             store.fail_run(run_id, msg)
         finally:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,10 +170,12 @@ def generate_pilot(
     resolution_m: float | None = None,
     seed: int = 20231,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Generate the synthetic pilot input set for ``name`` and return the path of its catalog.toml.
 
-    The same ``name``, ``resolution_m`` and ``seed`` give byte-identical rasters.
+    The same ``name``, ``resolution_m`` and ``seed`` give byte-identical rasters. ``out_dir`` must not
+    exist or be empty; an existing folder is replaced only with ``overwrite`` (never the current one).
     """
     say = progress or (lambda _m: None)
     settings = load_settings()
@@ -189,15 +189,11 @@ def generate_pilot(
     if res <= 0:
         raise EcoValueError(f"--resolution must be positive metres, got {res}")
     crs = gen["crs"]
+    from ..safe_write import safe_output
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".pilot-", dir=out))
-    try:
+    with safe_output(out, "dir", overwrite).staging() as work:
         _generate(name, p, gen, settings, res, seed, crs, work, say)
-        for f in sorted(work.iterdir()):
-            os.replace(f, out / f.name)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return out / "catalog.toml"
 
 

@@ -139,11 +139,12 @@ def _policy_section(store, run_id: str, folder: Path) -> str:
     return "<section><h2>Policy instruments</h2>" + "".join(parts) + "</section>"
 
 
-def write_report(store, run_id: str, out: Path) -> Path:
-    """Write the report of ``run_id`` to ``out`` (temp file renamed into place)."""
+def write_report(store, run_id: str, out: Path, rasters: Path | None = None) -> Path:
+    """Write the report of ``run_id`` to ``out`` (temp file renamed into place); maps are read from
+    ``rasters`` (default: the run's output folder)."""
     run = store.run(run_id)
     s = json.loads(run.summary_json)
-    folder = Path(s.get("outputs", {}).get("rasters", out.parent))
+    folder = Path(rasters) if rasters is not None else Path(s.get("outputs", {}).get("rasters", out.parent))
     rules = store.rules_json(run.ruleset_hash)
     inputs = store.table("inputs", run.id)
     tw = store.table("services", run.id)
