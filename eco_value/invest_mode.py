@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .carbon.invest import (CARBON_NODATA, NPV_NODATA, POOL_COLUMNS, BlockCounts, PoolTable, block_totals,
-                            build_lookup, carbon_block, valuation_constant)
+from .carbon.invest import (CARBON_NODATA, MAX_CLASSES, NPV_NODATA, POOL_COLUMNS, BlockCounts, PoolTable,
+                            block_totals, build_lookup, carbon_block, slot_tables, valuation_constant)
 from .errors import InputError, Problem
 from .inputs.invest_carbon import WindowReader, check_same_grid, open_lulc, read_pool_table, windows
 
@@ -64,6 +64,9 @@ class StockResult:
 
 def _pool_table(pools) -> PoolTable:
     codes, vals = read_pool_table(pools)
+    if len(codes) > MAX_CLASSES:
+        raise InputError([Problem("too-many-classes", str(pools), "pools", f"{len(codes)} land-cover classes; at most "
+                                  f"{MAX_CLASSES} are supported", "merge classes that share the same carbon densities")])
     return PoolTable(codes, vals)
 
 
@@ -88,6 +91,7 @@ def carbon_stock(lulc: str | Path, pools: str | Path, future_lulc: str | Path | 
     threads = _threads(threads)
     totals = {}
     counts = BlockCounts()
+    tables = slot_tables(table)
     for scen, r in (("bas", bas), ("alt", alt)):
         if r is None:
             continue
@@ -97,7 +101,7 @@ def carbon_stock(lulc: str | Path, pools: str | Path, future_lulc: str | Path | 
         reader = WindowReader({scen: r.path})
         try:
             with ThreadPoolExecutor(max_workers=threads) as ex:
-                parts = list(ex.map(lambda w: block_totals(reader.read(scen, w), lk, scen),
+                parts = list(ex.map(lambda w: block_totals(reader.read(scen, w), lk, tables, scen),
                                     windows(r.height, r.width, rows, r.width)))
         finally:
             reader.close()
@@ -132,6 +136,7 @@ def carbon_stock_maps(lulc: str | Path, pools: str | Path, out: str | Path, futu
     threads = _threads(threads)
     lk_bas = build_lookup(table, bas.dtype, bas.nodata)
     lk_alt = build_lookup(table, alt.dtype, alt.nodata) if alt is not None else None
+    tables = slot_tables(table, k)
     scen = ["bas"] + (["alt"] if alt is not None else [])
     names = {f"c_storage_{s}": CARBON_NODATA for s in scen}
     if alt is not None:
@@ -149,7 +154,7 @@ def carbon_stock_maps(lulc: str | Path, pools: str | Path, out: str | Path, futu
     def task(win):
         a = reader.read("bas", win)
         b = reader.read("alt", win) if alt is not None else None
-        m, c = carbon_block(a, lk_bas, b, lk_alt, intermediate=intermediate, npv_constant=k)
+        m, c = carbon_block(a, lk_bas, tables, b, lk_alt, intermediate=intermediate)
         maps.write(win, m)
         return c
 

@@ -233,3 +233,19 @@ def test_pool_table_non_numbers_are_named(tmp_path):
         carbon_stock(a, p)
     msg = str(e.value)
     assert "c_below" in msg and "line 2: 'x'" in msg and "c_soil" in msg and "line 3: ''" in msg
+
+
+def test_more_classes_than_a_byte_holds(tmp_path):
+    # 300 classes: slots need 16 bits and class pairs 17 bits; class c holds c t C/ha above ground
+    rows = ["lucode,c_above,c_below,c_soil,c_dead"] + [f"{c},{c},0,0,0.5" for c in range(300)]
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    cur = np.arange(300, dtype="int16").reshape(15, 20)
+    fut = cur[::-1, ::-1].copy()
+    a = _tif(tmp_path / "a.tif", cur, nodata=-1)
+    b = _tif(tmp_path / "b.tif", fut, nodata=-1)
+    r = carbon_stock_maps(a, tmp_path / "p.csv", tmp_path / "o", b)
+    with rasterio.open(tmp_path / "o" / "c_change_bas_alt.tif") as ds:
+        got = ds.read(1)
+    want = (fut + 0.5) - (cur + 0.5)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert r.total_stock_mgc == pytest.approx((np.arange(300) + 0.5).sum() * 0.09, rel=1e-9)

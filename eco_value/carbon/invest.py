@@ -20,8 +20,9 @@ change map and gets no NPV (InVEST's behaviour, kept so the maps are the same).
 Where eco-value differs: a land-cover code missing from the pool table stops InVEST; here its pixels
 are nodata in every map and every missing code is reported with its pixel count.
 
-Totals (Mg C) are Σ pixel value × pixel area (ha); for the fast totals without maps each block is
-reduced to a histogram of its codes, and the stock is linear in the class counts.
+Totals (Mg C) are Σ pixel value × pixel area (ha). Every map value depends only on the pixel's class
+(or its pair of classes), so a block is reduced to a histogram of class slots (pairs with a future
+map) and each map is one table lookup; the totals come from the histogram, with or without maps.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ _ISCLOSE_RTOL, _ISCLOSE_ATOL = 1e-5, 1e-8
 # a lookup table over every code of the raster's data type up to this many bits (else over the table's range)
 _FULL_LUT_MAX_BITS = 16
 
-KNOWN, NODATA, UNKNOWN = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -57,48 +57,78 @@ class PoolTable:
 
 @dataclass(frozen=True)
 class Lookup:
-    """Lookup tables of one land-cover raster: index = code − lo; the last slot is any code outside."""
+    """Maps one land-cover raster's codes to slots: 0..m-1 the pool table's rows, m nodata, m+1 any other code.
+
+    Every map value depends only on the slot (one scenario) or the pair of slots (change, NPV), so each
+    map is one ``np.take`` from a table of a few hundred values, and every total is a histogram of slots.
+    """
     lo: int
     n: int
-    pools: np.ndarray            # float32 (4, n + 1), CARBON_NODATA where not a known code
-    total: np.ndarray            # float32 (n + 1)
-    state: np.ndarray            # uint8 (n + 1): KNOWN, NODATA or UNKNOWN
+    slot: np.ndarray             # (n + 1) slots by code − lo; index n: any code outside [lo, lo + n)
     nodata: int | None
     identity: bool               # uint8 codes: the code is the index, no arithmetic
+    m: int                       # number of pool-table rows
 
-    def index(self, block: np.ndarray) -> np.ndarray:
+    @property
+    def n_slots(self) -> int:
+        return self.m + 2
+
+    def slots(self, block: np.ndarray) -> np.ndarray:
         if self.identity:
-            return block
+            return np.take(self.slot, block)
         idx = block.astype(np.int64) - self.lo
         idx[(idx < 0) | (idx >= self.n)] = self.n
-        return idx
+        return np.take(self.slot, idx)
+
+
+MAX_CLASSES = 1022   # slot-pair tables of (MAX_CLASSES + 2)^2 float32 values (4 MB) at most
 
 
 def build_lookup(table: PoolTable, dtype, nodata: float | None) -> Lookup:
     dtype = np.dtype(dtype)
     info = np.iinfo(dtype)
+    m = len(table.codes)
+    if m > MAX_CLASSES:
+        raise ValueError(f"the pool table has {m} classes; at most {MAX_CLASSES} are supported")
     if dtype.itemsize * 8 <= _FULL_LUT_MAX_BITS:
         lo, n = int(info.min), int(info.max) - int(info.min) + 1
     else:
-        lo = int(table.codes.min()) if len(table.codes) else 0
-        n = int(table.codes.max()) - lo + 1 if len(table.codes) else 1
-    pools = np.full((len(POOL_COLUMNS), n + 1), CARBON_NODATA, dtype=np.float32)
-    total = np.full(n + 1, CARBON_NODATA, dtype=np.float32)
-    state = np.full(n + 1, UNKNOWN, dtype=np.uint8)
+        lo = int(table.codes.min()) if m else 0
+        n = int(table.codes.max()) - lo + 1 if m else 1
+    sdt = np.uint8 if m + 2 <= 256 else np.uint16
+    slot = np.full(n + 1, m + 1, dtype=sdt)
     inside = (table.codes >= lo) & (table.codes < lo + n)
-    at = table.codes[inside] - lo
-    pools[:, at] = table.pools[inside].T.astype(np.float32)
-    total[at] = table.totals_f32()[inside]
-    state[at] = KNOWN
+    slot[table.codes[inside] - lo] = np.flatnonzero(inside).astype(sdt)
     nd = None
     if nodata is not None and float(nodata).is_integer() and info.min <= nodata <= info.max:
         nd = int(nodata)
         if lo <= nd < lo + n:
-            pools[:, nd - lo] = CARBON_NODATA
-            total[nd - lo] = CARBON_NODATA
-            state[nd - lo] = NODATA
+            slot[nd - lo] = m
     identity = dtype == np.uint8 and lo == 0 and n == 256
-    return Lookup(lo, n, pools, total, state, nd, identity)
+    return Lookup(lo, n, slot, nd, identity, m)
+
+
+@dataclass(frozen=True)
+class SlotTables:
+    """Every map's value by slot (or pair of slots), as InVEST computes it per pixel in float32."""
+    total: np.ndarray            # (S,)   c_storage
+    pools: np.ndarray            # (4, S) c_above, c_below, c_soil, c_dead
+    change: np.ndarray           # (S, S) c_change_bas_alt, [bas slot, alt slot]
+    npv: np.ndarray | None       # (S, S) npv_alt
+
+
+def slot_tables(table: PoolTable, npv_constant: float | None = None) -> SlotTables:
+    m = len(table.codes)
+    total = np.full(m + 2, CARBON_NODATA, dtype=np.float32)
+    total[:m] = table.totals_f32()
+    pools = np.full((len(POOL_COLUMNS), m + 2), CARBON_NODATA, dtype=np.float32)
+    pools[:, :m] = table.pools.T.astype(np.float32)
+    ok = ~is_nodata(total, CARBON_NODATA)
+    change = np.where(ok[:, None] & ok[None, :], total[None, :] - total[:, None], np.float32(CARBON_NODATA))
+    npv = None
+    if npv_constant is not None:
+        npv = np.where(is_nodata(change, CARBON_NODATA), np.float32(NPV_NODATA), change * np.float32(npv_constant))
+    return SlotTables(total, pools, change.astype(np.float32), None if npv is None else npv.astype(np.float32))
 
 
 def is_nodata(a: np.ndarray, nodata: float) -> np.ndarray:
@@ -130,70 +160,69 @@ class BlockCounts:
             self.missing[k] = self.missing.get(k, 0) + v
 
 
-def _valid_values(lut: np.ndarray, lk: Lookup) -> np.ndarray:
-    """A lookup table's values where a pixel of that code reads as valid, else 0 (float64, for sums)."""
-    return np.where((lk.state == KNOWN) & ~is_nodata(lut, CARBON_NODATA), lut, 0.0)
+def _valid_sum(hist: np.ndarray, values: np.ndarray, nodata: float) -> float:
+    """Σ values over pixels (given by a histogram of their slots) whose value does not read as nodata."""
+    return float(np.sum(hist * np.where(is_nodata(values, nodata), 0.0, values.astype(np.float64))))
 
 
-def _count_codes(block: np.ndarray, idx: np.ndarray, hist: np.ndarray, lk: Lookup, counts: BlockCounts) -> None:
-    for i in np.flatnonzero(hist[: lk.n] * (lk.state[: lk.n] != KNOWN)):
-        if lk.state[i] == NODATA:
-            counts.nodata_px += int(hist[i])
-        else:
-            counts.missing[int(i) + lk.lo] = counts.missing.get(int(i) + lk.lo, 0) + int(hist[i])
-    if hist[lk.n]:          # codes outside the lookup range: the nodata code or codes missing from the table
-        vals, cnt = np.unique(block[idx == lk.n], return_counts=True)
+def _count_codes(block: np.ndarray, slots: np.ndarray, hist: np.ndarray, lk: Lookup, counts: BlockCounts) -> None:
+    counts.nodata_px += int(hist[lk.m])
+    if hist[lk.m + 1]:       # codes missing from the pool table (or a nodata code outside the lookup range)
+        vals, cnt = np.unique(block[slots == lk.m + 1], return_counts=True)
         for v, c in zip(vals.tolist(), cnt.tolist()):
-            if lk.nodata is not None and v == lk.nodata:
+            if v == lk.nodata:
                 counts.nodata_px += c
             else:
                 counts.missing[int(v)] = counts.missing.get(int(v), 0) + c
 
 
-def block_totals(block: np.ndarray, lk: Lookup, scen: str = "bas") -> BlockCounts:
-    """Σ c_storage of a block from the histogram of its codes (no maps): the fast totals."""
+def block_totals(block: np.ndarray, lk: Lookup, tables: SlotTables, scen: str = "bas") -> BlockCounts:
+    """Σ c_storage of a block from the histogram of its slots (no maps): the fast totals."""
     counts = BlockCounts()
-    idx = lk.index(block)
-    hist = np.bincount(idx.ravel(), minlength=lk.n + 1)
-    counts.sums[f"c_storage_{scen}"] = float(hist @ _valid_values(lk.total, lk))
-    _count_codes(block, idx, hist, lk, counts)
+    s = lk.slots(block)
+    hist = np.bincount(s.ravel(), minlength=lk.n_slots)
+    counts.sums[f"c_storage_{scen}"] = _valid_sum(hist, tables.total, CARBON_NODATA)
+    _count_codes(block, s, hist, lk, counts)
     return counts
 
 
-def _scenario(block: np.ndarray, lk: Lookup, scen: str, intermediate: bool, maps: dict, counts: BlockCounts):
-    idx = lk.index(block)
-    hist = np.bincount(idx.ravel(), minlength=lk.n + 1)
-    storage = lk.total[idx]
-    maps[f"c_storage_{scen}"] = storage
-    counts.sums[f"c_storage_{scen}"] = float(hist @ _valid_values(lk.total, lk))
-    if intermediate:
-        for k, pool in enumerate(POOL_COLUMNS):
-            maps[f"{pool}_{scen}"] = lk.pools[k][idx]
-            counts.sums[f"{pool}_{scen}"] = float(hist @ _valid_values(lk.pools[k], lk))
-    _count_codes(block, idx, hist, lk, counts)
-    return storage
-
-
-def carbon_block(bas: np.ndarray, lk_bas: Lookup, alt: np.ndarray | None = None, lk_alt: Lookup | None = None, *,
-                 intermediate: bool = False, npv_constant: float | None = None) -> tuple[dict[str, np.ndarray], BlockCounts]:
+def carbon_block(bas: np.ndarray, lk_bas: Lookup, tables: SlotTables, alt: np.ndarray | None = None,
+                 lk_alt: Lookup | None = None, *, intermediate: bool = False) -> tuple[dict[str, np.ndarray], BlockCounts]:
     """All of InVEST's carbon maps for one block of land-cover codes, and what the block adds to the totals.
 
-    Returns float32 maps named as InVEST names its files (without ``.tif``) and the block's sums of
-    valid map values (Mg C/ha × pixels; × pixel area in ha gives Mg C), nodata and missing-code counts.
+    Returns float32 maps named as InVEST names its files (without ``.tif``): c_storage_bas (and _alt,
+    c_change_bas_alt, npv_alt when ``tables.npv`` is set), with ``intermediate`` the pool maps; and the
+    block's sums of valid map values (Mg C/ha × pixels; × pixel area in ha gives Mg C), nodata and
+    missing-code counts. One slot lookup per land-cover block, one ``np.take`` per map.
     """
     maps: dict[str, np.ndarray] = {}
     counts = BlockCounts()
-    s_bas = _scenario(bas, lk_bas, "bas", intermediate, maps, counts)
+    S = lk_bas.n_slots
+    sb = lk_bas.slots(bas)
+    scen = [("bas", bas, sb, lk_bas)]
     if alt is None:
-        return maps, counts
-    s_alt = _scenario(alt, lk_alt, "alt", intermediate, maps, counts)
-    valid = ~(is_nodata(s_bas, CARBON_NODATA) | is_nodata(s_alt, CARBON_NODATA))
-    change = np.where(valid, s_alt - s_bas, np.float32(CARBON_NODATA))
-    maps["c_change_bas_alt"] = change
-    ok = ~is_nodata(change, CARBON_NODATA)
-    counts.sums["c_change_bas_alt"] = float(np.sum(change, where=ok, dtype=np.float64))
-    if npv_constant is not None:
-        npv = np.where(ok, change * np.float32(npv_constant), np.float32(NPV_NODATA))
-        maps["npv_alt"] = npv
-        counts.sums["npv_alt"] = float(np.sum(npv, where=ok, dtype=np.float64))
+        hist2 = None
+        hists = {"bas": np.bincount(sb.ravel(), minlength=S)}
+    else:
+        sa = lk_alt.slots(alt)
+        scen.append(("alt", alt, sa, lk_alt))
+        pair = sb.astype(np.uint16 if S * S <= 1 << 16 else np.uint32)
+        pair *= S
+        pair += sa
+        hist2 = np.bincount(pair.ravel(), minlength=S * S).reshape(S, S)
+        hists = {"bas": hist2.sum(axis=1), "alt": hist2.sum(axis=0)}
+    for name, block, sl, lk in scen:
+        maps[f"c_storage_{name}"] = np.take(tables.total, sl)
+        counts.sums[f"c_storage_{name}"] = _valid_sum(hists[name], tables.total, CARBON_NODATA)
+        if intermediate:
+            for k, pool in enumerate(POOL_COLUMNS):
+                maps[f"{pool}_{name}"] = np.take(tables.pools[k], sl)
+                counts.sums[f"{pool}_{name}"] = _valid_sum(hists[name], tables.pools[k], CARBON_NODATA)
+        _count_codes(block, sl, hists[name], lk, counts)
+    if hist2 is not None:
+        maps["c_change_bas_alt"] = np.take(tables.change.ravel(), pair)
+        counts.sums["c_change_bas_alt"] = _valid_sum(hist2, tables.change, CARBON_NODATA)
+        if tables.npv is not None:
+            maps["npv_alt"] = np.take(tables.npv.ravel(), pair)
+            counts.sums["npv_alt"] = _valid_sum(hist2, tables.npv, NPV_NODATA)
     return maps, counts
