@@ -22,6 +22,11 @@ POOLS = ("c_above", "c_below", "c_soil", "c_dead")
 COG = dict(driver="COG", compress="ZSTD", level=1, blocksize=512, overviews="NONE")   # = eco-value's maps
 
 
+def _isnd(a, nodata):
+    """numpy.isclose(a, nodata) (pygeoprocessing's float nodata test) in float32, without float64 temporaries."""
+    return np.abs(a - np.float32(nodata)) <= np.float32(1e-8 + 1e-5 * abs(nodata))
+
+
 def _table(pools: str) -> np.ndarray:
     lut = np.full((4, 256), -1.0, dtype=np.float32)
     with open(pools, newline="") as f:
@@ -66,7 +71,7 @@ def carbon_maps_numpy(lulc: str, pools: str, future: str, out: str, npv_k: float
         p = dict(prof, dtype="float32", nodata=nodata, **COG)
         with rasterio.open(os.path.join(out, sub, f"{name}.tif"), "w", **p) as d:
             d.write(arr, 1)
-        sums[name] = float(arr.sum(dtype=np.float64, where=~np.isclose(arr, nodata)))
+        sums[name] = float(arr.sum(dtype=np.float64, where=~_isnd(arr, nodata)))
 
     for scen, path in (("bas", lulc), ("alt", future)):
         with rasterio.open(path) as ds:
@@ -84,12 +89,12 @@ def carbon_maps_numpy(lulc: str, pools: str, future: str, out: str, npv_k: float
         s[bad] = -1
         write(f"c_storage_{scen}", s, -1.0)
         stor[scen] = s
-    ok = ~np.isclose(stor["bas"], -1) & ~np.isclose(stor["alt"], -1)
+    ok = ~_isnd(stor["bas"], -1) & ~_isnd(stor["alt"], -1)
     chg = np.where(ok, stor["alt"] - stor["bas"], np.float32(-1))
     write("c_change_bas_alt", chg, -1.0)
     if npv_k is not None:
         big = float(np.finfo(np.float32).max)
-        write("npv_alt", np.where(np.isclose(chg, -1), np.float32(big), chg * np.float32(npv_k)), big)
+        write("npv_alt", np.where(_isnd(chg, -1), np.float32(big), chg * np.float32(npv_k)), big)
     with open(os.path.join(out, "raster_values_summary.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["Raster", "Total", "Units", "Filename"])

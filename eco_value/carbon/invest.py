@@ -42,7 +42,6 @@ _ISCLOSE_RTOL, _ISCLOSE_ATOL = 1e-5, 1e-8
 _FULL_LUT_MAX_BITS = 16
 
 
-
 @dataclass(frozen=True)
 class PoolTable:
     """Carbon densities (Mg C/ha) by land-cover code; ``pools[i]`` holds POOL_COLUMNS of ``codes[i]``."""
