@@ -299,25 +299,52 @@ def report(run_id: str, out: Path = typer.Option(Path("report.html"), "--out"), 
 
 @app.command("carbon-stock")
 def carbon_stock_cmd(
-    lulc: Path = typer.Option(..., "--lulc", help="Current land-cover GeoTIFF (projected CRS)."),
+    lulc: Path = typer.Option(..., "--lulc", help="Current (baseline) land-cover GeoTIFF, integer classes, projected CRS."),
     pools: Path = typer.Option(..., "--pools", help="InVEST pool table: lucode,c_above,c_below,c_soil,c_dead (Mg C/ha)."),
-    future_lulc: Optional[Path] = typer.Option(None, "--future-lulc", help="Future land-cover GeoTIFF."),
+    future_lulc: Optional[Path] = typer.Option(None, "--future-lulc", help="Future (alternate) land-cover GeoTIFF on the same grid."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write InVEST 3.20 Carbon's maps (COGs, t C/ha) and raster_values_summary.csv here."),
+    intermediate: bool = typer.Option(False, "--intermediate", help="With --out: also the per-pool maps in intermediate_outputs/."),
+    overviews: bool = typer.Option(False, "--overviews", help="With --out: build COG overviews (average); InVEST writes none."),
+    price: Optional[float] = typer.Option(None, "--price", help="Valuation: price per t C (currency); writes npv_alt.tif."),
+    discount_rate: Optional[float] = typer.Option(None, "--discount-rate", help="Valuation: yearly market discount rate, percent."),
+    rate_change: Optional[float] = typer.Option(None, "--rate-change", help="Valuation: yearly change of the carbon price, percent."),
+    lulc_year: Optional[int] = typer.Option(None, "--lulc-year", help="Valuation: calendar year of --lulc."),
+    future_year: Optional[int] = typer.Option(None, "--future-year", help="Valuation: calendar year of --future-lulc."),
     json_out: bool = JsonOpt,
 ):
-    """InVEST-compatible carbon stock and sequestration from a pool table."""
-    from .carbon.invest import carbon_stock
+    """InVEST-compatible carbon stock and sequestration from a pool table (with --out: InVEST's maps)."""
+    val_opts = {"--price": price, "--discount-rate": discount_rate, "--rate-change": rate_change,
+                "--lulc-year": lulc_year, "--future-year": future_year}
+    given = [k for k, v in val_opts.items() if v is not None]
+    if given and out is None:
+        raise EcoValueError(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --out (the NPV is a map, npv_alt.tif)")
+    if given and len(given) < len(val_opts):
+        raise EcoValueError(f"valuation needs all of {', '.join(val_opts)}; missing {', '.join(k for k in val_opts if k not in given)}")
+    if (intermediate or overviews) and out is None:
+        raise EcoValueError("--intermediate and --overviews need --out")
+    if out is None:
+        from .invest_mode import carbon_stock
 
-    r = carbon_stock(lulc, pools, future_lulc)
+        r = carbon_stock(lulc, pools, future_lulc)
+    else:
+        from .invest_mode import Valuation, carbon_stock_maps
+
+        val = Valuation(price, discount_rate, rate_change, lulc_year, future_year) if given else None
+        r = carbon_stock_maps(lulc, pools, out, future_lulc, valuation=val, intermediate=intermediate, overviews=overviews)
     if json_out:
         _echo_json(r.as_json())
         return
     console.print(f"total stock: {r.total_stock_mgc:,.2f} Mg C")
     if r.sequestration_mgc is not None:
         console.print(f"sequestration (future − current): {r.sequestration_mgc:,.2f} Mg C")
+    if r.npv is not None:
+        console.print(f"net present value of the change: {r.npv:,.2f}")
     if r.nodata_px:
         console.print(f"nodata pixels (not counted): {r.nodata_px:,}")
     if r.missing_codes:
-        console.print(f"[yellow]codes missing from the pool table (not counted): {r.missing_codes}[/]")
+        console.print(f"[yellow]codes missing from the pool table (not counted; nodata in the maps): {r.missing_codes}[/]")
+    if r.maps:
+        console.print(f"wrote {len(r.maps)} maps and {Path(r.summary_csv).name} to {out}")
 
 
 @rules_app.command("list")
