@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -68,16 +69,19 @@ def pilot_data(
 def validate(catalog: Path = typer.Argument(..., help="catalog.toml or its folder."), json_out: bool = JsonOpt):
     """Check a catalog and every input it names; report all problems at once."""
     from .inputs.catalog import load_catalog
-    from .inputs.validate import validate_catalog
+    from .inputs.validate import validation_report
 
     cat = load_catalog(catalog)
-    probs = validate_catalog(cat)
+    probs, warnings = validation_report(cat)
     if json_out:
-        _echo_json({"ok": not probs, "problems": [p.__dict__ for p in probs]})
-    elif probs:
-        err.print(f"[red]{len(probs)} problem(s)[/] in {cat.source}:")
+        _echo_json({"ok": not probs, "problems": [p.__dict__ for p in probs], "warnings": [w.__dict__ for w in warnings]})
+        raise typer.Exit(2 if probs else 0)
+    for w in warnings:
+        err.print(f"[yellow]warning[/]: {escape(str(w))}", highlight=False)
+    if probs:
+        err.print(f"[red]{len(probs)} problem(s)[/] in {escape(str(cat.source))}:")
         for p in probs:
-            err.print(f"  - {p}")
+            err.print(f"  - {escape(str(p))}", highlight=False)
     else:
         console.print(f"[green]ok[/]: {len(cat.layers)} rasters, {len(cat.vectors)} vector layers, {len(cat.tables)} tables")
     raise typer.Exit(2 if probs else 0)
@@ -134,8 +138,10 @@ def run(
         "outputs": res.outputs,
     }
     if json_out:
-        _echo_json(payload)
+        _echo_json(payload | {"input_warnings": s.get("input_warnings", [])})
         return
+    for w in s.get("input_warnings", []):
+        err.print(f"[yellow]warning[/]: {escape(w)}", highlight=False)
     _print_summary(s, res.run_id, res.reused)
 
 
@@ -414,7 +420,7 @@ def rerun(run_id: str, db: Optional[str] = DbOpt, json_out: bool = JsonOpt):
     else:
         console.print(f"[red]{len(d['mismatches'])} mismatch(es)[/] (inputs changed: {d['inputs_changed_since_run']})")
         for m in d["mismatches"][:10]:
-            console.print(f"  {m}")
+            console.print(f"  {escape(str(m))}", highlight=False)
     raise typer.Exit(0 if d["matches"] else 3)
 
 
@@ -488,7 +494,7 @@ def verify(
         for c, m in probs:
             shown[c] = shown.get(c, 0) + 1
             if shown[c] <= 10:
-                err.print(f"[red]FAIL[/] \\[{c}] {m}", highlight=False)
+                err.print(f"[red]FAIL[/] {escape(f'[{c}] {m}')}", highlight=False)
         for c, n in shown.items():
             if n > 10:
                 err.print(f"… and {n - 10} more [{c}] problem(s)", highlight=False, markup=False)
@@ -538,7 +544,7 @@ def audit_log_cmd(db: Optional[str] = DbOpt, json_out: bool = JsonOpt):
         console.print(f"[green]OK[/]: {d['events']} events chained to head {d['head'][:16]}; {d['blocks']} blocks match the replay")
     else:
         for p in d["problems"]:
-            err.print(f"[red]FAIL[/] {p}", highlight=False)
+            err.print(f"[red]FAIL[/] {escape(str(p))}", highlight=False)
     raise typer.Exit(0 if d["ok"] else 1)
 
 
@@ -659,7 +665,7 @@ def main() -> None:
         rc = app(standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
     except EcoValueError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -678,7 +684,7 @@ def main() -> None:
             sys.exit(130)
         if STATE["debug"]:
             raise
-        err.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}\n(run with --debug for the traceback)", highlight=False)
+        err.print(f"[red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')}\n(run with --debug for the traceback)", highlight=False)
         sys.exit(1)
 
 
