@@ -244,6 +244,24 @@ def test_band_that_the_file_does_not_have(cat_dir, tmp_path, capsys, monkeypatch
     _run_refuses(cat_dir, tmp_path, capsys, monkeypatch, "[missing-band]", "precip.tif")
 
 
+def test_declared_band_is_the_band_checked(cat_dir):
+    """A two-band file: band 1 has gaps, band 2 is whole; the catalog's `band` decides which is checked."""
+    path = cat_dir / "precip.tif"
+    with rasterio.open(path) as src:
+        a = src.read(1)
+        prof = src.profile
+    gappy = a.copy()
+    gappy.ravel()[np.flatnonzero(a != src.nodata)[::2]] = np.nan
+    path.unlink()
+    prof.update(driver="GTiff", count=2)
+    with rasterio.open(path, "w", **prof) as dst:
+        dst.write(gappy, 1)
+        dst.write(a, 2)
+    assert [p.kind for p in _problems(cat_dir)] == ["nodata-inside-region"]
+    _edit(cat_dir / "catalog.toml", 'path = "precip.tif"', 'path = "precip.tif"\nband = 2')
+    assert _problems(cat_dir) == []
+
+
 def test_raster_path_that_is_a_folder(cat_dir):
     (cat_dir / "fvc.tif").unlink()
     (cat_dir / "fvc.tif").mkdir()
