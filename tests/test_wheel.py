@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,15 @@ def test_wheel_in_fresh_venv_runs_pilot_data_validate_and_run(tmp_path):
     assert any(n.startswith("eco_value/_data/exchange_export/") for n in names)
     assert "eco_value/store/migrations/versions/0001_initial_schema.py" in names
     venv = tmp_path / "venv"
-    # dependencies come from the system site-packages; eco-value itself only from the wheel
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    # dependencies come from the running interpreter's site-packages (a venv or the system's: a .pth
+    # line appends them after the new venv's own folder, and does not run their .pth hooks, so the
+    # editable install of the checkout stays invisible); eco-value itself only from the wheel
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
+    child_site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    parent = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    Path(child_site, "eco_value_test_parent_site.pth").write_text("\n".join(sorted(parent)) + "\n")
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)], check=True)
     work = tmp_path / "elsewhere"
     work.mkdir()

@@ -1,0 +1,161 @@
+"""Forest tenure records (林权证 / 不动产权证书) joined to sub-compartments.
+
+::
+
+    from eco_value.inputs import tenure
+    rec = tenure.read_tenure("linquan.csv")            # or a Shapefile/GeoPackage of the 宗地
+    joined = tenure.join_tenure(parcels, rec)           # parcels from inventory.read_inventory
+    joined.records      # one row per certificate with its xiaoban_id and how it was matched
+    joined.unmatched    # every record that found no (or no single) 小班, with the reason
+    parcels = tenure.attach(parcels, joined)            # certificates, holders, use-right dates per 小班
+
+Join rule: the record's (LB, XB), each zero-padded to the inventory's 林班 / 小班 widths, against the
+inventory's (lin_ban, xiao_ban). LB/XB are unique only within a village; a pair that matches several
+小班 is ambiguous: records with a geometry then go to the 小班 containing the record's representative
+point, others are reported unmatched. Field names and the area unit (亩 by default) are data
+(``raster_inputs/fieldmaps/tenure-national.toml``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError, Problem
+from .crosswalk import normalise_code
+from .inventory import HA_PER_UNIT, fieldmaps_dir, load_toml
+from .vectors import missing_fields, read_table, read_vector
+
+_DATE = re.compile(r"^\s*(\d{4})\s*[-/.年]?\s*(\d{1,2})\s*[-/.月]?\s*(\d{1,2})\s*日?")
+
+
+def parse_date(value) -> date | None:
+    """``2008-01-01``, ``2008/1/1``, ``20080101``, ``2008年1月1日`` or a date/datetime; None if empty."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
+        return None
+    if isinstance(value, (pd.Timestamp, date)):
+        return value.date() if isinstance(value, pd.Timestamp) else value
+    text = str(value).strip()
+    if not text:
+        return None
+    m = _DATE.match(text)
+    if not m:
+        raise ValueError(text)
+    return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+
+
+def read_tenure(path: str | Path, *, fieldmap: str | Path = "tenure-national", layer: str | None = None,
+                encoding: str | None = None) -> pd.DataFrame:
+    """Tenure records with ``certificate, holder, start, end (dates), area_ha, lin_ban, xiao_ban``
+    (+ ``geometry`` for a vector file). Missing fields and unreadable dates are refused."""
+    fm, fm_path = load_toml(fieldmap, fieldmaps_dir(), "field map")
+    F = {k: v for k, v in fm["fields"].items()}
+    p = Path(path)
+    enc = encoding or fm.get("fieldmap", {}).get("encoding") or None
+    if p.suffix.lower() in (".csv", ".txt"):
+        raw, used = read_table(p, encoding=enc, what="tenure records")
+        geom = None
+    else:
+        raw, used = read_vector(p, layer=layer, encoding=enc, what="tenure records")
+        geom = raw.geometry
+    lyr = layer or p.stem
+    problems = missing_fields(raw, F, str(p), lyr, str(fm_path))
+    if problems:
+        raise InputError(problems)
+    out = pd.DataFrame({
+        "certificate": raw[F["certificate"]].map(normalise_code).to_numpy(),
+        "holder": raw[F["holder"]].map(lambda v: normalise_code(v)).to_numpy(),
+        "lin_ban": raw[F["lin_ban"]].map(normalise_code).to_numpy(),
+        "xiao_ban": raw[F["xiao_ban"]].map(normalise_code).to_numpy(),
+    })
+    unit = fm.get("area", {}).get("unit", "mu")
+    out["area_ha"] = pd.to_numeric(raw[F["area"]].map(lambda v: normalise_code(v) or None),
+                                   errors="coerce").to_numpy() * HA_PER_UNIT[unit]
+    for role in ("start", "end"):
+        vals, bad = [], Counter()
+        for v in raw[F[role]]:
+            try:
+                vals.append(parse_date(v))
+            except ValueError:
+                bad[str(v)] += 1
+                vals.append(None)
+        if bad:
+            listed = ", ".join(f"'{v}' ({n}×)" for v, n in sorted(bad.items()))
+            problems.append(Problem("bad-value", str(p), F[role], f"dates that cannot be read: {listed}",
+                                    "write dates as YYYY-MM-DD (or YYYYMMDD, YYYY年M月D日)"))
+        out[role] = vals
+    dup = Counter(c for c in out["certificate"] if c)
+    dup = {c: n for c, n in dup.items() if n > 1}
+    if dup:
+        listed = ", ".join(f"'{c}' ({n}×)" for c, n in sorted(dup.items()))
+        problems.append(Problem("duplicate-id", str(p), F["certificate"], f"certificate numbers repeated: {listed}",
+                                "one row per certificate (合并 the rows of one certificate)"))
+    if problems:
+        raise InputError(problems)
+    if geom is not None:
+        out = gpd.GeoDataFrame(out, geometry=geom.values, crs=geom.crs)
+    out.attrs = {"source_file": str(p), "encoding": used}
+    return out
+
+
+@dataclass
+class TenureJoin:
+    records: pd.DataFrame    # matched records: the record's columns + xiaoban_id + matched_by
+    unmatched: pd.DataFrame  # unmatched records + reason
+
+
+def join_tenure(parcels: gpd.GeoDataFrame, records: pd.DataFrame) -> TenureJoin:
+    """Match each record to one 小班 (see the module docstring for the rule)."""
+    wl = int(parcels["lin_ban"].str.len().max())
+    wx = int(parcels["xiao_ban"].str.len().max())
+    rec = records.copy()
+    rec["_key"] = rec["lin_ban"].str.zfill(wl) + "/" + rec["xiao_ban"].str.zfill(wx)
+    pk = parcels["lin_ban"] + "/" + parcels["xiao_ban"]
+    ids_by_key = parcels.groupby(pk.to_numpy())["xiaoban_id"].agg(list).to_dict()
+    xid, how, why = [], [], []
+    has_geom = isinstance(rec, gpd.GeoDataFrame) and rec.geometry.notna().any()
+    if has_geom:
+        pts = rec.geometry.representative_point()
+        if rec.crs is not None and parcels.crs is not None and rec.crs != parcels.crs:
+            pts = pts.to_crs(parcels.crs)
+        hit = gpd.sjoin(gpd.GeoDataFrame(geometry=pts.values, crs=parcels.crs), parcels[["xiaoban_id", "geometry"]],
+                        predicate="within", how="left")
+        by_geom = hit.groupby(level=0)["xiaoban_id"].first()
+    for i, key in enumerate(rec["_key"]):
+        cands = ids_by_key.get(key, [])
+        if len(cands) == 1:
+            xid.append(cands[0]), how.append("lb_xb"), why.append("")
+            continue
+        g = by_geom.iloc[i] if has_geom else None
+        if isinstance(g, str):
+            xid.append(g), how.append("geometry"), why.append("")
+        elif cands:
+            xid.append(None), how.append(""), why.append(f"LB/XB {key} matches {len(cands)} 小班 ({', '.join(cands[:3])})")
+        else:
+            xid.append(None), how.append(""), why.append(f"no 小班 with LB/XB {key}"
+                                                        + (" and no 小班 contains it" if has_geom else ""))
+    rec["xiaoban_id"], rec["matched_by"], rec["reason"] = xid, how, why
+    rec = pd.DataFrame(rec.drop(columns=["_key"] + (["geometry"] if has_geom else [])))
+    ok = rec["xiaoban_id"].notna()
+    return TenureJoin(rec[ok].drop(columns="reason").reset_index(drop=True), rec[~ok].reset_index(drop=True))
+
+
+def attach(parcels: gpd.GeoDataFrame, joined: TenureJoin) -> gpd.GeoDataFrame:
+    """Parcels with their certificates (``;``-joined), holders, earliest start, latest end and the
+    certified area (ha)."""
+    r = joined.records
+    agg = r.groupby("xiaoban_id").agg(
+        certificates=("certificate", lambda s: ";".join(sorted(s))),
+        holders=("holder", lambda s: ";".join(sorted(set(s)))),
+        use_start=("start", lambda s: min((d for d in s if d), default=None)),
+        use_end=("end", lambda s: max((d for d in s if d), default=None)),
+        certified_area_ha=("area_ha", "sum"),
+    ).reset_index()
+    return parcels.merge(agg, on="xiaoban_id", how="left")
