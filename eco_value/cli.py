@@ -15,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -83,16 +84,19 @@ def pilot_data(
 def validate(catalog: Path = typer.Argument(..., help="catalog.toml or its folder."), json_out: bool = JsonOpt):
     """Check a catalog and every input it names; report all problems at once."""
     from .inputs.catalog import load_catalog
-    from .inputs.validate import validate_catalog
+    from .inputs.validate import validation_report
 
     cat = load_catalog(catalog)
-    probs = validate_catalog(cat)
+    probs, warnings = validation_report(cat)
     if json_out:
-        _echo_json({"ok": not probs, "problems": [p.__dict__ for p in probs]})
-    elif probs:
-        err.print(f"[red]{len(probs)} problem(s)[/] in {cat.source}:")
+        _echo_json({"ok": not probs, "problems": [p.__dict__ for p in probs], "warnings": [w.__dict__ for w in warnings]})
+        raise typer.Exit(2 if probs else 0)
+    for w in warnings:
+        err.print(f"[yellow]warning[/]: {escape(str(w))}", highlight=False, soft_wrap=True)
+    if probs:
+        err.print(f"[red]{len(probs)} problem(s)[/] in {escape(str(cat.source))}:")
         for p in probs:
-            err.print(f"  - {p}")
+            err.print(f"  - {escape(str(p))}", highlight=False, soft_wrap=True)
     else:
         console.print(f"[green]ok[/]: {len(cat.layers)} rasters, {len(cat.vectors)} vector layers, {len(cat.tables)} tables")
     raise typer.Exit(2 if probs else 0)
@@ -151,8 +155,10 @@ def run(
         "outputs": res.outputs,
     }
     if json_out:
-        _echo_json(payload)
+        _echo_json(payload | {"input_warnings": s.get("input_warnings", [])})
         return
+    for w in s.get("input_warnings", []):
+        err.print(f"[yellow]warning[/]: {escape(w)}", highlight=False, soft_wrap=True)
     _print_summary(s, res.run_id, res.reused)
 
 
@@ -472,7 +478,7 @@ def rerun(run_id: str, db: Optional[str] = DbOpt, json_out: bool = JsonOpt):
     else:
         console.print(f"[red]{len(d['mismatches'])} mismatch(es)[/] (inputs changed: {d['inputs_changed_since_run']})")
         for m in d["mismatches"][:10]:
-            console.print(f"  {m}")
+            console.print(f"  {escape(str(m))}", highlight=False)
     raise typer.Exit(0 if d["matches"] else 3)
 
 

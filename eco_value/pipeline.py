@@ -33,7 +33,7 @@ from .errors import EcoValueError, InputError
 from .grid import Grid
 from .inputs.catalog import Catalog, load_catalog
 from .inputs.readers import open_layers, read_full, read_table, read_vector
-from .inputs.validate import PHYSICAL_RANGE, check_structure, problems_from_stats
+from .inputs.validate import check_structure, layer_checks, problems_from_stats, region_mask, warnings_from_stats
 from .rules import RuleSet, load_rules
 from .roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
 from .rules.ecosystem import NODATA_ID, ecosystem_types, species_groups
@@ -261,15 +261,8 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
         maps[f"{key}_value_cny_per_km2"] = r.value_cny / km2
         maps[f"{key}_quantity_per_km2"] = r.quantity / km2
     # input value checks ride along in the same per-chunk tasks (no separate pass over the inputs)
-    from .inputs.schemes import SCHEMES
-    stats = {}
-    for key, arr in layers.items():
-        spec = cat.layers[key]
-        if spec.scheme in SCHEMES:
-            if "codes" in arr.attrs:   # the product's own codes (same chunks as the translated layer)
-                stats[key] = (arr.attrs["codes"].array, arr.attrs.get("source_nodata"), np.array(sorted(SCHEMES[spec.scheme])))
-        elif spec.variable in PHYSICAL_RANGE:
-            stats[key] = (arr, arr.attrs.get("nodata"), None)
+    region = region_mask(zones["county"][0].geometry, grid, layers[cat.catalog.reference_layer])
+    stats = layer_checks(layers, cat, region)
     graph = {"zones": zonal_sums_many({k: z[1] for k, z in zones.items()}, grid, values, coded,
                                       {"county": by_class}, stats,
                                       map_writer(maps, grid) if map_writer is not None else None)}
@@ -403,7 +396,9 @@ def compute_valuation(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progr
     if probs:
         raise InputError(probs)
     say("uncertainty (Monte Carlo)", None)
-    return _assemble(cat, rules, opts, ctx, computed, run_id, inputs), ctx
+    result = _assemble(cat, rules, opts, ctx, computed, run_id, inputs)
+    result["summary"]["input_warnings"] = [str(w) for w in warnings_from_stats(computed["checks"], cat)]
+    return result, ctx
 
 
 def stored_run_context(store, run_id: str, purpose: str = "this"):

@@ -68,6 +68,9 @@ def _col_stats(vals: np.ndarray) -> dict:
             "sha256_8sig": hashlib.sha256(" ".join(f"{v:.7e}" for v in vals).encode()).hexdigest()}
 
 
+BOOKKEEPING = ("/outputs_status", "/input_warnings", "/warnings")
+
+
 def snapshot(store, res) -> dict:
     """Every stored number of one run, in a form a later run can be compared with."""
     import rasterio
@@ -76,7 +79,8 @@ def snapshot(store, res) -> dict:
     svc = store.table("services", run_id)
     carb = store.table("carbon", run_id)
     zones = store.table("zones", run_id)
-    snap: dict = {"summary": dict(_leaves(res.summary))}
+    # run bookkeeping (whether the files were written, input warnings) is not a stored value
+    snap: dict = {"summary": {k: v for k, v in _leaves(res.summary) if not k.startswith(BOOKKEEPING)}}
 
     rows = {}
     for kind in ("county", "township"):

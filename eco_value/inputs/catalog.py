@@ -33,7 +33,7 @@ class LayerSpec(BaseModel):
     year: int | None = None
     product: str = ""
     scheme: str | None = Field(default=None, description="class scheme of a categorical layer (raster_inputs/schemes/)")
-    band: int = 1
+    band: int = 1   # 1-based; validation refuses a band the file does not have
     resample: Resampling | None = Field(
         default=None,
         description="declared resampling when the layer's grid or CRS differs from the reference layer",

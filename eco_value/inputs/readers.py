@@ -19,10 +19,12 @@ import xarray as xr
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
+from ..errors import InputError
 from ..grid import Grid
 from ..rules.ecosystem import NODATA_ID
 from .catalog import Catalog
 from .schemes import load_scheme
+from .tables import load_table
 
 DEFAULT_CHUNK_PX = 1024
 
@@ -114,4 +116,8 @@ def read_vector(cat: Catalog, key: str, crs: str | None = None) -> gpd.GeoDataFr
 
 
 def read_table(cat: Catalog, key: str) -> pd.DataFrame:
-    return pd.read_csv(cat.path_of(cat.tables[key].path))
+    """A catalog table, typed and checked as validation checks it (:func:`eco_value.inputs.tables.load_table`)."""
+    df, probs = load_table(cat.path_of(cat.tables[key].path), key)
+    if probs:
+        raise InputError(probs)
+    return df
