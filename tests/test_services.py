@@ -24,6 +24,9 @@ RES = 10.0               # 10 m pixels: 100 m2 = 0.01 ha
 A_M2, A_HA = 100.0, 0.01
 CPI_2005_TO_2023 = 708.0 / 464.0   # NBS CPI (1978 = 100), as in the rule set
 CPI_2020_TO_2023 = 708.0 / 686.5
+CPI_2002_TO_2023 = 708.0 / 433.5   # dredging cost (LY/T 1721, 2002 budget norm)
+CPI_2008_TO_2023 = 708.0 / 522.7   # LY/T 1721-2008 fertiliser and oxygen prices
+CPI_2010_TO_2023 = 708.0 / 536.1   # water-purification treatment costs (Bai et al. 2017, 2010)
 
 
 def layer(arr, nodata):
@@ -107,9 +110,12 @@ def test_soil_conservation_known_answer_on_a_plane():
     per_pixel = 4000.0 * 0.03 * ls * (1 - c * 1.0) * A_HA
     assert q[3, 3] == pytest.approx(per_pixel, rel=1e-6)
     v = res.value_cny.values[3, 3]
-    f = CPI_2005_TO_2023
-    expected_v = per_pixel * 0.24 / 1.3 * 12.6 * f + per_pixel * (0.0012 * 2400.0 * f + 0.0006 * 2900.0 * f)
+    # N and P valued as diammonium phosphate: price / nutrient content (LY/T 1721-2008), by hand
+    n_per_t = 2400.0 / 0.14 * CPI_2008_TO_2023      # CNY per tonne of N
+    p_per_t = 2400.0 / 0.1501 * CPI_2008_TO_2023    # CNY per tonne of P
+    expected_v = per_pixel * 0.24 / 1.3 * 12.6 * CPI_2002_TO_2023 + per_pixel * (0.0012 * n_per_t + 0.0006 * p_per_t)
     assert v == pytest.approx(expected_v, rel=1e-6)
+    assert res.details["n_price_cny_per_t"] == pytest.approx(n_per_t, rel=1e-12)
 
 
 def test_flood_regulation_vegetation_and_water_storage():
@@ -132,7 +138,7 @@ def test_water_purification_known_answer():
     ctx = ctx_for([[TYPE["water"], TYPE["cropland"]]])
     q, v = total(SERVICES["water_purification"].compute(ctx))
     assert q == pytest.approx((1.2 + 0.16 + 0.016) * A_HA, rel=1e-12)
-    assert v == pytest.approx((1.2 * 1400 + 0.16 * 1750 + 0.016 * 2800) * A_HA * CPI_2020_TO_2023, rel=1e-12)
+    assert v == pytest.approx((1.2 * 700 + 0.16 * 875 + 0.016 * 2800) * A_HA * CPI_2010_TO_2023, rel=1e-12)
 
 
 def test_carbon_sequestration_and_oxygen_use_the_carbon_engine_sink():
@@ -142,16 +148,17 @@ def test_carbon_sequestration_and_oxygen_use_the_carbon_engine_sink():
     assert v == pytest.approx(q * 68.15)
     qo, vo = total(SERVICES["oxygen_release"].compute(ctx))
     assert qo == pytest.approx(q * 32 / 44, rel=1e-12)
-    assert vo == pytest.approx(qo * 1000.0 * CPI_2020_TO_2023, rel=1e-12)
+    assert vo == pytest.approx(qo * 1000.0 * CPI_2008_TO_2023, rel=1e-12)
 
 
 def test_climate_regulation_transpiration_and_evaporation():
     ctx = ctx_for([[TYPE["forest"], TYPE["water"]]], aet=700.0)
     q, v = total(SERVICES["climate_regulation"].compute(ctx))
     e_pt = 2837.27 * A_M2 * 90.0 / (3600.0 * 3.0)
-    e_we = 700.0 / 1000.0 * A_M2 * 90.0 / 365.0 * 627.8 / 3.0
+    e_w = 700.0 / 1000.0 * A_M2 * 90.0 / 365.0               # m3 evaporated on cooling days
+    e_we = e_w * 2450.0 * 1000.0 / 3600.0 / 3.0 + e_w * 120.0  # cooling (AC, EER 3) + humidifier 120 kWh/m3
     assert q == pytest.approx(e_pt + e_we, rel=1e-12)
-    assert v == pytest.approx((e_pt + e_we) * 0.6, rel=1e-12)
+    assert v == pytest.approx((e_pt + e_we) * 0.52, rel=1e-12)
 
 
 def test_provisioning_and_recreation_conserve_the_statistics():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,14 +42,32 @@ class Uncertainty(BaseModel):
         return self
 
 
+EVIDENCE = ("exact", "measured", "literature", "placeholder")
+
+
 class Parameter(BaseModel):
+    """One number of the method. ``source`` says where it is printed; ``derivation`` how it was obtained
+    when no source prints it (or how a printed value was converted); ``evidence`` its class
+    (exact | measured | literature | placeholder), which gives the default uncertainty spread."""
+
     model_config = ConfigDict(extra="forbid")
     value: float | list[float]
     unit: str
     source: str
     note: str = ""
+    derivation: str = ""
     verified: bool = True
+    evidence: Literal["exact", "measured", "literature", "placeholder"] | None = None
     uncertainty: Uncertainty | None = None
+
+
+class EvidenceClass(BaseModel):
+    """Default 95 % spread of a parameter of this evidence class when it has no range of its own."""
+
+    model_config = ConfigDict(extra="forbid")
+    ci95_pct: float
+    dist: Literal["normal", "lognormal", "uniform"] = "normal"
+    justification: str
 
 
 class Source(BaseModel):
@@ -77,6 +96,7 @@ class RuleSet:
     sources: dict[str, Source]
     params: dict[str, Parameter]
     files: list[Path] = field(default_factory=list)
+    evidence_classes: dict[str, EvidenceClass] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -111,12 +131,35 @@ class RuleSet:
         pre = prefix.rstrip(".") + "."
         return {k[len(pre):]: v for k, v in self.params.items() if k.startswith(pre)}
 
+    def uncertainty_range(self, name: str) -> tuple[float, float, str, str]:
+        """95 % range of a scalar parameter: ``(low, high, dist, basis)``.
+
+        From its own ``uncertainty`` (basis ``"parameter"``: its sources' min-max or a stated interval),
+        else from the default spread of its evidence class (basis ``"evidence:<class>"``).
+        """
+        p = self.param(name)
+        v = float(p.value) if not isinstance(p.value, list) else float("nan")
+        u = p.uncertainty
+        if u is not None:
+            if u.ci95_pct is not None:
+                return v * (1 - u.ci95_pct / 100.0), v * (1 + u.ci95_pct / 100.0), u.dist, "parameter"
+            return float(u.low), float(u.high), u.dist, "parameter"
+        if p.evidence is None:
+            raise RuleSetError(f"rule set '{self.name}': parameter '{name}' has neither an uncertainty nor an evidence "
+                               f"class; add evidence = \"measured\" | \"literature\" | \"placeholder\" | \"exact\"")
+        ec = self.evidence_classes[p.evidence]
+        half = abs(v) * ec.ci95_pct / 100.0
+        return v - half, v + half, ec.dist, f"evidence:{p.evidence}"
+
     def canonical(self) -> dict[str, Any]:
-        return {
+        out = {
             "meta": self.meta.model_dump(exclude={"extends"}),
             "sources": {k: v.model_dump() for k, v in sorted(self.sources.items())},
-            "params": {k: v.model_dump() for k, v in sorted(self.params.items())},
+            "params": {k: _dump(v) for k, v in sorted(self.params.items())},
         }
+        if self.evidence_classes:
+            out["evidence_classes"] = {k: v.model_dump() for k, v in sorted(self.evidence_classes.items())}
+        return out
 
     def canonical_json(self) -> str:
         return json.dumps(self.canonical(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -130,18 +173,30 @@ class RuleSet:
         """Rebuild a rule set from its stored canonical JSON (the run's own copy, not today's file)."""
         return cls(RuleSetMeta.model_validate(data["meta"]),
                    {k: Source.model_validate(v) for k, v in data["sources"].items()},
-                   {k: Parameter.model_validate(v) for k, v in data["params"].items()})
+                   {k: Parameter.model_validate(v) for k, v in data["params"].items()},
+                   evidence_classes={k: EvidenceClass.model_validate(v)
+                                     for k, v in data.get("evidence_classes", {}).items()})
 
     def with_value(self, name: str, value: float) -> "RuleSet":
         """A copy with one parameter changed (for sensitivity tests and what-ifs)."""
         params = copy.deepcopy(self.params)
         params[name] = params[name].model_copy(update={"value": value})
-        return RuleSet(self.meta, self.sources, params, self.files)
+        return RuleSet(self.meta, self.sources, params, self.files, self.evidence_classes)
 
     def with_uncertainty(self, name: str, **kw) -> "RuleSet":
         params = copy.deepcopy(self.params)
         params[name] = params[name].model_copy(update={"uncertainty": Uncertainty(**kw)})
-        return RuleSet(self.meta, self.sources, params, self.files)
+        return RuleSet(self.meta, self.sources, params, self.files, self.evidence_classes)
+
+
+def _dump(p: Parameter) -> dict:
+    """Canonical form of a parameter; the fields added later (derivation, evidence) only when set, so
+    the hash of a rule set stored before they existed is unchanged."""
+    d = p.model_dump()
+    for k in ("derivation", "evidence"):
+        if not d[k]:
+            del d[k]
+    return d
 
 
 def rules_dir() -> Path:
@@ -196,6 +251,7 @@ def load_rules(name: str = "cn2011-mee2020") -> RuleSet:
     meta_raw = dict(raw.pop("ruleset", {}))
     meta_raw.pop("abstract", None)
     sources_raw = raw.pop("sources", {})
+    evidence_raw = raw.pop("evidence_classes", {})
     flat: dict[str, dict] = {}
     _flatten(raw, "", flat, path)
     base: RuleSet | None = None
@@ -212,6 +268,12 @@ def load_rules(name: str = "cn2011-mee2020") -> RuleSet:
             sources[k] = Source.model_validate(v)
         except ValidationError as exc:
             errors.append(f"source '{k}': {exc.errors()[0]['msg']}")
+    evidence_classes = dict(base.evidence_classes) if base else {}
+    for k, v in evidence_raw.items():
+        try:
+            evidence_classes[k] = EvidenceClass.model_validate(v)
+        except ValidationError as exc:
+            errors.append(f"evidence class '{k}': {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
     params = dict(base.params) if base else {}
     for k, v in flat.items():
         try:
@@ -223,11 +285,17 @@ def load_rules(name: str = "cn2011-mee2020") -> RuleSet:
             continue
         if not is_known(p.unit):
             errors.append(f"parameter '{k}': unit '{p.unit}' is not known (known: {', '.join(sorted(KNOWN_UNITS))})")
-        src_key = p.source.split(",")[0].split(" ")[0].strip()
+        src_key = re.split(r"[\s,;]", p.source.strip(), maxsplit=1)[0]
         if not p.source.strip():
             errors.append(f"parameter '{k}': missing source")
         elif src_key not in sources_raw and src_key not in sources:
             errors.append(f"parameter '{k}': source '{src_key}' is not defined under [sources]")
+        if p.evidence is not None and p.evidence not in evidence_classes and p.evidence not in evidence_raw:
+            errors.append(f"parameter '{k}': evidence class '{p.evidence}' is not defined under [evidence_classes]")
+        u = p.uncertainty
+        if u is not None and u.low is not None and u.high is not None and not isinstance(p.value, list) \
+                and not u.low <= float(p.value) <= u.high:
+            errors.append(f"parameter '{k}': value {p.value} lies outside its uncertainty range {u.low}..{u.high}")
         if k in params and params[k].unit != p.unit:
             errors.append(f"parameter '{k}': unit '{p.unit}' differs from '{params[k].unit}' in the base rule set")
         params[k] = p
@@ -237,7 +305,7 @@ def load_rules(name: str = "cn2011-mee2020") -> RuleSet:
         meta = meta.model_copy(update={"services": base.meta.services})
     if base and meta.price_year is None:
         meta = meta.model_copy(update={"price_year": base.meta.price_year})
-    return RuleSet(meta, sources, params, (base.files if base else []) + [path])
+    return RuleSet(meta, sources, params, (base.files if base else []) + [path], evidence_classes)
 
 
 def diff(a: RuleSet, b: RuleSet) -> list[dict]:

@@ -12,8 +12,9 @@ SPEC = ServiceSpec(
     layers=("erosivity", "erodibility", "dem", "fvc", "bulk_density", "land_cover@t2"),
     parameters=("gep.soil_conservation",),
     quantity_unit="t",
-    equation="Q = R*K*LS*(1 - C*P) * A_ha; V = lambda*Q/rho*c_dredge + Q*(N%*p_N + P%*p_P)",
-    source="MEE 2020 guideline (RUSLE, Wischmeier & Smith 1978; C after Cai et al. 2000; S after McCool 1987 / Liu 1994)",
+    equation="Q = R*K*LS*(1 - C*P) * A_ha; V = lambda*Q/rho*c_dredge + Q*(N% * p_fert/N_fert + P% * p_fert/P_fert)",
+    source="MEE 2020 guideline (RUSLE, Wischmeier & Smith 1978; C after Cai et al. 2000; S after McCool 1987 / Liu 1994); "
+           "N and P valued as fertiliser (LY/T 1721-2008: fertiliser price / nutrient content of the fertiliser)",
 )
 
 # RUSLE topographic constants (Wischmeier & Smith 1978; McCool et al. 1987; Liu et al. 1994):
@@ -66,11 +67,22 @@ def compute(ctx: ServiceContext):
     eligible = ctx.class_mask("cropland", "forest", "shrub", "grassland", "wetland")
     potential = R * K * ls
     q = (potential * (1.0 - C * P) * ctx.pixel_area_ha).where(eligible & dem.notnull(), 0.0)
-    y = int(r.value("gep.soil_conservation.price_year"))
-    dredge = ctx.rebase(r.value("gep.soil_conservation.dredging_cost"), y)
-    pn = ctx.rebase(r.value("gep.soil_conservation.n_price"), y)
-    pp = ctx.rebase(r.value("gep.soil_conservation.p_price"), y)
+    dredge = ctx.rebase(r.value("gep.soil_conservation.dredging_cost"), int(r.value("gep.soil_conservation.price_year")))
+    pn, pp = nutrient_prices(ctx)
     rho = ctx.masked_float("bulk_density")  # g/cm3 == t/m3
     value = q * r.value("gep.soil_conservation.silting_share") / rho * dredge \
         + q * (r.value("gep.soil_conservation.soil_n_content") * pn + r.value("gep.soil_conservation.soil_p_content") * pp)
-    return finish(SPEC, ctx, q, value.fillna(0.0), ls=ls, c_factor=C)
+    return finish(SPEC, ctx, q, value.fillna(0.0), ls=ls, c_factor=C, n_price_cny_per_t=pn, p_price_cny_per_t=pp)
+
+
+def nutrient_prices(ctx: ServiceContext) -> tuple[float, float]:
+    """CNY per tonne of pure N and of pure P: fertiliser price / nutrient content of that fertiliser.
+
+    LY/T 1721-2008 values the N and P kept in the soil as the diammonium phosphate that would replace
+    them: one tonne of N is 1 / N_fert tonnes of fertiliser (likewise P).
+    """
+    r = ctx.rules
+    fert = ctx.rebase(r.value("gep.soil_conservation.fertiliser_price"),
+                      int(r.value("gep.soil_conservation.fertiliser_price_year")))
+    return (fert / r.value("gep.soil_conservation.fertiliser_n_content"),
+            fert / r.value("gep.soil_conservation.fertiliser_p_content"))

@@ -1,0 +1,156 @@
+"""Sources of the GEP parameters: printed cross-checks, evidence classes and ranges, the humidifier
+term and the fertiliser-based N valuation by hand, the reservoir-cost alternatives, the audit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eco_value.errors import RuleSetError
+from eco_value.rules.ecosystem import ecosystem_types
+from eco_value.rules import load_rules, rules_dir
+from eco_value.services import SERVICES
+from eco_value.services.base import price_factor
+from eco_value.services.soil_conservation import nutrient_prices
+
+from test_services import A_M2, ctx_for, total
+
+R = load_rules("cn2011-mee2020")
+
+
+def test_price_years_reproduce_the_rebased_values_printed_by_the_secondary_sources():
+    # Bai et al. 2017 Table 3 prints LY/T 1721's dredging and reservoir costs at 2010 prices
+    assert round(12.6 * price_factor(R, 2002, 2010), 2) == 15.58
+    assert round(6.1107 * price_factor(R, 2005, 2010), 2) == 7.06
+    # Miao et al. 2017 Table 1 rebases LY/T 1721-2008's oxygen price to 2014
+    assert round(1000.0 * price_factor(R, 2008, 2014), 2) == 1160.70
+    assert R.value("gep.oxygen_release.price_year") == 2008
+    assert R.value("gep.soil_conservation.price_year") == 2002
+
+
+def test_water_purification_prices_are_on_one_basis():
+    p = {j: R.value(f"gep.water_purification.price.{j}") for j in ("cod", "tn", "tp")}
+    assert p == {"cod": 700.0, "tn": 875.0, "tp": 2800.0}
+    assert all(R.param(f"gep.water_purification.price.{j}").source.startswith("s2_bai2017 Table 3") for j in p)
+
+
+def test_fertiliser_based_n_and_p_prices_by_hand():
+    ctx = ctx_for([[ecosystem_types().id("forest")]])
+    pn, pp = nutrient_prices(ctx)
+    f = 708.0 / 522.7                       # CPI 2023 / 2008
+    assert pn == pytest.approx(2400.0 / 0.14 * f, rel=1e-12)     # 23,221 CNY per t N
+    assert pp == pytest.approx(2400.0 / 0.1501 * f, rel=1e-12)
+    # doubling the N content of the fertiliser halves the N price, nothing else moves
+    ctx.rules = R.with_value("gep.soil_conservation.fertiliser_n_content", 0.28)
+    assert nutrient_prices(ctx) == (pytest.approx(pn / 2, rel=1e-12), pytest.approx(pp, rel=1e-12))
+
+
+def test_humidifier_term_by_hand():
+    """One water pixel, AET 730 mm: E_w = 0.73 m * 100 m2 * 90/365 = 18 m3 on cooling days."""
+    ctx = ctx_for([[ecosystem_types().id("water")]], aet=730.0)
+    q, v = total(SERVICES["climate_regulation"].compute(ctx))
+    e_w = 0.73 * A_M2 * 90.0 / 365.0
+    assert e_w == pytest.approx(18.0)
+    assert q == pytest.approx(18.0 * (2450.0 / 3.6 / 3.0 + 120.0), rel=1e-12)   # 4083.3 + 2160 kWh
+    ctx.rules = R.with_value("gep.climate_regulation.humidifier_energy", 0.0)
+    q0, _ = total(SERVICES["climate_regulation"].compute(ctx))
+    assert q - q0 == pytest.approx(18.0 * 120.0, rel=1e-12)
+    assert v == pytest.approx(q * 0.52, rel=1e-12)
+
+
+def test_every_gep_parameter_has_an_evidence_class_and_a_range():
+    for r in (R, load_rules("cn2011-ndrc2022"), load_rules("cn2011-mee2020-reservoir-high")):
+        for name, p in r.params.items():
+            if not name.startswith("gep."):
+                continue
+            assert p.evidence in r.evidence_classes, name
+            if not isinstance(p.value, list):
+                lo, hi, _dist, basis = r.uncertainty_range(name)
+                assert lo <= float(p.value) <= hi, name
+                assert basis == "parameter" or basis == f"evidence:{p.evidence}"
+    assert R.evidence_classes["placeholder"].ci95_pct > R.evidence_classes["literature"].ci95_pct \
+        > R.evidence_classes["measured"].ci95_pct > R.evidence_classes["exact"].ci95_pct == 0.0
+    # a default spread by class, or the parameter's own sources' range
+    assert R.uncertainty_range("gep.climate_regulation.cooling_days") == (45.0, 135.0, "lognormal", "evidence:placeholder")
+    assert R.uncertainty_range("gep.climate_regulation.price")[:2] == (0.52, 0.60)
+
+
+def _edited(tmp_path, old, new):
+    text = (rules_dir() / "cn2011-mee2020.toml").read_text(encoding="utf-8")
+    assert old in text
+    p = tmp_path / "edited.toml"
+    p.write_text(text.replace(old, new, 1).replace('name = "cn2011-mee2020"', 'name = "edited"'), encoding="utf-8")
+    return str(p)
+
+
+def test_unknown_evidence_class_and_value_outside_its_range_are_errors(tmp_path):
+    with pytest.raises(RuleSetError, match="'gep.climate_regulation.cooling_days': evidence: Input should be 'exact', 'measured'"):
+        load_rules(_edited(tmp_path, 'value = 90.0\nunit = "days"\nsource = "chengdu_climate days with Tmax >= 26 C"\nverified = false\nevidence = "placeholder"',
+                           'value = 90.0\nunit = "days"\nsource = "chengdu_climate days with Tmax >= 26 C"\nverified = false\nevidence = "guess"'))
+    with pytest.raises(RuleSetError, match="evidence class 'exact' is not defined under \\[evidence_classes\\]"):
+        load_rules(_edited(tmp_path, "[evidence_classes.exact]", "[evidence_classes.exactly]"))
+    with pytest.raises(RuleSetError, match=r"value 0.7 lies outside its uncertainty range 0.52..0.6"):
+        load_rules(_edited(tmp_path, "value = 0.52\n", "value = 0.7\n"))
+    with pytest.raises(RuleSetError, match="ci95_pct"):
+        load_rules(_edited(tmp_path, "[evidence_classes.measured]\nci95_pct = 10.0", "[evidence_classes.measured]\nspread = 10.0"))
+
+
+def test_derivation_and_evidence_do_not_change_the_hash_of_a_rule_set_stored_before_them():
+    from eco_value.rules import RuleSet
+    data = R.canonical()
+    old = {k: v for k, v in data.items() if k != "evidence_classes"}
+    old["params"] = {k: {f: x for f, x in v.items() if f not in ("derivation", "evidence")} for k, v in data["params"].items()}
+    back = RuleSet.from_canonical(old)
+    assert back.canonical() == old
+    assert RuleSet.from_canonical(data).content_hash == R.content_hash
+
+
+@pytest.fixture(scope="module")
+def pilot300(tmp_path_factory):
+    from eco_value.inputs.pilot import generate_pilot
+    d = tmp_path_factory.mktemp("p300") / "qionglai"
+    generate_pilot("qionglai", d, resolution_m=300.0, seed=7)
+    return d / "catalog.toml"
+
+
+def test_reservoir_cost_alternatives_on_the_300m_pilot(pilot300):
+    """Water conservation of the 300 m pilot under each named alternative: the exact price ratio."""
+    from eco_value.inputs.catalog import load_catalog
+    from eco_value.inputs.readers import open_layers
+    from eco_value.services import ServiceContext
+
+    cat = load_catalog(pilot300)
+    layers, grid = open_layers(cat, keys=["precip", "aet", "land_cover@t2"])
+    vals = {}
+    for name in ("cn2011-mee2020", "cn2011-mee2020-reservoir-high"):
+        ctx = ServiceContext(layers=layers, grid=grid, rules=load_rules(name), year=2023)
+        vals[name] = total(SERVICES["water_conservation"].compute(ctx))
+    (q_lo, v_lo), (q_hi, v_hi) = vals["cn2011-mee2020"], vals["cn2011-mee2020-reservoir-high"]
+    assert q_lo == q_hi > 0
+    ratio = 82.18 / (6.1107 * 708.0 / 464.0)            # 8.8136: 2023 default vs LY/T 1721 rebased 2005 -> 2023
+    assert v_hi / v_lo == pytest.approx(ratio, rel=1e-12)
+    assert v_lo == pytest.approx(q_lo * 6.1107 * 708.0 / 464.0, rel=1e-12)
+
+
+def test_audit_no_material_parameter_lacks_a_source_or_derivation(pilot300):
+    from eco_value.rules.audit import MATERIAL, audit_rows
+
+    rows, totals = audit_rows(R, pilot300)
+    by = {r.parameter: r for r in rows}
+    assert set(by) == set(R.params)
+    material = [r for r in rows if (r.share or 0) >= MATERIAL]
+    assert len(material) > 20
+    assert [r.parameter for r in material if not r.sourced] == []
+    # the sink from the per-class sums equals the raster sink exactly
+    assert totals["sink_tco2e_per_yr"] == pytest.approx(totals["sink_tco2e_per_yr_raster"], rel=1e-9)
+    # a price multiplying one service: its share is that service's share of GEP
+    g = totals["gep_cny"]
+    for price, svc in (("gep.climate_regulation.price", "climate_regulation"),
+                       ("gep.carbon_sequestration.price", "carbon_sequestration")):
+        assert by[price].share == pytest.approx(totals["by_service_cny"][svc] / g, rel=1e-6)
+    # the reservoir cost prices water conservation and flood regulation
+    wf = (totals["by_service_cny"]["water_conservation"] + totals["by_service_cny"]["flood_regulation"]) / g
+    assert by["gep.water_conservation.price"].share == pytest.approx(wf, rel=1e-6)
+    assert by["constants.molar_ratio_co2_c"].share == pytest.approx(1.0, rel=1e-9)
+    assert by["gep.water_conservation.price_year"].share is None
+    assert np.isclose(sum(totals["by_service_cny"].values()), g)
