@@ -363,6 +363,14 @@ def _generate(name, p, gen, settings, res, seed, crs, out: Path, say: Progress) 
     vol1[sp1 >= 7] = 0.0
     vol2[sp2 >= 7] = 0.0
     age1 = np.where(forest1, par_age[safe_pid], 0.0)
+    # t0 land cover (crediting eligibility): as in t1 except stands younger than t1 - t0 were not yet
+    # forest, and some afforested parcels were forest in t0 and cleared before t1 (no random draws here,
+    # so every other layer stays as it was)
+    y0 = int(gen["land_cover_t0_year"])
+    lulc0 = lulc.copy()
+    lulc0[forest1 & (age1 < y1 - y0)] = CLCD["grassland"]
+    cleared = np.sort(afforested)[:: int(gen["cleared_before_t0_every"])]
+    lulc0[np.isin(pid, cleared) & in_aff] = CLCD["forest"]
 
     # --- climate and soil -----------------------------------------------------------------------
     say("climate and soil")
@@ -392,6 +400,7 @@ def _generate(name, p, gen, settings, res, seed, crs, out: Path, say: Progress) 
         "dem": (f32(dem), "elevation", "m", None, "SRTM-like DEM (synthetic)"),
         "lulc_2020": (lulc, "land_cover", "class", y1, "CLCD land cover (synthetic)"),
         "lulc_2023": (lulc2, "land_cover", "class", y2, "CLCD land cover (synthetic)"),
+        f"lulc_{y0}": (lulc0, "land_cover", "class", y0, "CLCD land cover, t0 snapshot (synthetic)"),
         "forest_type_2020": (sp1, "forest_type", "class", y1, "forest inventory 二类调查 (synthetic)"),
         "forest_type_2023": (np.where(mask, sp2, NODATA_U8).astype(np.uint8), "forest_type", "class", y2, "forest inventory 二类调查 (synthetic)"),
         "stand_age_2020": (f32(age1), "stand_age", "yr", y1, "forest inventory 二类调查 (synthetic)"),
