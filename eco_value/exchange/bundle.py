@@ -108,6 +108,11 @@ def export_bundle(store, issuance_id: str, out_dir: str | Path, issuer: str = "e
     from .registry import issuance_summary
 
     issuance_id = issuance_summary(store, issuance_id)["issuance_id"]
+    from .bundle_v2 import export_bundle_v2, group_of
+
+    project, group = group_of(store, issuance_id)
+    if project is not None:   # a project's monitoring period: CAD Trust records (eco-value-bundle/2)
+        return export_bundle_v2(store, project, group, out_dir, issuer)
     recs = build_records(store, issuance_id)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)

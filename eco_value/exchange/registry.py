@@ -31,6 +31,7 @@ TRANSITIONS = {
     "listed": {"held", "transferred", "retired", "cancelled"},
     "transferred": {"listed", "transferred", "retired"},
     "buffer": {"cancelled"},
+    "pending": {"cancelled"},   # unverified project units; verification (credits.verify_issuances) makes them held
     "retired": set(),
     "cancelled": set(),
 }
