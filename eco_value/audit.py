@@ -207,12 +207,15 @@ def rerun(store, run_id: str, progress=None) -> dict:
 
 def explain_policy(store, policy_id: str) -> dict:
     """The chain of a stored policy result: its inputs, rule, formula and figures."""
-    from sqlmodel import select
-
     from .store.models import PolicyResult
+    from .store.queries import check_lookup_id, prefix_matches
 
+    check_lookup_id(policy_id, "policy result id", "ids are printed by value-unit, damage and allocate")
     with store.session() as s:
-        r = s.get(PolicyResult, policy_id) or (s.exec(select(PolicyResult).where(PolicyResult.id.startswith(policy_id))).first())
+        r = s.get(PolicyResult, policy_id)
+        if r is None:
+            cands = prefix_matches(s, PolicyResult, policy_id)
+            r = cands[0] if len(cands) == 1 else None
     if r is None:
         raise StoreError(f"no policy result '{policy_id}'")
     d = json.loads(r.result_json)

@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 bad input or refused operation (message, no traceback),
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,10 +34,21 @@ STATE = {"debug": False}
 
 DbOpt = typer.Option(None, "--db", help="Database URL (default: $ECO_VALUE_DB, else a SQLite file in the user data folder).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object for machines.")
+HeadFileOpt = typer.Option(None, "--head-file", help="Also write the registry's new audit-chain head to this file (keep it off the database host).")
 
 
 def _echo_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def _anchor_head(head: str, head_file: Optional[Path], quiet: bool) -> None:
+    """Write the registry's chain head to ``--head-file`` (the printed head is the other anchor)."""
+    if head_file is not None:
+        from .exchange.registry import write_head_file
+
+        write_head_file(head_file, head)
+        if not quiet:
+            console.print(f"wrote the audit chain head to {head_file}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.callback()
@@ -209,7 +221,7 @@ def show(run_id: str = typer.Argument(...), db: Optional[str] = DbOpt, json_out:
         _echo_json({"run_id": r.id, "status": r.status, "error": r.error, "summary": s})
         return
     if r.status != "complete":
-        console.print(f"run {r.id}: {r.status} {r.error}")
+        console.print(f"run {r.id}: {r.status} {r.error}", markup=False, highlight=False)
         raise typer.Exit(0)
     _print_summary(s, r.id)
 
@@ -251,7 +263,9 @@ def export_table(
     if out.suffix == ".parquet":
         df.to_parquet(out, index=False)
     else:
-        df.to_csv(out, index=False)
+        from .ids import csv_safe_frame
+
+        csv_safe_frame(df).to_csv(out, index=False)   # ids starting with = + - @ escaped for spreadsheets
     console.print(f"wrote {len(df)} rows to {out}")
 
 
@@ -425,6 +439,7 @@ def issue(
     parcels: Optional[str] = typer.Option(None, "--parcels", help="Comma-separated parcel ids (default: every eligible parcel)."),
     project: str = typer.Option("FC1", "--project", help="Project id (letters and digits; part of the serial)."),
     include_declared: bool = typer.Option(False, "--include-declared", help="Also issue parcels declared in another programme."),
+    head_file: Optional[Path] = HeadFileOpt,
     db: Optional[str] = DbOpt,
     json_out: bool = JsonOpt,
 ):
@@ -434,6 +449,7 @@ def issue(
 
     plist = [p.strip() for p in parcels.split(",") if p.strip()] if parcels else None
     d = do_issue(Store(db), run_id, vintage, plist, project, include_declared)
+    _anchor_head(d["head"], head_file, json_out)
     if json_out:
         _echo_json(d)
         return
@@ -448,6 +464,7 @@ def issue(
         console.print(f"  {blk['serial']}  {blk['count']:>8,}  {blk['status']:<8} {blk['holder_id']}")
     if len(d["serial_blocks"]) > 10:
         console.print(f"  … {len(d['serial_blocks']) - 10} more blocks")
+    console.print(f"audit chain head {d['head']} (keep it outside the database: `audit log --expect-head`)", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -499,46 +516,56 @@ def verify(
 
 @app.command("apply-status")
 def apply_status_cmd(
-    file: Path = typer.Argument(..., help="CSV or JSON(L) of changes: first,last,status[,holder_id,beneficiary,reason]."),
+    file: Path = typer.Argument(..., help="CSV or JSON(L) of changes: first,last,status[,holder_id,beneficiary,reason,actor]."),
+    head_file: Optional[Path] = HeadFileOpt,
     db: Optional[str] = DbOpt,
     json_out: bool = JsonOpt,
 ):
-    """Apply transfers and retirements sent back by the exchange (all or nothing)."""
-    import csv as _csv
-
-    from .exchange.registry import apply_status
+    """Apply transfers and retirements sent back by the exchange (all or nothing; every bad row is listed)."""
+    from .exchange.registry import apply_status, read_status_file
     from .store import Store
 
-    if not file.exists():
-        raise EcoValueError(f"{file}: the status file does not exist")
-    text = file.read_text(encoding="utf-8")
-    if file.suffix == ".csv":
-        changes = list(_csv.DictReader(text.splitlines()))
-    elif file.suffix == ".jsonl":
-        changes = [json.loads(x) for x in text.splitlines() if x.strip()]
-    else:
-        changes = json.loads(text)
-    d = apply_status(Store(db), changes)
+    changes = read_status_file(file)
+    d = apply_status(Store(db), changes, source=str(file))
+    _anchor_head(d["head"], head_file, json_out)
     if json_out:
         _echo_json(d)
     else:
         console.print(f"applied {d['applied']} change(s)")
+        console.print(f"audit chain head {d['head']}", markup=False, soft_wrap=True)
 
 
 @audit_app.command("log")
-def audit_log_cmd(db: Optional[str] = DbOpt, json_out: bool = JsonOpt):
-    """Check every event hash and link, and that replaying the log gives the stored blocks."""
-    from .exchange.registry import audit_log
+def audit_log_cmd(
+    expect_head: Optional[str] = typer.Option(None, "--expect-head", help="A chain head remembered earlier (printed by issue/apply-status); fail if it is no longer in the chain."),
+    head_file: Optional[Path] = typer.Option(None, "--head-file", help="File holding a remembered head (written by --head-file of issue/apply-status)."),
+    db: Optional[str] = DbOpt,
+    json_out: bool = JsonOpt,
+):
+    """Check every event hash and link, that replaying the log gives the stored blocks and issuances, and the head."""
+    from .exchange.registry import audit_log, check_head, read_head_file
     from .store import Store
 
-    d = audit_log(Store(db))
+    expected = [check_head(expect_head, "--expect-head")] if expect_head else []
+    if head_file is not None:
+        expected.append(read_head_file(head_file))
+    store = Store(db)
+    d = audit_log(store, expected[0] if expected else None)
+    for h in expected[1:]:
+        extra = audit_log(store, h)
+        d["problems"] += [p for p in extra["problems"] if p not in d["problems"]]
+        d["ok"] = d["ok"] and extra["ok"]
     if json_out:
         _echo_json(d)
     elif d["ok"]:
-        console.print(f"[green]OK[/]: {d['events']} events chained to head {d['head'][:16]}; {d['blocks']} blocks match the replay")
+        console.print(f"OK: {d['events']} events chained to head {d['head']}; {d['blocks']} blocks and "
+                      f"{d['issuances']} issuances match the replay", markup=False, soft_wrap=True)
     else:
         for p in d["problems"]:
-            err.print(f"[red]FAIL[/] {p}", highlight=False)
+            err.print(f"FAIL {p}", highlight=False, markup=False, soft_wrap=True)
+    if not json_out:
+        for n in d["notes"]:
+            console.print(f"note: {n}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(0 if d["ok"] else 1)
 
 
@@ -654,12 +681,44 @@ def methods(rules: str = typer.Option("cn2011-mee2020", "--rules"), out: Optiona
         sys.stdout.write(text)
 
 
-def main() -> None:
+def _secrets(argv: list[str]) -> list[str]:
+    """Passwords the user handed us (``--db`` values, ``$ECO_VALUE_DB``): never echoed back."""
+    from .store.db import ENV_VAR, url_secrets
+
+    urls = [os.environ.get(ENV_VAR)]
+    for i, a in enumerate(argv):
+        if a == "--db" and i + 1 < len(argv):
+            urls.append(argv[i + 1])
+        elif a.startswith("--db="):
+            urls.append(a[len("--db="):])
+    return [s for u in urls for s in url_secrets(u)]
+
+
+def _print_error(label: str, message: str, secrets: list[str]) -> None:
+    """The one error printer: secrets masked (last resort), markup in the message shown literally."""
+    from rich.markup import escape
+
+    from .store.db import mask_secrets
+
+    err.print(f"[red]{label}[/] {escape(mask_secrets(message, secrets))}", highlight=False, soft_wrap=True)
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """click's (or typer's vendored click's) usage errors: missing argument, bad value, unknown command."""
+    import click
+
+    kinds = tuple(k for k in (click.exceptions.ClickException, getattr(typer.exceptions, "TyperException", None)) if k)
+    return isinstance(exc, kinds) and hasattr(exc, "show")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    secrets = _secrets(argv)
     try:
-        rc = app(standalone_mode=False)
+        rc = app(args=argv, prog_name="eco-value", standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
     except EcoValueError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        _print_error("error:", str(exc), secrets)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -669,16 +728,23 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001
+        import io
+
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        from .store.db import mask_secrets
+
+        if isinstance(exc, (click.exceptions.Abort, typer.Abort)):
+            err.print("interrupted")
             sys.exit(130)
+        if _is_usage_error(exc):   # click's own message (usage line, hint, error), exit 2 like any bad input
+            buf = io.StringIO()
+            exc.show(file=buf)
+            sys.stderr.write(mask_secrets(buf.getvalue(), secrets))
+            sys.exit(EcoValueError.exit_code)
         if STATE["debug"]:
             raise
-        err.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}\n(run with --debug for the traceback)", highlight=False)
+        _print_error("internal error:", f"{type(exc).__name__}: {exc}\n(run with --debug for the traceback)", secrets)
         sys.exit(1)
 
 

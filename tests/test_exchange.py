@@ -177,12 +177,12 @@ def test_partial_retirement_splits_and_finality(issued):
     mine = sorted((b["first"], b["last"], b["status"]) for b in blocks if f <= b["first"] <= l_)
     assert mine == [(f, f, "held"), (f + 1, f + 2, "retired"), (f + 3, l_, "held")]
     with pytest.raises(RegistryError, match="retired .final"):
-        apply_status(store, [{"first": f + 1, "last": f + 1, "status": "retired"}])
+        apply_status(store, [{"first": f + 1, "last": f + 1, "status": "retired", "beneficiary": "B"}])
     with pytest.raises(RegistryError, match="never issued"):
-        apply_status(store, [{"first": 10_000_000, "last": 10_000_001, "status": "retired"}])
+        apply_status(store, [{"first": 10_000_000, "last": 10_000_001, "status": "retired", "beneficiary": "B"}])
     buffer = [b for b in blocks if b["status"] == "buffer"][0]
     with pytest.raises(RegistryError, match="cannot become retired"):
-        apply_status(store, [{"first": buffer["first"], "last": buffer["first"], "status": "retired"}])
+        apply_status(store, [{"first": buffer["first"], "last": buffer["first"], "status": "retired", "beneficiary": "B"}])
     # a failed batch changes nothing
     before = issuance_summary(store, d["issuance_id"])["serial_blocks"]
     with pytest.raises(RegistryError):
@@ -266,8 +266,9 @@ def test_property_every_serial_in_exactly_one_block_and_totals_conserved(tmp_pat
         f = b.first + y % (b.last - b.first + 1)
         l_ = min(b.last, f + n - 1)
         to = {"transfer": "transferred", "retire": "retired", "list": "listed", "cancel": "cancelled"}[kind]
+        extra = {"transferred": {"holder_id": f"NEW{x % 3}"}, "retired": {"beneficiary": "Beneficiary Co."}}.get(to, {})
         try:
-            apply_status(store, [{"first": f, "last": l_, "status": to, "holder_id": "NEWHOLDER"}])
+            apply_status(store, [{"first": f, "last": l_, "status": to, **extra}])
         except RegistryError:
             pass  # illegal transitions are refused; the invariants below must still hold
         with store.session() as s:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sqlmodel import select
 
+from ..ids import csv_cell
 from ..resources import data_dir
 from ..store.models import CreditBlock, Issuance, IssuanceLine, ParcelVintage
 from .keys import public_key_hex, signing_key
@@ -40,9 +41,9 @@ def _csv(records: list[dict], columns: list[str]) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(columns)
-    for r in records:
-        w.writerow([";".join(v) if isinstance(v, list) else ("" if v is None else repr(v) if isinstance(v, float) else v)
-                    for v in (r.get(c) for c in columns)])
+    for r in records:   # text cells starting with = + - @ are escaped (a leading ') so spreadsheets do not run them
+        w.writerow([csv_cell(";".join(v)) if isinstance(v, list) else ("" if v is None else repr(v) if isinstance(v, float)
+                    else csv_cell(v)) for v in (r.get(c) for c in columns)])
     return buf.getvalue().encode("utf-8")
 
 
@@ -105,7 +106,7 @@ def build_records(store, issuance_id: str) -> dict[str, list[dict]]:
 
 
 def export_bundle(store, issuance_id: str, out_dir: str | Path, issuer: str = "eco-value issuer") -> dict:
-    from .registry import issuance_summary
+    from .registry import chain_head, issuance_summary
 
     issuance_id = issuance_summary(store, issuance_id)["issuance_id"]
     from .bundle_v2 import export_bundle_v2, group_of
@@ -147,6 +148,8 @@ def export_bundle(store, issuance_id: str, out_dir: str | Path, issuer: str = "e
             "ruleset_hash": run.ruleset_hash,
             "input_hashes": {} if inputs.empty else {r.layer: r.sha256 for r in inputs.sort_values("layer").itertuples()},
             "files": {rel: _sha(b) for rel, b in sorted(files.items())},
+            # the registry's audit-chain head when the bundle was made: `audit log --expect-head` checks it later
+            "registry_head": chain_head(store),
         }
         mbytes = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
         (work / "manifest.json").write_bytes(mbytes)

@@ -232,6 +232,7 @@ def _check_vectors(cat: Catalog) -> list[Problem]:
                 probs.append(Problem("duplicate-id", f, key,
                                      f"{len(dup)} duplicate {spec.id_field} value(s), e.g. {', '.join(dup[:5])}",
                                      "give every feature a unique id"))
+        probs += _id_problems(gdf, f, key, [spec.id_field] + (["holder_id"] if key == "parcels" else []))
         geoms = gdf.geometry.values
         bad = ~shapely.is_valid(geoms) | shapely.is_missing(geoms)
         if bad.any():
@@ -241,6 +242,24 @@ def _check_vectors(cat: Catalog) -> list[Problem]:
                                  f"{int(bad.sum())} invalid geometr(ies) (first: {reason}; ids {ids})",
                                  "repair them (QGIS 'Fix geometries' or shapely.make_valid)"))
     return probs
+
+
+def _id_problems(gdf, f: str, key: str, fields: list[str]) -> list[Problem]:
+    """Ids that cannot go into records and CSVs (empty, control characters, leading = + - @): one problem per field."""
+    from ..ids import ID_FIX, id_problem
+
+    parts, bad_fields = [], []
+    for field in fields:
+        if field not in gdf.columns:
+            continue
+        bad = [(v, why) for v in gdf[field].tolist() if (why := id_problem(v))]
+        if bad:
+            eg = "; ".join(f"{'' if v is None else str(v)!r} {why}" for v, why in bad[:5])
+            parts.append(f"{len(bad)} {field} value(s) unusable as ids (e.g. {eg})")
+            bad_fields.append(field)
+    if not parts:
+        return []
+    return [Problem("bad-id", f, key, "; ".join(parts), f"correct {' and '.join(bad_fields)}: {ID_FIX}")]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ import geopandas as gpd
 import pandas as pd
 from rasterio.shutil import copy as rio_copy
 
+from ..ids import csv_safe_frame
+
 
 def finalize_rasters(folder: Path) -> list[Path]:
     """Turn the tiled GeoTIFFs written during the compute into COGs (ZSTD, overviews), atomically."""
@@ -34,7 +36,7 @@ def write_zone_tables(folder: Path, zones: dict, tables: dict[str, list[dict]], 
         df = pd.DataFrame(rows)
         df.insert(0, "run_id", run_id)
         csv = folder / f"{kind}_values.csv"
-        df.to_csv(csv, index=False)
+        csv_safe_frame(df).to_csv(csv, index=False)   # ids starting with = + - @ escaped for spreadsheets
         out[f"{kind}_csv"] = str(csv)
         gdf, _w, id_field = zones[kind]
         geo = gdf[[id_field, "geometry"]].rename(columns={id_field: "zone_id"})

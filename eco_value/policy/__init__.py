@@ -16,8 +16,10 @@ Each result is stored (``policy_results``) with its rule and run, so it can be s
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import datetime, timezone
+from fractions import Fraction
 from pathlib import Path
 
 import dask
@@ -25,12 +27,17 @@ import numpy as np
 import pandas as pd
 
 from ..errors import EcoValueError, InputError, Problem
+from ..grid import M2_PER_HA
 from ..inputs.catalog import load_catalog
-from ..inputs.classes import CLCD
+from ..inputs.classes import CLCD, SCHEMES
 from ..rules import RuleSet
 
 MARKET_SERVICES = ("provisioning", "recreation")   # plus the creditable share of carbon_sequestration
 CARBON_SERVICE = "carbon_sequestration"
+LIMITS = "policy.limits"
+MAX_LISTED = 20            # offending ids shown in one message (the count is always given)
+NEGATIVE_GEP_RULE = ("a zone with negative GEP (a net source, e.g. more carbon lost than other services give) takes "
+                     "no GEP-linked share: GEP shares are of max(GEP, 0); its baseline share is unchanged")
 
 
 def _now():
@@ -74,6 +81,74 @@ def read_polygons(path: str | Path, layer: str | None, crs: str):
     return gpd.GeoDataFrame({"unit_id": ["unit"]}, geometry=[geom], crs=crs)
 
 
+def _limit(rules: RuleSet, key: str) -> tuple[float, str]:
+    """A limit on a user's option (``policy.limits.KEY``) with its source.
+
+    Runs stored before the limits existed carry a rule set without them: their shipped rule set (or
+    the default one) gives the limit, since limits check options and do not change any account.
+    """
+    name = f"{LIMITS}.{key}"
+    if not rules.has(name):
+        from ..rules import available, load_rules
+        from ..pipeline import RunOptions
+
+        rules = load_rules(rules.name if rules.name in available() else RunOptions().rules)
+    p = rules.param(name)
+    return float(p.value), f"{name} of rule set {rules.name}: {p.source}"
+
+
+def check_discount_rate(rules: RuleSet, rate: float) -> float:
+    """A finite discount rate inside the rule set's limits (a fraction: 0.03 is 3 %)."""
+    lo, src_lo = _limit(rules, "discount_rate_min")
+    hi, src_hi = _limit(rules, "discount_rate_max")
+    try:
+        r = float(rate)
+    except (TypeError, ValueError):
+        r = math.nan
+    if not (math.isfinite(r) and lo <= r <= hi):
+        raise EcoValueError(f"--discount-rate must be a finite fraction between {lo:g} and {hi:g} (0.03 means 3 %), "
+                            f"got {rate}; limits: {src_lo}; {src_hi}")
+    return r
+
+
+def check_years(rules: RuleSet, years, option: str) -> int:
+    """A whole number of years from 1 to ``policy.limits.recovery_years_max``."""
+    hi, src = _limit(rules, "recovery_years_max")
+    if isinstance(years, bool) or not isinstance(years, (int, np.integer)) or not 1 <= years <= hi:
+        raise EcoValueError(f"{option} must be a whole number of years between 1 and {hi:g}, got {years}; limit: {src}")
+    return int(years)
+
+
+def clip_to_region(poly, cat, path: str | Path, layer: str | None):
+    """The unit's part inside the run's region (the catalog's boundary outline), and the areas cut off.
+
+    Values of the region are shared over the region only (provisioning and recreation are the
+    county's statistics spread over its pixels), so a unit is valued on its part inside the region:
+    a unit never exceeds the region's totals, and the whole region gives exactly them.
+    """
+    import shapely
+
+    from ..inputs.readers import read_vector
+
+    region = read_vector(cat, "boundary", cat.catalog.crs)
+    outline = shapely.union_all(region.geometry.values)
+    g = poly.geometry.iloc[0]
+    inside = shapely.intersection(g, outline)
+    if not inside.is_empty and inside.geom_type == "GeometryCollection":   # keep the polygonal parts
+        inside = shapely.union_all([p for p in shapely.get_parts(inside) if p.geom_type in ("Polygon", "MultiPolygon")])
+    if inside.is_empty or inside.area <= 0:
+        raise InputError([Problem("no-overlap", str(path), layer or "polygon",
+                                  f"the unit does not overlap the run's region ({cat.catalog.region}, outline "
+                                  f"{cat.vectors['boundary'].path}); nothing to value",
+                                  "draw the unit inside the region, or check the CRS of the layer")])
+    info = {"unit_ha": g.area / M2_PER_HA, "inside_ha": inside.area / M2_PER_HA,
+            "outside_ha": max(g.area - inside.area, 0.0) / M2_PER_HA,
+            "region": cat.catalog.region, "outline": str(cat.vectors["boundary"].path)}
+    import geopandas as gpd
+
+    return gpd.GeoDataFrame({"unit_id": ["unit"]}, geometry=[inside], crs=poly.crs), info
+
+
 def _creditable_fraction(rules: RuleSet) -> float:
     """Share of a carbon sink that becomes credits before the uncertainty discount (baseline, leakage, buffer)."""
     return (1 - rules.value("crediting.baseline_share") - rules.value("crediting.leakage_share")) * \
@@ -84,17 +159,17 @@ def present_value(annual: float, years: int, rate: float) -> float:
     """PV of a constant yearly flow received at the end of years 1..N: V · (1 − (1+r)^−N) / r."""
     if years <= 0:
         raise EcoValueError("--years must be positive")
-    if rate < 0:
-        raise EcoValueError("--discount-rate must not be negative")
+    if not (math.isfinite(rate) and rate >= 0):
+        raise EcoValueError(f"--discount-rate must be a finite fraction not below 0, got {rate}")
     return annual * years if rate == 0 else annual * (1 - (1 + rate) ** -years) / rate
 
 
-def _zone_results(store, run_id, polygons, scenario_fn=None):
+def _zone_results(store, run_id, polygons, scenario_fn=None, setup=None):
     """Per-service sums inside the polygon for the run (and, optionally, a scenario), in one compute."""
     from ..inputs.readers import open_layers
     from ..pipeline import build
 
-    run, cat, rules, opts = _run_setup(store, run_id)
+    run, cat, rules, opts = setup or _run_setup(store, run_id)
     say = lambda *_: None  # noqa: E731
     layers, grid = open_layers(cat, chunk_px=opts.chunk_px)
     zl = {"unit": (polygons, "unit_id")}
@@ -133,11 +208,20 @@ def _store_result(store, run_id, kind, rule, params, result, geom=None) -> str:
 
 def value_unit(store, run_id: str, polygon: str | Path, layer: str | None = None, years: int | None = None,
                discount_rate: float | None = None) -> dict:
-    """GEP by service, carbon, market/public split and (optionally) present value of a land unit."""
-    run = store.run(run_id)
-    cat = load_catalog(run.catalog_path)
-    poly = read_polygons(polygon, layer, cat.catalog.crs)
-    run, cat, rules, ctx, res = _zone_results(store, run.id, poly)
+    """GEP by service, carbon, market/public split and (optionally) present value of a land unit.
+
+    The unit is clipped to the run's region (:func:`clip_to_region`); a unit outside it is refused.
+    """
+    setup = _run_setup(store, run_id)
+    run, cat, rules, _ = setup
+    if years is not None or discount_rate is not None:
+        if years is None or discount_rate is None:
+            raise EcoValueError("give both --years and --discount-rate for a present value")
+        if isinstance(years, bool) or not isinstance(years, (int, np.integer)) or years <= 0:
+            raise EcoValueError(f"--years must be a whole positive number of years, got {years}")
+        discount_rate = check_discount_rate(rules, discount_rate)
+    poly, clip = clip_to_region(read_polygons(polygon, layer, cat.catalog.crs), cat, polygon, layer)
+    run, cat, rules, ctx, res = _zone_results(store, run.id, poly, setup=setup)
     sums = res["before"]
     services = _services_of(ctx, sums)
     total = sum(v["value_cny"] for v in services.values())
@@ -149,34 +233,76 @@ def value_unit(store, run_id: str, polygon: str | Path, layer: str | None = None
         "run_id": run.id, "area_ha": float(sums["area_ha"][0]), "gep_total_cny": total, "by_service": services,
         "carbon": {"stock_tc": float(sums["carbon:stock2"][0]), "net_sink_tco2e_per_yr": sink},
         "market_realisable_cny": market, "public_good_cny": total - market,
-        "creditable_carbon_cny": creditable, "method": "zj_vep structure; exact area weights at the unit's edges",
+        "creditable_carbon_cny": creditable, "clipped_to_region": clip,
+        "method": "zj_vep structure; the unit clipped to the run's region; exact area weights at its edges",
     }
-    if years is not None or discount_rate is not None:
-        if years is None or discount_rate is None:
-            raise EcoValueError("give both --years and --discount-rate for a present value")
+    if years is not None:
         result["present_value_cny"] = present_value(total, years, discount_rate)
         result["present_value_market_cny"] = present_value(market, years, discount_rate)
-        result["years"], result["discount_rate"] = years, discount_rate
+        result["years"], result["discount_rate"] = int(years), discount_rate
     result["policy_result_id"] = _store_result(store, run.id, "unit_value", rules.name,
                                                {"polygon": str(polygon), "layer": layer, "years": years,
                                                 "discount_rate": discount_rate}, result, poly.geometry.iloc[0])
     return result
 
 
+def check_land_cover_codes(path: Path, cat, key: str = "lulc_2023") -> np.ndarray:
+    """The codes of a changed land-cover raster, refused if any is outside the run's class scheme.
+
+    Allowed: the classes of layer ``key``'s scheme and that layer's nodata. Every offending value
+    (other codes, fractions, NaN) is listed with its pixel count.
+    """
+    import rasterio
+
+    spec = cat.layers[key]
+    scheme = SCHEMES.get(spec.classes)
+    try:
+        with rasterio.open(path) as ds:
+            a = ds.read(1)
+        with rasterio.open(cat.path_of(spec.path)) as ref:
+            nod = ref.nodata
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError([Problem("unreadable", str(path), "after_lulc", f"cannot read it ({exc})",
+                                  "give a single-band GeoTIFF on the run's grid")]) from None
+    if scheme is None:
+        return a
+    allowed = np.array(sorted(scheme) + ([] if nod is None else [nod]), dtype="float64")
+    vals, counts = np.unique(a, return_counts=True)
+    bad = [(v, int(n)) for v, n in zip(vals, counts) if not np.isin(np.float64(v), allowed)]
+    if bad:
+        listed = ", ".join(f"{float(v):g} ({n} pixels)" for v, n in bad[:MAX_LISTED])
+        more = f" and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
+        codes = ", ".join(f"{c} {name}" for c, name in sorted(scheme.items()))
+        raise InputError([Problem("bad-code", str(path), "after_lulc",
+                                  f"{sum(n for _, n in bad)} pixel(s) with values outside the {spec.classes} classes: "
+                                  f"{listed}{more}",
+                                  f"use the codes of the run's land cover ({codes})"
+                                  + ("" if nod is None else f" and {nod:g} for nodata"))])
+    return a
+
+
 def damage(store, run_id: str, after_lulc: str | Path, polygon: str | Path, layer: str | None = None,
            recovery_years: int = 10, discount_rate: float | None = None) -> dict:
-    """Yearly GEP and carbon stock lost when the land cover inside ``polygon`` becomes ``after_lulc``."""
+    """Yearly GEP and carbon stock lost when the land cover inside ``polygon`` becomes ``after_lulc``.
+
+    Checked before anything is computed: the discount rate and recovery years against the rule set's
+    ``policy.limits``, the changed land cover's codes against the run's class scheme, and the polygon
+    against the run's region (clipped to it; refused outside it).
+    """
     import rasterio
     import rioxarray
     import xarray as xr
     from rasterio.features import rasterize
 
-    run = store.run(run_id)
-    cat = load_catalog(run.catalog_path)
-    poly = read_polygons(polygon, layer, cat.catalog.crs)
+    setup = _run_setup(store, run_id)
+    run, cat, rules, _ = setup
+    r = check_discount_rate(rules, rules.value("policy.damage.discount_rate") if discount_rate is None else discount_rate)
+    n = check_years(rules, recovery_years, "--recovery-years")
+    poly, clip = clip_to_region(read_polygons(polygon, layer, cat.catalog.crs), cat, polygon, layer)
     after_path = Path(after_lulc)
     if not after_path.exists():
         raise InputError([Problem("missing-file", str(after_path), "after_lulc", "the land-cover raster does not exist", "check the path")])
+    a_np = check_land_cover_codes(after_path, cat)
 
     def scenario(layers, grid, rules):
         from ..pipeline import Scenario
@@ -200,13 +326,13 @@ def damage(store, run_id: str, after_lulc: str | Path, polygon: str | Path, laye
         fvc = np.zeros(256)
         for name, p in rules.group("policy.damage.fvc_after").items():
             fvc[CLCD[name]] = float(p.value)
-        with rasterio.open(after_path) as a_src, rasterio.open(cat.path_of(cat.layers["lulc_2023"].path)) as l_src:
-            a_np, l_np = a_src.read(1), l_src.read(1)
+        with rasterio.open(cat.path_of(cat.layers["lulc_2023"].path)) as l_src:
+            l_np = l_src.read(1)
         ch_np = mask & (a_np != l_np) & (a_np != nod) & (l_np != nod)
         return Scenario(changed=changed, lulc_after=after.astype(lc.dtype), fvc_by_class=fvc,
-                        lulc_after_np=np.where(ch_np, a_np, l_np))
+                        lulc_after_np=np.where(ch_np, a_np, l_np).astype(l_np.dtype))
 
-    run, cat, rules, ctx, res = _zone_results(store, run.id, poly, scenario)
+    run, cat, rules, ctx, res = _zone_results(store, run.id, poly, scenario, setup=setup)
     before, after = _services_of(ctx, res["before"]), None
     after_sums = res["after"]
     after = {k: {"quantity": float(after_sums[f"q:{k}"][0]), "value_cny": float(after_sums[f"v:{k}"][0])} for k in before}
@@ -217,10 +343,6 @@ def damage(store, run_id: str, after_lulc: str | Path, polygon: str | Path, laye
     co2 = rules.value("constants.molar_ratio_co2_c")
     price = ctx["services"][CARBON_SERVICE].details.get("price_cny_per_tco2") if CARBON_SERVICE in ctx["services"] else None
     stock_lost_co2 = stock_lost_tc * co2
-    r = rules.value("policy.damage.discount_rate") if discount_rate is None else discount_rate
-    n = int(recovery_years)
-    if n <= 0:
-        raise EcoValueError("--recovery-years must be positive")
     # interim loss: linear recovery from full loss in year 1 to none after N years, discounted to today
     interim = sum(yearly * (1 - t / n) / (1 + r) ** t for t in range(n))
     stock_value = stock_lost_co2 * (price or 0.0)
@@ -229,7 +351,7 @@ def damage(store, run_id: str, after_lulc: str | Path, polygon: str | Path, laye
         "yearly_gep_loss_cny": yearly, "by_service": lost,
         "carbon_stock_lost_tco2e": stock_lost_co2, "carbon_stock_lost_value_cny": stock_value,
         "recovery_years": n, "discount_rate": r, "interim_loss_cny": interim,
-        "compensation_cny": interim + stock_value,
+        "compensation_cny": interim + stock_value, "clipped_to_region": clip,
         "method": "GB/T 39791.1-2020 structure: interim losses until recovery (linear), discounted, plus the one-off carbon stock loss",
     }
     result["policy_result_id"] = _store_result(store, run.id, "damage", rules.name,
@@ -241,26 +363,36 @@ def damage(store, run_id: str, after_lulc: str | Path, polygon: str | Path, laye
 def largest_remainder(total: int, weights: dict[str, float]) -> dict[str, int]:
     """Whole units summing exactly to ``total``, proportional to ``weights`` (Hamilton's method).
 
-    Ties in the remainder go to the lower zone id, so the result does not depend on the input order.
+    Exact for any size of total: each weight (a float, hence a binary fraction) is taken as an exact
+    rational and the shares are computed in integers, so the quotas add up to the last unit. Negative
+    weights count as zero. Ties in the remainder go to the lower zone id, so the result does not
+    depend on the input order.
     """
-    if total < 0 or int(total) != total:
+    if isinstance(total, bool) or not isinstance(total, (int, np.integer)) or total < 0:
         raise EcoValueError(f"--total must be a whole non-negative number, got {total}")
+    total = int(total)
     keys = sorted(weights)
-    w = np.array([max(float(weights[k]), 0.0) for k in keys])
-    if w.sum() <= 0:
+    bad = [k for k in keys if not math.isfinite(float(weights[k]))]
+    if bad:
+        raise EcoValueError(f"allocation weights must be finite numbers; not finite for {', '.join(bad[:MAX_LISTED])}")
+    w = {k: Fraction(max(float(weights[k]), 0.0)) for k in keys}
+    wsum = sum(w.values(), Fraction(0))
+    if wsum <= 0:
         raise EcoValueError("every zone has zero weight; nothing to allocate by")
-    exact = total * w / w.sum()
-    base = np.floor(exact).astype(int)
-    rest = int(total - base.sum())
-    rema = exact - base
-    order = sorted(range(len(keys)), key=lambda i: (-rema[i], keys[i]))
-    for i in order[:rest]:
-        base[i] += 1
-    return {k: int(v) for k, v in zip(keys, base)}
+    exact = {k: total * w[k] / wsum for k in keys}
+    base = {k: math.floor(exact[k]) for k in keys}
+    rest = total - sum(base.values())          # 0 <= rest < number of zones
+    order = sorted(keys, key=lambda k: (-(exact[k] - base[k]), k))
+    for k in order[:rest]:
+        base[k] += 1
+    return base
 
 
 def allocation_scores(baseline: dict[str, float], gep: dict[str, float], w_baseline: float, w_gep: float) -> dict[str, float]:
-    """score = w_b · b_i / Σ b + w_g · g_i / Σ g (each part a share; weights from the rule set)."""
+    """score = w_b · b_i / Σ b + w_g · g⁺_i / Σ g⁺ with g⁺ = max(GEP, 0) (each part a share; weights from the rule set).
+
+    A zone with negative GEP takes no GEP-linked share (:data:`NEGATIVE_GEP_RULE`).
+    """
     zones = sorted(set(baseline) | set(gep))
     sb = sum(max(baseline.get(z, 0.0), 0.0) for z in zones)
     sg = sum(max(gep.get(z, 0.0), 0.0) for z in zones)
@@ -272,51 +404,115 @@ def allocation_scores(baseline: dict[str, float], gep: dict[str, float], w_basel
     return out
 
 
+def _listed(items: list[str]) -> str:
+    more = f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
+    return ", ".join(items[:MAX_LISTED]) + more
+
+
+def read_zone_table(path: str | Path, columns: tuple[str, ...], what: str, negative_ok: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A CSV of zones (``zone_id`` plus numeric ``columns``), refused with every problem listed:
+    missing file or columns, empty or duplicate ids (with their row counts), values that are not
+    finite numbers, negative values (except in ``negative_ok``)."""
+    f = Path(path)
+    if not f.is_file():
+        raise InputError([Problem("missing-file", str(f), what, "the table does not exist (or is not a file)",
+                                  f"give a CSV with columns zone_id, {', '.join(columns)}")])
+    try:
+        df = pd.read_csv(f, dtype={"zone_id": str})
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise InputError([Problem("unreadable", str(f), what, f"cannot read it as CSV ({exc})",
+                                  "save it as UTF-8 CSV with a header row")]) from None
+    miss = [c for c in ("zone_id", *columns) if c not in df.columns]
+    if miss:
+        raise InputError([Problem("missing-field", str(f), what, f"missing column(s) {miss}",
+                                  f"columns: zone_id, {', '.join(columns)}")])
+    probs = []
+    ids = df.zone_id.fillna("").astype(str).str.strip()
+    if (ids == "").any():
+        rows = [str(i + 2) for i in np.flatnonzero(ids == "")]
+        probs.append(Problem("empty-id", str(f), what, f"{len(rows)} row(s) without a zone_id (lines {_listed(rows)})",
+                             "give every row its zone id"))
+    counts = ids[ids != ""].value_counts()
+    dup = counts[counts > 1].sort_index()
+    if len(dup):
+        probs.append(Problem("duplicate-id", str(f), what,
+                             f"{len(dup)} zone_id value(s) appear more than once: "
+                             + _listed([f"{k} ({n} rows)" for k, n in dup.items()]),
+                             "keep one row per zone (add the values up first if they are parts of one zone)"))
+    for c in columns:
+        v = pd.to_numeric(df[c], errors="coerce").astype("float64")
+        bad = ~np.isfinite(v) | ((v < 0) if c not in negative_ok else False)
+        if bad.any():
+            shown = [f"{ids[i]} ({df[c].iloc[i]})" for i in np.flatnonzero(bad)]
+            need = "finite numbers" + ("" if c in negative_ok else " ≥ 0")
+            probs.append(Problem("bad-value", str(f), what, f"{int(bad.sum())} {c} value(s) are not {need}: {_listed(shown)}",
+                                 f"give {c} as a plain number for every zone"))
+        df[c] = v
+    if probs:
+        raise InputError(probs)
+    df["zone_id"] = ids
+    return df
+
+
 def allocate(store, run_id: str, total: int, unit: str, by: str = "township", rule: str = "gep_linked",
              baseline_file: str | Path | None = None) -> dict:
-    """Split ``total`` units of a right among zones by baseline use and GEP (weights from the rule set)."""
+    """Split ``total`` units of a right among zones by baseline use and GEP (weights from the rule set).
+
+    Quotas are whole units summing exactly to ``total`` (at most ``policy.limits.allocation_max_total``).
+    Zones with negative GEP take no GEP-linked share (:data:`NEGATIVE_GEP_RULE`). A ``baseline_file``
+    must give exactly the zones allocated over, once each.
+    """
     run = store.run(run_id)
     rules = RuleSet.from_canonical(store.rules_json(run.ruleset_hash))
     if f"policy.allocation.{rule}.w_gep" not in rules.params:
         names = sorted({k.split(".")[2] for k in rules.params if k.startswith("policy.allocation.")})
         raise EcoValueError(f"no allocation rule '{rule}' in rule set {rules.name}; choose one of {', '.join(names)}")
+    cap, cap_src = _limit(rules, "allocation_max_total")
+    if isinstance(total, bool) or not isinstance(total, (int, np.integer)) or not 0 <= total <= cap:
+        raise EcoValueError(f"--total must be a whole number from 0 to at most {int(cap):,}, got {total:,}; "
+                            f"limit: {cap_src}")
+    total = int(total)
     wb, wg = rules.value(f"policy.allocation.{rule}.w_baseline"), rules.value(f"policy.allocation.{rule}.w_gep")
-    services = store.table("services", run.id)
-    zones = store.table("zones", run.id)
     if by in ("township", "parcel"):
-        s = services[services.zone_kind == by]
+        s = store.table("services", run.id, zone_kind=by)
+        z = store.table("zones", run.id, zone_kind=by).set_index("zone_id")
         gep = s.groupby("zone_id").value_cny.sum().to_dict()
-        z = zones[zones.kind == by].set_index("zone_id")
         default_base = "population" if by == "township" else "area_ha"
         baseline = {k: float(z.loc[k, default_base]) for k in gep}
         source = f"{by}s of run {run.id}"
     else:
-        f = Path(by)
-        if not f.exists():
-            raise InputError([Problem("missing-file", str(f), "zones", "the zone table does not exist",
-                                      "give township, parcel or a CSV with zone_id, baseline and gep_cny")])
-        df = pd.read_csv(f)
-        miss = [c for c in ("zone_id", "baseline", "gep_cny") if c not in df.columns]
-        if miss:
-            raise InputError([Problem("missing-field", str(f), "zones", f"missing column(s) {miss}",
-                                      "columns: zone_id, baseline (last year's use), gep_cny")])
-        gep = dict(zip(df.zone_id.astype(str), df.gep_cny.astype(float)))
-        baseline = dict(zip(df.zone_id.astype(str), df.baseline.astype(float)))
+        df = read_zone_table(by, ("baseline", "gep_cny"), "zones", negative_ok=("gep_cny",))
+        gep = dict(zip(df.zone_id, df.gep_cny))
+        baseline = dict(zip(df.zone_id, df.baseline))
         default_base = "baseline column"
-        source = str(f)
+        source = str(by)
     if baseline_file is not None:
-        bdf = pd.read_csv(baseline_file)
-        baseline = dict(zip(bdf.zone_id.astype(str), bdf.baseline.astype(float)))
+        bdf = read_zone_table(baseline_file, ("baseline",), "baseline")
+        known, given = set(gep), set(bdf.zone_id)
+        probs = []
+        if given - known:
+            probs.append(Problem("unknown-zone", str(baseline_file), "baseline",
+                                 f"{len(given - known)} zone(s) are not {by} zones of run {run.id[:8]}: "
+                                 f"{_listed(sorted(given - known))}",
+                                 f"use the zone ids of the run (`eco-value export-table zones {run.id[:8]}`)"))
+        if known - given:
+            probs.append(Problem("missing-zone", str(baseline_file), "baseline",
+                                 f"{len(known - given)} {by} zone(s) of the run have no baseline: {_listed(sorted(known - given))}",
+                                 "give a baseline for every zone (0 if it used nothing)"))
+        if probs:
+            raise InputError(probs)
+        baseline = dict(zip(bdf.zone_id, bdf.baseline))
         default_base = str(baseline_file)
-    if any(v < 0 for v in list(baseline.values()) + list(gep.values())):
-        raise EcoValueError("baseline and GEP must not be negative")
+    negative_gep = sorted(k for k, v in gep.items() if v < 0)
     scores = allocation_scores(baseline, gep, wb, wg)
-    quota = largest_remainder(int(total), scores)
+    quota = largest_remainder(total, scores)
     lines = [{"zone_id": k, "baseline": baseline.get(k, 0.0), "gep_cny": gep.get(k, 0.0), "score": scores[k], "quota": quota[k]}
              for k in sorted(quota)]
-    result = {"run_id": run.id, "total": int(total), "unit": unit, "by": by, "rule": rule,
+    result = {"run_id": run.id, "total": total, "unit": unit, "by": by, "rule": rule,
               "weights": {"w_baseline": wb, "w_gep": wg}, "baseline_from": default_base, "zones_from": source,
+              "negative_gep_zones": negative_gep, "negative_gep_rule": NEGATIVE_GEP_RULE,
               "allocation": lines}
     result["policy_result_id"] = _store_result(store, run.id, "allocation", rule,
-                                               {"total": int(total), "unit": unit, "by": by, "rule": rule}, result)
+                                               {"total": total, "unit": unit, "by": by, "rule": rule,
+                                                "baseline": None if baseline_file is None else str(baseline_file)}, result)
     return result

@@ -16,10 +16,11 @@ from sqlalchemy import insert
 from sqlmodel import Session, select
 
 from ..errors import StoreError
-from .db import get_engine, resolve_url
+from .db import display_url, get_engine, resolve_url
 from .models import CarbonValue, InputFile, Run, RuleSetRow, ServiceValue, Zone
+from .queries import check_lookup_id, prefix_matches
 
-__all__ = ["get_engine", "resolve_url", "Store"]
+__all__ = ["display_url", "get_engine", "resolve_url", "Store"]
 
 
 def now() -> datetime:
@@ -32,6 +33,14 @@ class Store:
     def __init__(self, url: str | None = None):
         self.url = resolve_url(url)
         self.engine = get_engine(self.url)
+
+    @property
+    def display_url(self) -> str:
+        """The store's URL with the password masked: the only form of it that may reach a message."""
+        return display_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"Store({self.display_url})"
 
     def session(self) -> Session:
         return Session(self.engine)
@@ -102,14 +111,15 @@ class Store:
             return list(s.exec(select(Run).order_by(Run.started.desc())).all())
 
     def run(self, run_id: str) -> Run:
+        check_lookup_id(run_id, "run id", "list them with `eco-value runs`")
         with self.session() as s:
             run = s.get(Run, run_id)
             if run is None:
-                # allow unique prefixes
-                cands = s.exec(select(Run).where(Run.id.startswith(run_id))).all()
+                # allow unique prefixes, taken literally (no LIKE wildcards)
+                cands = prefix_matches(s, Run, run_id)
                 if len(cands) == 1:
                     return cands[0]
-                raise StoreError(f"no run '{run_id}' in {self.url} (list them with `eco-value runs`)")
+                raise StoreError(f"no run '{run_id}' in {self.display_url} (list them with `eco-value runs`)")
             return run
 
     def rules_json(self, ruleset_hash: str) -> dict:
@@ -119,7 +129,8 @@ class Store:
                 raise StoreError(f"rule set {ruleset_hash} is not in the store")
             return json.loads(row.content_json)
 
-    def table(self, name: str, run_id: str | None = None) -> pd.DataFrame:
+    def table(self, name: str, run_id: str | None = None, zone_kind: str | None = None) -> pd.DataFrame:
+        """A result table as pandas, optionally of one run and one kind of zone (county, township, parcel, ...)."""
         models = {"services": ServiceValue, "carbon": CarbonValue, "zones": Zone, "inputs": InputFile, "runs": Run}
         if name not in models:
             raise StoreError(f"unknown table '{name}'; choose one of {', '.join(models)}")
@@ -128,6 +139,11 @@ class Store:
             q = select(m)
             if run_id is not None and name != "runs":
                 q = q.where(m.run_id == run_id)
+            if zone_kind is not None:
+                col = getattr(m, "kind" if m is Zone else "zone_kind", None)
+                if col is None:
+                    raise StoreError(f"table '{name}' has no zones to select by kind")
+                q = q.where(col == zone_kind)
             rows = [r.model_dump(exclude={"geometry_wkb"}) for r in s.exec(q).all()]
         return pd.DataFrame(rows)
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import Engine
 from sqlmodel import create_engine
 
@@ -28,6 +32,48 @@ def resolve_url(url: str | None) -> str:
     if "://" not in url:  # a bare path means a SQLite file
         url = f"sqlite:///{Path(url).resolve()}"
     return url
+
+
+MASK = "***"
+# user:password@ in any scheme://... text (the password part is everything up to the last '@' of the netloc)
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:)(?P<pw>[^/?#\s]*)(?P<at>@)")
+_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\S+)", re.IGNORECASE)
+MIN_SECRET_CHARS = 4   # shorter strings are masked only where they sit in a URL or password=...
+
+
+def display_url(url: str | None) -> str:
+    """A database URL as it may be shown to anyone: the password masked (errors, report, logs, JSON)."""
+    if url is None:
+        return ""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy parses: mask what looks like a password
+        return mask_secrets(str(url))
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The password of a database URL, raw and URL-encoded (what a message might contain)."""
+    if not url:
+        return []
+    try:
+        pw = make_url(url).password
+    except Exception:  # noqa: BLE001
+        m = _URL_PASSWORD.search(str(url))
+        pw = m.group("pw") if m else None
+    if not pw:
+        return []
+    pw = str(pw)
+    return sorted({pw, quote(pw, safe=""), quote(pw)}, key=len, reverse=True)
+
+
+def mask_secrets(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """``text`` with URL passwords, ``password=...`` and each of ``secrets`` replaced by ``***``."""
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + m.group("at"), str(text))
+    text = _KV_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
+    for s in sorted(secrets, key=len, reverse=True):
+        if s and len(s) >= MIN_SECRET_CHARS:
+            text = text.replace(s, MASK)
+    return text
 
 
 def _sqlite_pragmas(dbapi_conn, _rec):
@@ -61,6 +107,7 @@ def get_engine(url: str | None = None, migrate: bool = True) -> Engine:
     engine = create_engine(url, **kw)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
+    _check_reachable(engine, url)
     if migrate:
         from alembic import command
 
@@ -70,3 +117,19 @@ def get_engine(url: str | None = None, migrate: bool = True) -> Engine:
             command.upgrade(cfg, "head")
     _ENGINES[url] = engine
     return engine
+
+
+def _check_reachable(engine: Engine, url: str) -> None:
+    """Open one connection; a server that is down or refuses the login is a clear error, password masked."""
+    from ..errors import StoreError
+
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        reason = " ".join(str(exc.orig or exc).split())
+        engine.dispose()
+        reason = mask_secrets(reason, url_secrets(url))
+        stop = "" if reason.endswith((".", "?", "!")) else "."
+        raise StoreError(f"cannot open the database {display_url(url)}: {reason}{stop} "
+                         "Fix: check that the server runs and the URL (--db or $ECO_VALUE_DB) is right") from None

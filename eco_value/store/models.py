@@ -186,6 +186,9 @@ class StatusEvent(SQLModel, table=True):
     beneficiary: str = ""
     issuance_id: str = ""
     reason: str = ""
+    # SHA-256 of the issuance record (totals, deduction lines, parcel-vintages, initial blocks) on the events
+    # that create its blocks; "" on other events and on events stored before migration 0004
+    detail_sha256: str = Field(default="", max_length=64)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
 

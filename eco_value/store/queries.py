@@ -30,3 +30,21 @@ def diff_runs(store, a: str, b: str) -> dict:
             "rules": {"a": ra.ruleset_name, "b": rb.ruleset_name, "hash_a": ra.ruleset_hash, "hash_b": rb.ruleset_hash,
                       "parameters_changed": params},
             "services": services, "carbon_sink_tco2e_per_yr": {"a": ca, "b": cb}}
+
+
+def check_lookup_id(value, what: str, hint: str) -> str:
+    """Refuse an empty or whitespace-only id before it reaches a prefix search (where it would match everything)."""
+    from ..errors import StoreError
+
+    if not isinstance(value, str) or not value.strip():
+        raise StoreError(f"the {what} {value!r} is empty; give a full id or a unique prefix of one ({hint})")
+    return value
+
+
+def prefix_matches(s, model, prefix: str) -> list:
+    """Rows of ``model`` whose ``id`` starts with ``prefix`` taken literally: LIKE wildcards (``%``, ``_``) and
+    the escape character are escaped, and the match is re-checked case-sensitively (SQLite's LIKE is not)."""
+    from sqlmodel import select
+
+    rows = s.exec(select(model).where(model.id.startswith(prefix, autoescape=True))).all()
+    return [r for r in rows if r.id.startswith(prefix)]
