@@ -85,10 +85,11 @@ def build_records(store, pr: Project, group: list[Issuance]) -> dict[str, list[d
         for ev in s.exec(select(StatusEvent).where(StatusEvent.issuance_id.in_(ids),
                                                    StatusEvent.to_status.in_(["retired", "cancelled"]))).all():
             reasons[(ev.first, ev.last)] = ev
-        from sqlalchemy import func
+        from sqlalchemy import Integer, func
+        from sqlalchemy import cast as sa_cast
 
         from ..store.models import ProjectParcel
-        n_par, n_ok = s.exec(select(func.count(ProjectParcel.id), func.sum(ProjectParcel.eligible))
+        n_par, n_ok = s.exec(select(func.count(ProjectParcel.id), func.sum(sa_cast(ProjectParcel.eligible, Integer)))
                              .where(ProjectParcel.project_id == pr.id)).one()
     pending = [b for b in blocks if b.status == "pending"]
     if pending:
@@ -109,15 +110,19 @@ def build_records(store, pr: Project, group: list[Issuance]) -> dict[str, list[d
     by: dict[tuple, dict] = {}
     for ln in lines:
         by.setdefault((ln.issuance_id, ln.parcel_id), {})[ln.kind] = ln.quantity_tco2e
+    from .credits import verification_of
+
+    with store.session() as s:
+        ver = {iss.id: verification_of(s, iss) for iss in group}
     issuances = []
     for iss in group:
+        v = ver[iss.id] or {"body": "", "approach": "", "date": ""}
         pl = [{"parcelId": p, "gross": v["gross"], "baseline": v["baseline"], "leakage": v["leakage"], "uncertainty": v["uncertainty"],
                "buffer": int(round(v["buffer"])), "issued": int(round(v["issued"])), "remainder": v["remainder"],
                "otherProgramme": pv.get((iid, p), "none")} for (iid, p), v in sorted(by.items()) if iid == iss.id]
         issuances.append({
             "id": iss.id, "warehouseProjectId": pr.id, "startDate": iss.monitoring_start, "endDate": iss.monitoring_end,
-            "verificationApproach": iss.verification_approach, "verificationBody": iss.verification_body,
-            "verificationReportDate": iss.verification_date, "regionAdcode": iss.region_adcode, "runId": iss.run_id,
+            "verificationApproach": v["approach"], "verificationBody": v["body"], "verificationReportDate": v["date"], "regionAdcode": iss.region_adcode, "runId": iss.run_id,
             "vintageYear": iss.vintage, "methodology": iss.methodology, "methodologyVersion": iss.methodology_version,
             "grossRemovals": iss.gross_removals_tco2e, "baseline": iss.baseline_tco2e, "leakage": iss.leakage_tco2e,
             "uncertaintyDeduction": iss.uncertainty_deduction_tco2e, "buffer": iss.buffer_tco2e, "remainder": iss.remainder_tco2e,

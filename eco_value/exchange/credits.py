@@ -10,6 +10,7 @@ approach and report date the units are *pending*: they cannot be traded, exporte
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import date
@@ -18,10 +19,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from ..store.models import CreditBlock, Issuance, IssuanceLine, ParcelVintage
+from ..ids import id_problem
+from ..store.models import CreditBlock, Issuance, IssuanceLine, IssuanceVerification, ParcelVintage
 from .methodology import credit_parcel_vintages, parse_period, run_span, vintage_days
 from .projects import load_project
-from .registry import BUFFER_HOLDER, RegistryError, _append_event, _last_hash, _lock, _now, issuance_summary
+from .registry import (BUFFER_HOLDER, SERIAL_MAX, RegistryError, _append_event, _last_hash, _lock, _now, issuance_digest,
+                       issuance_summary)
 
 PENDING = "pending"
 
@@ -59,6 +62,12 @@ def plan(store, project_id: str, monitoring: str, vintage: int | None = None) ->
     if not ok:
         raise RegistryError(f"project {pr.id}: no parcel passes every eligibility rule of {meth.code}-{meth.version} "
                             "(see `eco-value project show` and `eco-value explain --project`)")
+    bad = [f"{fld} {v!r} (parcel {p!r}) {why}" for p in ok
+           for fld, v in (("parcel_id", p), ("holder_id", facts[p].holder_id), ("other_programme", facts[p].other_programme))
+           if (why := id_problem(v))]
+    if bad:
+        raise RegistryError(f"{len(bad)} id(s) of project {pr.id} cannot go into credit records: {'; '.join(bad[:10])}. "
+                            "Fix: correct them in the parcel layer or table and create the project again")
     lines = [vc for p in ok for vc in credit_parcel_vintages(meth, facts[p], run.period_start, run.period_end, d0, d1)
              if vintage is None or vc.vintage == vintage]
     return {"project": pr, "methodology": meth, "run": run, "start": d0, "end": d1, "lines": lines}
@@ -111,12 +120,17 @@ def issue_project(store, project_id: str, monitoring: str, vintage: int | None =
                 if buffer:
                     blocks.append((pos, pos + buffer - 1, "buffer", BUFFER_HOLDER, sorted(x.parcel_id for x in lines if x.buffer)))
                     pos += buffer
-                for first, last, st, h, pids in blocks:
+                if pos - 1 > SERIAL_MAX:
+                    raise RegistryError(f"refused: serials would run past {SERIAL_MAX}, the largest the ECV1 format holds")
+                initial = [(first, last, st, h, json.dumps(pids)) for first, last, st, h, pids in blocks]
+                digest = issuance_digest(s, iid, initial)
+                for first, last, st, h, pjson in initial:
                     s.add(CreditBlock(issuance_id=iid, first=first, last=last, vintage=v, status=st, holder_id=h,
-                                      parcels_json=json.dumps(pids)))
+                                      parcels_json=pjson))
                     prev = _append_event(s, prev, created=_now(), actor=actor, first=first, last=last, from_status="none",
                                          to_status=st, holder_id=h, beneficiary="", issuance_id=iid,
-                                         reason=f"issuance {iid} (project {pr.id}, {p['start']}..{p['end']})")
+                                         reason=f"issuance {iid} (project {pr.id}, {p['start']}..{p['end']})",
+                                         detail_sha256=digest)
             s.execute(text("UPDATE serial_counter SET next_serial = :n WHERE name = 'registry'"), {"n": pos})
             s.commit()
         except IntegrityError:
@@ -131,8 +145,17 @@ def issue_project(store, project_id: str, monitoring: str, vintage: int | None =
                                                                "remainder_tco2e")}}
 
 
+def verification_of(s, iss: Issuance) -> dict | None:
+    """The verification of an issuance: given when it was issued, or recorded later."""
+    if iss.verification_body:
+        return {"body": iss.verification_body, "approach": iss.verification_approach, "date": iss.verification_date}
+    v = s.get(IssuanceVerification, iss.id)
+    return {"body": v.body, "approach": v.approach, "date": v.report_date} if v else None
+
+
 def verify_issuances(store, issuance_ids: list[str], body: str, approach: str, when: str, actor: str = "issuer") -> dict:
-    """Record the verification of pending issuances: their pending blocks become held, one event each."""
+    """Record the verification of pending issuances (its own table: the issued record and its digest stay as
+    they were); their pending blocks become held, one chained event each carrying the verification's digest."""
     ver = _verification(body, approach, when)
     if ver is None:
         raise RegistryError("give --verification-body, --verification-approach and --verification-date")
@@ -143,15 +166,18 @@ def verify_issuances(store, issuance_ids: list[str], body: str, approach: str, w
         for iid in issuance_ids:
             iss = s.get(Issuance, iid)
             if iss is None:
-                raise RegistryError(f"no issuance '{iid}'")
-            iss.verification_body, iss.verification_approach, iss.verification_date = body, approach, when
-            s.add(iss)
-            for b in s.exec(select(CreditBlock).where(CreditBlock.issuance_id == iid, CreditBlock.status == PENDING)).all():
+                raise RegistryError(f"no issuance '{iid}' (list them with `eco-value issuances`)")
+            if verification_of(s, iss) is not None:
+                raise RegistryError(f"issuance {iid} is verified already ({verification_of(s, iss)})")
+            s.add(IssuanceVerification(issuance_id=iid, body=body, approach=approach, report_date=when, created=_now()))
+            digest = hashlib.sha256(json.dumps({"issuance_id": iid, **ver}, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+            for b in s.exec(select(CreditBlock).where(CreditBlock.issuance_id == iid, CreditBlock.status == PENDING)
+                            .order_by(CreditBlock.first)).all():
                 b.status = "held"
                 s.add(b)
                 prev = _append_event(s, prev, created=_now(), actor=actor, first=b.first, last=b.last, from_status=PENDING,
-                                     to_status="held", holder_id=b.holder_id, beneficiary="", issuance_id=iid,
-                                     reason=f"verified by {body} ({approach}, report {when})")
+                                     to_status="held", holder_id=b.holder_id, beneficiary=b.beneficiary or "", issuance_id=iid,
+                                     reason=f"verified by {body} ({approach}, report {when})", detail_sha256=digest)
                 moved += 1
         s.commit()
     return {"verified_issuances": len(issuance_ids), "blocks_released": moved}

@@ -21,6 +21,7 @@ from sqlmodel import select
 
 from ..errors import EcoValueError
 from ..store.models import EligibilityLine, Project, ProjectParcel, Zone
+from .serials import validate_project_id
 from .methodology import Methodology, ParcelFacts, eligibility, load_methodology
 
 # parcel-table columns (English, then the Chinese names an inventory or tenure register uses)
@@ -116,8 +117,7 @@ def create_project(store, *, project_id: str, name: str, developer: str, methodo
     from ..inputs.history import parcel_land_history
     from ..inputs.catalog import load_catalog
 
-    if not project_id.isalnum() or len(project_id) > 40:
-        raise ProjectError(f"project id '{project_id}' must be 1-40 letters and digits (it is part of every serial)")
+    validate_project_id(project_id)     # part of every serial
     for what, v in (("--name", name), ("--developer", developer)):
         if not v.strip():
             raise ProjectError(f"{what} is required and may not be empty")
@@ -192,13 +192,14 @@ def create_project(store, *, project_id: str, name: str, developer: str, methodo
 
 
 def project_summary(store, project_id: str) -> dict:
-    from sqlalchemy import func
+    from sqlalchemy import Integer, func
+    from sqlalchemy import cast as sa_cast
 
     with store.session() as s:
         pr = s.get(Project, project_id)
         if pr is None:
             raise ProjectError(f"no project '{project_id}' (create one with `eco-value project create`)")
-        n, n_ok = s.exec(select(func.count(ProjectParcel.id), func.sum(ProjectParcel.eligible))
+        n, n_ok = s.exec(select(func.count(ProjectParcel.id), func.sum(sa_cast(ProjectParcel.eligible, Integer)))
                          .where(ProjectParcel.project_id == project_id)).one()
         refused = dict(s.exec(select(EligibilityLine.rule, func.count(EligibilityLine.id))
                               .where(EligibilityLine.project_id == project_id, EligibilityLine.passed == False)  # noqa: E712

@@ -254,3 +254,14 @@ class EligibilityLine(SQLModel, table=True):
     rule: str
     passed: bool
     reason: str = Field(default="", sa_column=Column(Text))
+
+
+class IssuanceVerification(SQLModel, table=True):
+    """The verification of an issuance recorded after it was issued (its units were pending until then)."""
+
+    __tablename__ = "issuance_verifications"
+    issuance_id: str = Field(foreign_key="issuances.id", primary_key=True)
+    body: str
+    approach: str
+    report_date: str
+    created: datetime

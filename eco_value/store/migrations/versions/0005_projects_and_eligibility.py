@@ -1,7 +1,7 @@
-"""projects, project parcels, eligibility lines; verification approach of issuances
+"""projects, project parcels, eligibility lines, issuance verifications; verification approach of issuances
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-29
 """
 from alembic import op
@@ -9,8 +9,8 @@ import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '0004'
-down_revision = '0003'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
@@ -70,6 +70,16 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_eligibility_lines_parcel_id'), ['parcel_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_eligibility_lines_project_id'), ['project_id'], unique=False)
 
+    op.create_table('issuance_verifications',
+    sa.Column('issuance_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('body', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('approach', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('report_date', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['issuance_id'], ['issuances.id'], ),
+    sa.PrimaryKeyConstraint('issuance_id')
+    )
+    # empty for every issuance stored before: the issuance digest skips the column while it is empty
     with op.batch_alter_table('issuances', schema=None) as batch_op:
         batch_op.add_column(sa.Column('verification_approach', sqlmodel.sql.sqltypes.AutoString(), nullable=False, server_default=''))
 
@@ -77,6 +87,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('issuances', schema=None) as batch_op:
         batch_op.drop_column('verification_approach')
+    op.drop_table('issuance_verifications')
     with op.batch_alter_table('eligibility_lines', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_eligibility_lines_project_id'))
         batch_op.drop_index(batch_op.f('ix_eligibility_lines_parcel_id'))
