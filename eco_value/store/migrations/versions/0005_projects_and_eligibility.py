@@ -85,9 +85,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('issuances', schema=None) as batch_op:
-        batch_op.drop_column('verification_approach')
     op.drop_table('issuance_verifications')
+    # a plain ALTER (SQLite >= 3.35, PostgreSQL): a batch copy of issuances would fail on the rows that reference it
+    op.execute("ALTER TABLE issuances DROP COLUMN verification_approach")
     with op.batch_alter_table('eligibility_lines', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_eligibility_lines_project_id'))
         batch_op.drop_index(batch_op.f('ix_eligibility_lines_parcel_id'))
