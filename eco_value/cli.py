@@ -492,26 +492,24 @@ def verify(
     holdings: Optional[Path] = typer.Option(None, "--holdings", help="JSON Lines of blocks the importer already holds."),
     json_out: bool = JsonOpt,
 ):
-    """Verify a bundle offline: signature, hashes, schemas, serials, vintages, totals."""
-    from .exchange.verify import verify as do_verify
+    """Verify a bundle offline: signature, hashes, schemas, serials, vintages, totals (exit 2 with every problem)."""
+    from .exchange.verify import verify_files
 
-    key = public_key.read_text().strip() if public_key else None
-    held = [json.loads(x) for x in holdings.read_text().splitlines() if x.strip()] if holdings else None
-    probs = do_verify(bundle, key, held)
+    probs = verify_files(bundle, public_key, holdings)
     if json_out:
-        _echo_json({"ok": not probs, "problems": [{"code": c, "message": m} for c, m in probs]})
+        _echo_json({"ok": not probs, "problems": [p._asdict() for p in probs]})
     else:
         shown: dict[str, int] = {}
-        for c, m in probs:
-            shown[c] = shown.get(c, 0) + 1
-            if shown[c] <= 10:
-                err.print(f"[red]FAIL[/] \\[{c}] {m}", highlight=False)
+        for p in probs:
+            shown[p.check] = shown.get(p.check, 0) + 1
+            if shown[p.check] <= 10:
+                err.print(f"FAIL [{p.check}] {p.path}: {p.message}", highlight=False, markup=False, soft_wrap=True)
         for c, n in shown.items():
             if n > 10:
                 err.print(f"… and {n - 10} more [{c}] problem(s)", highlight=False, markup=False)
         if not probs:
             console.print("[green]OK[/]: signature, hashes, schemas, serials, vintages and totals hold")
-    raise typer.Exit(0 if not probs else 1)
+    raise typer.Exit(0 if not probs else 2)
 
 
 @app.command("apply-status")

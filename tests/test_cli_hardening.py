@@ -24,7 +24,7 @@ def run_cli(capsys, *args) -> tuple[int, str, str]:
 
 # every command that takes --db, with arguments that name things the store does not have
 def _commands(tmp):
-    (tmp / "status.csv").write_text("first,last,status\nFC1-0001,FC1-0002,retired\n", encoding="utf-8")
+    (tmp / "status.csv").write_text("first,last,status,beneficiary\n1,2,retired,Chengdu Metro\n", encoding="utf-8")
     (tmp / "demo" / "qionglai").mkdir(parents=True, exist_ok=True)
     (tmp / "demo" / "qionglai" / "catalog.toml").write_text("not a catalog", encoding="utf-8")
     return {

@@ -295,13 +295,13 @@ def test_v2_records_validate_and_bad_ones_fail(pilot_project, tmp_path):
     shutil.copytree(tmp_path / "b", tmp_path / "t")
     p = tmp_path / "t" / "records" / "units.jsonl"
     p.write_text(p.read_text(encoding="utf-8").replace('"unitStatus":"Held"', '"unitStatus":"held"', 1), encoding="utf-8")
-    assert "hash-mismatch" in {c for c, _ in verify(tmp_path / "t", public_key_hex())}
+    assert "hash-mismatch" in {p.check for p in verify(tmp_path / "t", public_key_hex())}
 
 
 def test_v1_bundle_still_verifies_and_unknown_versions_are_named(tmp_path):
     from conftest import make_fake_run
     from eco_value.exchange.bundle import export_bundle
-    from eco_value.exchange.keys import public_key_hex
+    from eco_value.exchange.keys import public_key_hex, signing_key
     from eco_value.exchange.registry import issue
     from eco_value.exchange.verify import verify
     from eco_value.store import Store
@@ -313,10 +313,12 @@ def test_v1_bundle_still_verifies_and_unknown_versions_are_named(tmp_path):
     assert verify(tmp_path / "v1", public_key_hex()) == []
     m = json.loads((tmp_path / "v1" / "manifest.json").read_text())
     m["bundle_format"] = "eco-value-bundle/9"
-    (tmp_path / "v1" / "manifest.json").write_text(json.dumps(m))
+    mbytes = json.dumps(m).encode("utf-8")                 # a future format, signed by the issuer
+    (tmp_path / "v1" / "manifest.json").write_bytes(mbytes)
+    (tmp_path / "v1" / "manifest.sig").write_text(signing_key().sign(mbytes).signature.hex())
     probs = verify(tmp_path / "v1", public_key_hex())
-    assert ("unknown-format", "manifest.json: bundle format 'eco-value-bundle/9' is not one this verifier reads "
-            "(eco-value-bundle/1, eco-value-bundle/2); get a newer verifier") in probs
+    assert ("unknown-format", "manifest.json", "bundle format 'eco-value-bundle/9' is not one this verifier reads "
+            "(eco-value-bundle/1, eco-value-bundle/2); use a verifier of the bundle's version") in probs
 
 
 def test_rounding_never_issues_a_fraction():

@@ -108,8 +108,22 @@ def test_export_verify_and_byte_identical_reexport(issued, tmp_path, key_dir):
     assert a["record_counts"]["credit_block"] == len(d["serial_blocks"])
 
 
+def _resign(bundle, rel):
+    """List ``rel`` as it now is and sign the manifest with the issuer's key (an issuer signing bad records)."""
+    import hashlib
+
+    from eco_value.exchange.keys import signing_key
+
+    m = json.loads((bundle / "manifest.json").read_bytes())
+    data = (bundle / rel).read_bytes()
+    m["files"][rel], m["file_sizes"][rel] = hashlib.sha256(data).hexdigest(), len(data)
+    raw = json.dumps(m, indent=2, sort_keys=True).encode()
+    (bundle / "manifest.json").write_bytes(raw)
+    (bundle / "manifest.sig").write_text(signing_key().sign(raw).signature.hex() + "\n")
+
+
 def _codes(bundle, key):
-    return {c for c, _ in verify(bundle, key)}
+    return {c for c, *_ in verify(bundle, key)}
 
 
 def test_tampering_each_file_fails_with_its_own_message(issued, tmp_path):
@@ -127,11 +141,13 @@ def test_tampering_each_file_fails_with_its_own_message(issued, tmp_path):
         t = tmp_path / f"t-{rel.replace('/', '_')}"
         shutil.copytree(tmp_path / "orig", t)
         p = t / rel
-        data = bytearray(p.read_bytes()) or bytearray(b"{}")   # an empty records file gets one byte added
+        data = bytearray(p.read_bytes()) or bytearray(b"{}")   # an empty records file gets bytes added
+        grew = data == b"{}"
         data[len(data) // 2] ^= 0x01
         p.write_bytes(bytes(data))
         codes = _codes(t, key)
-        expected = {"manifest.json": "bad-signature", "manifest.sig": "bad-signature"}.get(rel, "hash-mismatch")
+        expected = {"manifest.json": "bad-signature", "manifest.sig": "bad-signature"}.get(
+            rel, "size-mismatch" if grew else "hash-mismatch")   # a size differing from the manifest's: not even read
         assert expected in codes, (rel, codes)
 
 
@@ -149,18 +165,21 @@ def test_removed_record_duplicated_range_and_other_key(issued, tmp_path):
     shutil.copytree(tmp_path / "orig", rm)
     lines = (rm / "records/credit_blocks.jsonl").read_text().splitlines(keepends=True)
     (rm / "records/credit_blocks.jsonl").write_text("".join(lines[1:]))
+    assert _codes(rm, key) == {"size-mismatch"}             # changed after signing: not even read
+    _resign(rm, "records/credit_blocks.jsonl")               # signed as it is: the records are checked
     assert {"record-count", "totals"} <= _codes(rm, key)
     # duplicating a serial range
     dup = tmp_path / "dup"
     shutil.copytree(tmp_path / "orig", dup)
     (dup / "records/credit_blocks.jsonl").write_text("".join(lines + lines[:1]))
+    _resign(dup, "records/credit_blocks.jsonl")
     assert "serial-overlap" in _codes(dup, key)
     # a bundle signed with another key
     other = SigningKey.generate()
     assert "bad-signature" in _codes(tmp_path / "orig", other.verify_key.encode().hex())
     # the importer already holds these serials
     held = [{"unitBlockStart": 1, "unitBlockEnd": 5}]
-    assert "serial-overlap-held" in {c for c, _ in verify(tmp_path / "orig", key, held)}
+    assert "serial-overlap-held" in {c for c, *_ in verify(tmp_path / "orig", key, held)}
     # no trusted key
     assert "no-trusted-key" in _codes(tmp_path / "orig", None)
 

@@ -47,6 +47,12 @@ def _csv(records: list[dict], columns: list[str]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+def file_entries(files: dict[str, bytes]) -> dict:
+    """The manifest's list of files: SHA-256 and size of each (the verifier reads no more than the size)."""
+    return {"files": {rel: _sha(b) for rel, b in sorted(files.items())},
+            "file_sizes": {rel: len(b) for rel, b in sorted(files.items())}}
+
+
 def schema_columns(name: str) -> list[str]:
     s = json.loads((data_dir("exchange_export") / "schemas" / SCHEMAS[name]).read_text(encoding="utf-8"))
     return [k for k in s["properties"] if k != "parcelLines"]
@@ -127,6 +133,7 @@ def export_bundle(store, issuance_id: str, out_dir: str | Path, issuer: str = "e
             files[f"records/{name}s.csv"] = _csv(records, schema_columns(name))
         for name, fn in SCHEMAS.items():
             files[f"schemas/{fn}"] = (data_dir("exchange_export") / "schemas" / fn).read_bytes()
+        files["public_key"] = (public_key_hex() + "\n").encode("ascii")   # listed too: every file of a bundle is
         for rel, b in files.items():
             (work / rel).write_bytes(b)
         iss = recs["issuance"][0]
@@ -147,7 +154,7 @@ def export_bundle(store, issuance_id: str, out_dir: str | Path, issuer: str = "e
             "totals": {"units_by_vintage_and_status": totals, "net_issued_tco2e": iss["netIssued"], "buffer_tco2e": iss["buffer"]},
             "ruleset_hash": run.ruleset_hash,
             "input_hashes": {} if inputs.empty else {r.layer: r.sha256 for r in inputs.sort_values("layer").itertuples()},
-            "files": {rel: _sha(b) for rel, b in sorted(files.items())},
+            **file_entries(files),
             # the registry's audit-chain head when the bundle was made: `audit log --expect-head` checks it later
             "registry_head": chain_head(store),
         }
@@ -155,7 +162,6 @@ def export_bundle(store, issuance_id: str, out_dir: str | Path, issuer: str = "e
         (work / "manifest.json").write_bytes(mbytes)
         sig = signing_key().sign(mbytes).signature
         (work / "manifest.sig").write_text(sig.hex() + "\n", encoding="ascii")
-        (work / "public_key").write_text(public_key_hex() + "\n", encoding="ascii")
         if out.exists():
             shutil.rmtree(out)
         os.replace(work, out)

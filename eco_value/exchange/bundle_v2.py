@@ -21,8 +21,9 @@ from sqlmodel import select
 
 from ..resources import data_dir
 from ..store.models import CreditBlock, Issuance, IssuanceLine, ParcelVintage, Project, StatusEvent
-from .bundle import _csv, _jsonl, _sha
+from .bundle import _csv, _jsonl, _sha, file_entries
 from .keys import public_key_hex, signing_key
+from .registry import chain_head
 from .serials import format_serial
 
 FORMAT = "eco-value-bundle/2"
@@ -190,6 +191,7 @@ def export_bundle_v2(store, pr: Project, group: list[Issuance], out_dir: str | P
             files[f"records/{name}s.csv"] = _csv(records, columns(name))
         for name, fn in SCHEMAS.items():
             files[f"schemas/{fn}"] = (schema_dir() / fn).read_bytes()
+        files["public_key"] = (public_key_hex() + "\n").encode("ascii")
         for rel, b in files.items():
             (work / rel).write_bytes(b)
         totals: dict[str, dict[str, int]] = {}
@@ -210,12 +212,12 @@ def export_bundle_v2(store, pr: Project, group: list[Issuance], out_dir: str | P
                        "buffer_tco2e": sum(i["buffer"] for i in recs["issuance"])},
             "ruleset_hash": run.ruleset_hash,
             "input_hashes": {} if inputs.empty else {r.layer: r.sha256 for r in inputs.sort_values("layer").itertuples()},
-            "files": {rel: _sha(b) for rel, b in sorted(files.items())},
+            **file_entries(files),
+            "registry_head": chain_head(store),
         }
         mbytes = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
         (work / "manifest.json").write_bytes(mbytes)
         (work / "manifest.sig").write_text(signing_key().sign(mbytes).signature.hex() + "\n", encoding="ascii")
-        (work / "public_key").write_text(public_key_hex() + "\n", encoding="ascii")
         if out.exists():
             shutil.rmtree(out)
         os.replace(work, out)
