@@ -326,3 +326,28 @@ def test_rounding_never_issues_a_fraction():
         for vc in credit_parcel_vintages(AFF, facts(removals={"afforestation": r, "forest_management": 0.0, "net": r}),
                                          2020, 2023, date(2020, 1, 1), date(2023, 12, 31)):
             assert 0 <= vc.remainder < 1 and vc.issued == math.floor(vc.net)
+
+
+def _cli(capsys, *args) -> tuple[int, str]:
+    from eco_value import cli
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as ex:
+        cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return (ex.value.code or 0), out + err
+
+
+def test_cli_shows_eligibility_and_refuses_an_issue_without_a_period(pilot_project, capsys):
+    store, run, special, *_ = pilot_project
+    code, out = _cli(capsys, "explain", "QLAFF", "--project", "QLAFF", "--parcel", special["economic"], "--db", store.url)
+    assert code == 0, out
+    assert f"parcel {special['economic']} under CCER-14-001-V01 (project QLAFF): REFUSED" in out
+    assert "[FAIL] forest_category: 林种 '经济林' is excluded" in out and "[pass] tenure: tenure certificate" in out
+    code, out = _cli(capsys, "project", "show", "QLAFF", "--db", store.url)
+    assert code == 0 and "methodology: ccer-14-001-v01" in out
+    code, out = _cli(capsys, "issue", "QLAFF", "--db", store.url)
+    assert code == 2 and "give --vintage YEAR (credits of a run), or --monitoring START..END" in out
+    code, out = _cli(capsys, "issue", "QLAFF", "--monitoring", "2020-01-01..2023-12-31", "--verification-body", "CQC",
+                     "--db", store.url)
+    assert code == 2 and "verification needs all three" in out

@@ -139,7 +139,7 @@ def issue_project(store, project_id: str, monitoring: str, vintage: int | None =
                                 "(a parcel-vintage is issued once; one issuance per project, run and vintage)") from None
     summaries = [issuance_summary(store, i) for i in ids]
     return {"project_id": pr.id, "methodology": f"{meth.code}-{meth.version}", "monitoring": f"{p['start']}..{p['end']}",
-            "status": status, "issuances": summaries,
+            "status": status, "issuances": summaries, "head": prev,
             "totals": {k: sum(x[k] for x in summaries) for k in ("gross_removals_tco2e", "baseline_tco2e", "leakage_tco2e",
                                                                "uncertainty_deduction_tco2e", "buffer_tco2e", "net_issued_tco2e",
                                                                "remainder_tco2e")}}
