@@ -23,7 +23,7 @@ from eco_value.rules import load_rules
 
 RULES = load_rules("cn2011-mee2020")
 RESOLUTIONS = [30.0] + ([10.0] if os.environ.get("ECO_VALUE_BENCH_10M") else [])
-KEYS = ("volume_2020", "forest_type_2020", "lulc_2020", "volume_2023", "forest_type_2023", "lulc_2023")
+KEYS = ("volume@t1", "forest_type@t1", "land_cover@t1", "volume@t2", "forest_type@t2", "land_cover@t2")
 
 
 @pytest.fixture(scope="module", params=RESOLUTIONS, ids=lambda r: f"{r:g}m")
@@ -43,24 +43,30 @@ def eco_sink(d) -> float:
 
 
 def numpy_sink(d) -> float:
+    from eco_value.inputs.schemes import load_scheme
+
     c = coefficients(RULES)
+    cat = load_catalog(d / "catalog.toml")
     a = {}
     for k in KEYS:
-        with rasterio.open(d / f"{k}.tif") as src:
-            a[k] = src.read(1)
+        spec = cat.layers[k]
+        with rasterio.open(cat.path_of(spec.path)) as src:
+            a[k] = src.read(1)   # categorical layers: product codes → engine ids, as the readers do
+            a[k] = load_scheme(spec.scheme).translate(a[k], src.nodata) if spec.scheme else a[k]
             ha = abs(src.transform.a * src.transform.e) / 1e4
-    valid = (a["lulc_2020"] != 255) & (a["lulc_2023"] != 255)
-    l1 = np.where(valid, a["lulc_2020"], 0)
-    l2 = np.where(valid, a["lulc_2023"], 0)
+    y1, y2 = cat.catalog.period
+    valid = (a["land_cover@t1"] != 255) & (a["land_cover@t2"] != 255)
+    l1 = np.where(valid, a["land_cover@t1"], 0)
+    l2 = np.where(valid, a["land_cover@t2"], 0)
 
     def bio(v, sp, lc):
         v = np.where(v == -9999.0, 0.0, v).astype(np.float64)
         sp = np.where(sp == 255, 0, sp)
         return v * c.k_vol_tc_per_m3[sp] + c.area_tc_per_ha[sp] + c.class_bio_tc_per_ha[lc]
 
-    b1 = bio(a["volume_2020"], a["forest_type_2020"], l1)
-    b2 = bio(a["volume_2023"], a["forest_type_2023"], l2)
-    rate = (b2 - b1 + c.class_dom_tc_per_ha[l2] - c.class_dom_tc_per_ha[l1]) / 3.0 \
+    b1 = bio(a["volume@t1"], a["forest_type@t1"], l1)
+    b2 = bio(a["volume@t2"], a["forest_type@t2"], l2)
+    rate = (b2 - b1 + c.class_dom_tc_per_ha[l2] - c.class_dom_tc_per_ha[l1]) / (y2 - y1) \
         + (c.class_soc_tc_per_ha[l2] - c.class_soc_tc_per_ha[l1]) / c.soil_transition_yr
     return float((rate * c.co2_per_c * ha)[valid].sum())
 

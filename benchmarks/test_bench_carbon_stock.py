@@ -1,6 +1,11 @@
 """Carbon stock, InVEST-compatible mode: eco-value vs a single-threaded numpy baseline (and InVEST).
 
-    pytest benchmarks/test_bench_carbon_stock.py --benchmark-only
+    pytest benchmarks/test_bench_carbon_stock.py --benchmark-only -s
+
+Whole-process comparisons at 16 Mpx (current + future map): totals only; InVEST's maps with NPV;
+the same plus the eight per-pool maps (``--intermediate``, InVEST's full output). InVEST 3.20 is run
+when ``$INVEST_PYTHON`` (default /opt/invest-venv/bin/python) exists, and its maps are compared pixel
+by pixel with eco-value's.
 """
 
 from __future__ import annotations
@@ -10,13 +15,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from eco_value.carbon.invest import carbon_stock
+from eco_value.invest_mode import carbon_stock
 from numpy_baseline import carbon_stock_numpy
 from synth import patchy_lulc, pools_csv
 
@@ -43,32 +47,53 @@ def test_carbon_stock_in_process(benchmark, lulc_pair):
     benchmark.extra_info.update({"size": size, "numpy_best_s": t_np, "ratio_vs_numpy": t_np / benchmark.stats.stats.min})
 
 
+VALUATION = {"price": 43.0, "discount": 7.0, "rate_change": 2.8, "y0": 2016, "y1": 2030}
 INVEST_SCRIPT = """
-import sys, json, tempfile
+import sys, json
 import natcap.invest.carbon as c
-spec_ids = [i.id if hasattr(i, 'id') else i for i in getattr(c.MODEL_SPEC, 'inputs', [])]
-ws = tempfile.mkdtemp()
-if 'lulc_bas_path' in spec_ids or 'lulc_bas_path' in str(c.MODEL_SPEC):
-    args = {'workspace_dir': ws, 'lulc_bas_path': sys.argv[1], 'lulc_alt_path': sys.argv[2], 'calc_sequestration': True,
-            'carbon_pools_path': sys.argv[3], 'do_valuation': False, 'n_workers': -1}
-else:
-    args = {'workspace_dir': ws, 'lulc_cur_path': sys.argv[1], 'lulc_fut_path': sys.argv[2], 'calc_sequestration': True,
-            'carbon_pools_path': sys.argv[3], 'do_valuation': False, 'n_workers': -1}
+ws = sys.argv[4]
+args = {'workspace_dir': ws, 'lulc_bas_path': sys.argv[1], 'lulc_alt_path': sys.argv[2], 'calc_sequestration': True,
+        'carbon_pools_path': sys.argv[3], 'do_valuation': True, 'price_per_metric_ton_of_c': %(price)r,
+        'discount_rate': %(discount)r, 'rate_change': %(rate_change)r, 'lulc_bas_year': %(y0)r, 'lulc_alt_year': %(y1)r,
+        'n_workers': -1}
 c.execute(args)
-print(ws)
-"""
+""" % VALUATION
 
 
 def _whole(cmd):
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        raise RuntimeError(f"{cmd[:3]} failed: {p.stderr[-800:]}")
     return time.perf_counter() - t, p
+
+
+def _same_maps(a_dir: Path, b_dir: Path, names) -> dict:
+    """Largest relative difference and nodata-mask mismatches of the maps of two workspaces."""
+    import numpy as np
+    import rasterio
+
+    out = {}
+    for n in names:
+        with rasterio.open(a_dir / n) as a, rasterio.open(b_dir / n) as b:
+            x, y = a.read(1), b.read(1)
+            mx, my = np.isclose(x, a.nodata), np.isclose(y, b.nodata)
+            ok = ~mx & ~my
+            rel = np.abs(x[ok].astype(np.float64) - y[ok]) / np.maximum(np.abs(y[ok]), 1e-30)
+            out[n] = {"max_rel_diff": float(rel.max()) if rel.size else 0.0, "nodata_mismatch_px": int((mx != my).sum())}
+    return out
+
+
+MAPS = ["c_storage_bas.tif", "c_storage_alt.tif", "c_change_bas_alt.tif", "npv_alt.tif"]
+POOL_MAPS = [f"intermediate_outputs/{p}_{s}.tif" for s in ("bas", "alt") for p in ("c_above", "c_below", "c_soil", "c_dead")]
 
 
 @pytest.mark.skipif(not shutil.which("eco-value"), reason="eco-value not installed")
 def test_whole_process_16mpx_vs_numpy_and_invest(benchmark, tmp_path):
-    """Whole process on 16 Mpx with a future map: start-up and import time count."""
+    """Whole process on 16 Mpx with a future map: start-up and import time count; best of 3."""
     from conftest import BENCH_DIR
+
+    from eco_value.carbon.invest import valuation_constant
 
     n = 4000
     cur = patchy_lulc(BENCH_DIR / f"lulc_{n}.tif", n, seed=1)
@@ -76,27 +101,43 @@ def test_whole_process_16mpx_vs_numpy_and_invest(benchmark, tmp_path):
     pools = pools_csv(BENCH_DIR / "pools.csv")
     import sysconfig
     exe = Path(sysconfig.get_path("scripts")) / "eco-value"      # the console script itself, not a shim
-    eco_cmd = [str(exe if exe.exists() else shutil.which("eco-value")), "carbon-stock", "--lulc", str(cur), "--pools", str(pools), "--future-lulc", str(fut), "--json"]
-    np_cmd = [sys.executable, str(HERE / "numpy_baseline.py"), str(cur), str(pools), str(fut)]
-    runs = {"eco": [], "numpy": []}
-    for _ in range(3):
-        te, pe = _whole(eco_cmd)
-        tn, pn = _whole(np_cmd)
-        runs["eco"].append(te)
-        runs["numpy"].append(tn)
-    eco = json.loads(pe.stdout)
-    ref = json.loads(pn.stdout)
-    assert eco["total_stock_mgc"] == pytest.approx(ref["total_stock_mgc"], rel=1e-12)
-    info = {"eco_best_s": min(runs["eco"]), "numpy_best_s": min(runs["numpy"]),
-            "ratio_vs_numpy": min(runs["numpy"]) / min(runs["eco"])}
+    eco = [str(exe if exe.exists() else shutil.which("eco-value")), "carbon-stock", "--lulc", str(cur), "--pools", str(pools),
+           "--future-lulc", str(fut), "--json"]
+    val = ["--price", str(VALUATION["price"]), "--discount-rate", str(VALUATION["discount"]), "--rate-change",
+           str(VALUATION["rate_change"]), "--lulc-year", str(VALUATION["y0"]), "--future-year", str(VALUATION["y1"])]
+    k = valuation_constant(VALUATION["y0"], VALUATION["y1"], VALUATION["discount"], VALUATION["rate_change"], VALUATION["price"])
+    npy = [sys.executable, str(HERE / "numpy_baseline.py"), str(cur), str(pools), str(fut)]
+    cases = {
+        "totals": (eco, npy),
+        "maps": (eco + ["--out", str(tmp_path / "eco_maps")] + val, npy + ["--out", str(tmp_path / "np_maps"), "--npv", repr(k)]),
+        "maps+intermediate": (eco + ["--out", str(tmp_path / "eco_all"), "--intermediate"] + val,
+                              npy + ["--out", str(tmp_path / "np_all"), "--npv", repr(k), "--intermediate"]),
+    }
+    info = {}
+    for case, (e_cmd, n_cmd) in cases.items():
+        te, tn = [], []
+        for _ in range(3):
+            t, pe = _whole(e_cmd)
+            te.append(t)
+            t, pn = _whole(n_cmd)
+            tn.append(t)
+        e, r = json.loads(pe.stdout), json.loads(pn.stdout)
+        assert e["total_stock_mgc"] == pytest.approx(r["total_stock_mgc"], rel=1e-9)
+        info[case] = {"eco_best_s": min(te), "numpy_best_s": min(tn), "ratio_vs_numpy": min(tn) / min(te)}
+    info["maps_vs_numpy"] = _same_maps(tmp_path / "eco_all", tmp_path / "np_all", MAPS + POOL_MAPS)
     if Path(INVEST_PY).exists():
-        ti, pi = _whole([INVEST_PY, "-c", INVEST_SCRIPT, str(cur), str(fut), str(pools)])
+        ws = tmp_path / "invest"
+        ti, _ = _whole([INVEST_PY, "-c", INVEST_SCRIPT, str(cur), str(fut), str(pools), str(ws)])
         info["invest_s"] = ti
-        info["invest_ok"] = pi.returncode == 0
-        if pi.returncode == 0:
-            info["ratio_vs_invest"] = ti / min(runs["eco"])
-        else:
-            info["invest_error"] = pi.stderr[-400:]
+        info["ratio_vs_invest_maps+intermediate"] = ti / info["maps+intermediate"]["eco_best_s"]
+        info["ratio_vs_invest_maps"] = ti / info["maps"]["eco_best_s"]
+        info["maps_vs_invest"] = _same_maps(tmp_path / "eco_all", ws, MAPS + POOL_MAPS)
     benchmark.extra_info.update(info)
-    benchmark.pedantic(lambda: subprocess.run(eco_cmd, capture_output=True, check=True), rounds=3, iterations=1)
-    print(json.dumps(info, indent=1))
+    benchmark.pedantic(lambda: subprocess.run(cases["maps"][0], capture_output=True, check=True), rounds=1, iterations=1)
+    (BENCH_DIR / "carbon_stock_16mpx.json").write_text(json.dumps(info, indent=1))
+    print(json.dumps({k: v for k, v in info.items() if not k.startswith("maps_vs")}, indent=1))
+    for k in ("maps_vs_numpy", "maps_vs_invest"):
+        if k in info:
+            worst = max(v["max_rel_diff"] for v in info[k].values())
+            print(f"{k}: {len(info[k])} maps, largest relative difference {worst:.2e}, "
+                  f"nodata-mask mismatches {sum(v['nodata_mismatch_px'] for v in info[k].values())} px")

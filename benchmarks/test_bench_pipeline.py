@@ -59,7 +59,7 @@ def test_zonal_parcel_sums_vs_numpy(benchmark, pilot):
     cat = load_catalog(d / "catalog.toml")
     layers, grid = open_layers(cat, keys=["precip"])
     parcels = gpd.read_file(d / "parcels.gpkg")
-    template = str(d / "lulc_2020.tif")
+    template = str(cat.path_of(cat.layers[cat.catalog.reference_layer].path))
     t = time.perf_counter()
     w = zone_weights(parcels, "parcel_id", grid, template)
     t_weights = time.perf_counter() - t

@@ -17,12 +17,15 @@ import shapely
 from rasterio.windows import Window
 
 from .errors import EcoValueError, StoreError
-from .inputs.classes import CLCD, PILOT_SPECIES
+from .inputs.catalog import legacy_layer_key
+from .inputs.schemes import load_scheme
 from .pipeline import compute_valuation, input_manifest, stored_run_context
+from .roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
 from .rules import RuleSet
+from .rules.ecosystem import NODATA_ID, ecosystem_types, species_groups
 from .services.base import MM_PER_M, price_factor
 
-CARBON_LAYERS = ("lulc_2020", "lulc_2023", "forest_type_2020", "forest_type_2023", "volume_2020", "volume_2023",
+CARBON_LAYERS = (LAND_COVER_T1, LAND_COVER_T2, FOREST_TYPE_T1, FOREST_TYPE_T2, VOLUME_T1, VOLUME_T2,
                  "precip", "aet")
 
 
@@ -30,7 +33,10 @@ def _run_context(store, run_id: str):
     run, cat, rules, opts = stored_run_context(store, run_id, "explaining or re-running")
     stored = store.table("inputs", run.id)
     now = {r["layer"]: r["sha256"] for r in input_manifest(cat)}
-    changed = sorted(layer for layer, h in zip(stored.layer, stored.sha256) if now.get(layer) != h)
+    period = (run.period_start, run.period_end)
+    # runs stored before layers were keyed by role@period name them by year (lulc_2020)
+    changed = sorted(layer for layer, h in zip(stored.layer, stored.sha256)
+                     if now.get(_current_key(layer, period)) != h)
     return run, cat, rules, opts, changed
 
 
@@ -48,12 +54,23 @@ def _cells_of(cat, geom) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return cell // width, cell % width, np.asarray(df["coverage"][0], dtype=np.float64)
 
 
+def _current_key(layer: str, period) -> str:
+    try:
+        return legacy_layer_key(layer, period)
+    except ValueError:
+        return layer
+
+
 def _read_cells(cat, key, rows, cols) -> np.ndarray:
+    """The pixels of one layer (categorical layers translated to engine ids, nodata 255)."""
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    with rasterio.open(cat.path_of(cat.layers[key].path)) as ds:
-        a = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
-        nod = ds.nodata
+    spec = cat.layers[key]
+    with rasterio.open(cat.path_of(spec.path)) as ds:
+        a = ds.read(spec.band, window=Window(c0, r0, c1 - c0, r1 - r0))
+        nod = ds.nodata if ds.nodata is not None else spec.nodata
     v = a[rows - r0, cols - c0]
+    if spec.scheme:
+        return load_scheme(spec.scheme).translate(v, nod), NODATA_ID
     return v, nod
 
 
@@ -93,20 +110,24 @@ def explain(store, run_id: str, parcel: str | None = None, pixel: tuple[float, f
         rows, cols, cov = np.array([int(row)]), np.array([int(col)]), np.array([1.0])
         target = {"pixel": {"x": pixel[0], "y": pixel[1], "row": int(row), "col": int(col)}}
     vals = {k: _read_cells(cat, k, rows, cols) for k in CARBON_LAYERS}
-    valid = (vals["lulc_2020"][0] != vals["lulc_2020"][1]) & (vals["lulc_2023"][0] != vals["lulc_2023"][1])
+    valid = (vals[LAND_COVER_T1][0] != vals[LAND_COVER_T1][1]) & (vals[LAND_COVER_T2][0] != vals[LAND_COVER_T2][1])
     w_ha = cov * area_m2 / 1e4 * valid
     y1, y2 = cat.catalog.period
     dt = float(y2 - y1)
     # --- carbon: sufficient statistics read from the pixels -----------------------------------
     terms = []
     total_c = 0.0
-    for code, key in PILOT_SPECIES.items():
-        if key in ("none",):
+    groups = species_groups()
+    per_area = {g.name for g in groups.per_area_groups(rules)}
+    volume = {g.name for g in groups.volume_groups(rules)}
+    for group in groups:
+        code, key = group.id, group.name
+        if key not in per_area and key not in volume:
             continue
-        sp1, sp2 = vals["forest_type_2020"][0], vals["forest_type_2023"][0]
-        v1 = np.clip(vals["volume_2020"][0].astype(np.float64), 0, None)
-        v2 = np.clip(vals["volume_2023"][0].astype(np.float64), 0, None)
-        if key in ("bamboo", "shrub"):
+        sp1, sp2 = vals[FOREST_TYPE_T1][0], vals[FOREST_TYPE_T2][0]
+        v1 = np.clip(vals[VOLUME_T1][0].astype(np.float64), 0, None)
+        v2 = np.clip(vals[VOLUME_T2][0].astype(np.float64), 0, None)
+        if key in per_area:
             sa1 = float(np.sum(w_ha * (sp1 == code)))
             sa2 = float(np.sum(w_ha * (sp2 == code)))
             if sa1 == 0 and sa2 == 0:
@@ -131,12 +152,14 @@ def explain(store, run_id: str, parcel: str | None = None, pixel: tuple[float, f
         total_c += term
     cf = _p(rules, "carbon.default_carbon_fraction")
     soil_t = _p(rules, "carbon.soil_transition_years")
-    for name, code in CLCD.items():
-        ca1 = float(np.sum(w_ha * (vals["lulc_2020"][0] == code)))
-        ca2 = float(np.sum(w_ha * (vals["lulc_2023"][0] == code)))
+    types = ecosystem_types()
+    for t in types:
+        name, code = t.name, t.id
+        ca1 = float(np.sum(w_ha * (vals[LAND_COVER_T1][0] == code)))
+        ca2 = float(np.sum(w_ha * (vals[LAND_COVER_T2][0] == code)))
         if ca1 == ca2:
             continue
-        pb, pd_, ps = (_p(rules, f"carbon.class.{name}.{n}") for n in ("biomass", "dom", "soc"))
+        pb, pd_, ps = (_p(rules, types.required_param(rules, "carbon.class", name, n)) for n in ("biomass", "dom", "soc"))
         term = (pb["value"] * cf["value"] + pd_["value"]) * (ca2 - ca1) / dt + ps["value"] * (ca2 - ca1) / soil_t["value"]
         terms.append({"what": f"land-use change: {name}", "equation": "(B_class * CF + DOM) * dA / dt + SOC * dA / D_soil",
                       "inputs": {"A_t1_ha": ca1, "A_t2_ha": ca2, "dt_yr": dt}, "parameters": [pb, cf, pd_, ps, soil_t],
@@ -149,17 +172,19 @@ def explain(store, run_id: str, parcel: str | None = None, pixel: tuple[float, f
     # --- water conservation ------------------------------------------------------------------------
     p = vals["precip"][0].astype(np.float64)
     et = vals["aet"][0].astype(np.float64)
-    lc = vals["lulc_2023"][0]
+    lc = vals[LAND_COVER_T2][0]
     w_m2 = cov * area_m2 * valid
     wc_terms = []
     q = 0.0
-    for name, par in rules.group("gep.water_conservation.runoff_coefficient").items():
-        m = lc == CLCD[name]
-        if not m.any():
+    for t in types:
+        pname = types.param_name(rules, "gep.water_conservation.runoff_coefficient", t.name)
+        m = lc == t.id
+        if pname is None or not m.any():
             continue
+        name = t.name
         sp = float(np.sum(w_m2 * p * m))
         se = float(np.sum(w_m2 * et * m))
-        a = _p(rules, f"gep.water_conservation.runoff_coefficient.{name}")
+        a = _p(rules, pname)
         qq = (sp - sp * a["value"] - se) / MM_PER_M
         wc_terms.append({"class": name, "inputs": {"sum_A_P_m2mm": sp, "sum_A_ET_m2mm": se}, "parameters": [a],
                          "equation": "(sum A*P - alpha * sum A*P - sum A*ET) / 1000", "result_m3": qq})

@@ -15,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -35,6 +36,8 @@ STATE = {"debug": False}
 DbOpt = typer.Option(None, "--db", help="Database URL (default: $ECO_VALUE_DB, else a SQLite file in the user data folder).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object for machines.")
 HeadFileOpt = typer.Option(None, "--head-file", help="Also write the registry's new audit-chain head to this file (keep it off the database host).")
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing --out (only once the new output is complete; "
+                            "never the current folder, the catalog, its inputs or the database).")
 
 
 def _echo_json(obj) -> None:
@@ -62,6 +65,7 @@ def pilot_data(
     out: Path = typer.Option(..., "--out", help="Folder to write the inputs and catalog.toml into."),
     resolution: float = typer.Option(30.0, "--resolution", help="Pixel size in metres (30 default; 10 works)."),
     seed: int = typer.Option(20231, "--seed", help="Random seed; the same seed gives byte-identical rasters."),
+    overwrite: bool = OverwriteOpt,
     json_out: bool = JsonOpt,
 ):
     """Generate the SYNTHETIC pilot dataset (rasters, parcels, townships, tables, catalog.toml)."""
@@ -69,7 +73,7 @@ def pilot_data(
 
     t = time.time()
     with console.status("generating pilot data") as st:
-        cat = generate_pilot(name, out, resolution, seed, progress=lambda m: st.update(f"pilot data: {m}"))
+        cat = generate_pilot(name, out, resolution, seed, progress=lambda m: st.update(f"pilot data: {m}"), overwrite=overwrite)
     if json_out:
         _echo_json({"catalog": str(cat), "seconds": round(time.time() - t, 2)})
     else:
@@ -80,16 +84,19 @@ def pilot_data(
 def validate(catalog: Path = typer.Argument(..., help="catalog.toml or its folder."), json_out: bool = JsonOpt):
     """Check a catalog and every input it names; report all problems at once."""
     from .inputs.catalog import load_catalog
-    from .inputs.validate import validate_catalog
+    from .inputs.validate import validation_report
 
     cat = load_catalog(catalog)
-    probs = validate_catalog(cat)
+    probs, warnings = validation_report(cat)
     if json_out:
-        _echo_json({"ok": not probs, "problems": [p.__dict__ for p in probs]})
-    elif probs:
-        err.print(f"[red]{len(probs)} problem(s)[/] in {cat.source}:")
+        _echo_json({"ok": not probs, "problems": [p.__dict__ for p in probs], "warnings": [w.__dict__ for w in warnings]})
+        raise typer.Exit(2 if probs else 0)
+    for w in warnings:
+        err.print(f"[yellow]warning[/]: {escape(str(w))}", highlight=False, soft_wrap=True)
+    if probs:
+        err.print(f"[red]{len(probs)} problem(s)[/] in {escape(str(cat.source))}:")
         for p in probs:
-            err.print(f"  - {p}")
+            err.print(f"  - {escape(str(p))}", highlight=False, soft_wrap=True)
     else:
         console.print(f"[green]ok[/]: {len(cat.layers)} rasters, {len(cat.vectors)} vector layers, {len(cat.tables)} tables")
     raise typer.Exit(2 if probs else 0)
@@ -121,6 +128,7 @@ def run(
     mc_draws: int = typer.Option(1000, "--mc-draws", help="Monte Carlo draws for the carbon-sink interval."),
     price_year: Optional[int] = typer.Option(None, "--price-year", help="Express values in prices of this year (CPI rebasing)."),
     force: bool = typer.Option(False, "--force", help="Compute again even if an identical run is stored."),
+    overwrite: bool = OverwriteOpt,
     json_out: bool = JsonOpt,
 ):
     """The whole valuation: validate → carbon → GEP → store → maps, tables, report."""
@@ -128,7 +136,8 @@ def run(
     from .store import Store
 
     store = Store(db)
-    opts = RunOptions(rules=rules, out_dir=out, mc_draws=mc_draws, scheduler=scheduler, force=force, price_year=price_year)
+    opts = RunOptions(rules=rules, out_dir=out, mc_draws=mc_draws, scheduler=scheduler, force=force, price_year=price_year,
+                      overwrite=overwrite)
     prog, report = _progress_runner()
     if json_out:
         res = run_valuation(catalog, store, opts)
@@ -146,8 +155,10 @@ def run(
         "outputs": res.outputs,
     }
     if json_out:
-        _echo_json(payload)
+        _echo_json(payload | {"input_warnings": s.get("input_warnings", [])})
         return
+    for w in s.get("input_warnings", []):
+        err.print(f"[yellow]warning[/]: {escape(w)}", highlight=False, soft_wrap=True)
     _print_summary(s, res.run_id, res.reused)
 
 
@@ -168,7 +179,12 @@ def _print_summary(s: dict, run_id: str, reused: bool = False) -> None:
     console.print(f"carbon sink {c['net_sink_tco2e_per_yr']:,.0f} t CO2e/yr (95 % CI {lo:,.0f} – {hi:,.0f}); "
                   f"stock {c['stock_tc']:,.0f} t C; forest coverage {s['extent']['forest_coverage_pct']:.1f} %")
     outs = s.get("outputs", {})
-    if outs.get("report"):
+    if s.get("outputs_status", "written") not in ("written", "none"):
+        from rich.markup import escape
+
+        console.print(f"[yellow]output files: {escape(s['outputs_status'])}[/] (results are stored; "
+                      f"`eco-value report {run_id[:8]} --out FILE` writes the report)", highlight=False)
+    elif outs.get("report"):
         console.print(f"report: {outs['report']}")
     if s.get("synthetic_inputs"):
         console.print("[yellow]inputs are the synthetic pilot dataset: numbers show the method, not the county's accounts[/]")
@@ -188,7 +204,7 @@ def demo(
         with console.status("generating synthetic pilot data") as st:
             generate_pilot(pilot, out / pilot, progress=lambda m: st.update(f"pilot data: {m}"))
     run(catalog=cat, db=db or f"sqlite:///{(out / 'eco-value.sqlite').resolve()}", out=None, rules="cn2011-mee2020",
-        scheduler=None, mc_draws=1000, price_year=None, force=False, json_out=False)
+        scheduler=None, mc_draws=1000, price_year=None, force=False, overwrite=False, json_out=False)
 
 
 @app.command("runs")
@@ -252,55 +268,89 @@ def export_table(
     run_id: Optional[str] = typer.Argument(None),
     out: Path = typer.Option(..., "--out", help="File to write: .csv or .parquet"),
     db: Optional[str] = DbOpt,
+    overwrite: bool = OverwriteOpt,
 ):
     """Export a result table for analysis in pandas (CSV or Parquet)."""
+    from .safe_write import run_files, safe_output, store_files
     from .store import Store
 
     st = Store(db)
     rid = st.run(run_id).id if run_id else None
+    target = safe_output(out, "file", overwrite, store_files(st) + (run_files(st, rid) if rid else []))
     df = st.table(table, rid)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        df.to_parquet(out, index=False)
-    else:
-        from .ids import csv_safe_frame
+    with target.staging() as tmp:
+        if out.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            from .ids import csv_safe_frame
 
-        csv_safe_frame(df).to_csv(out, index=False)   # ids starting with = + - @ escaped for spreadsheets
+            csv_safe_frame(df).to_csv(tmp, index=False)   # ids starting with = + - @ escaped for spreadsheets
     console.print(f"wrote {len(df)} rows to {out}")
 
 
 @app.command()
-def report(run_id: str, out: Path = typer.Option(Path("report.html"), "--out"), db: Optional[str] = DbOpt):
+def report(run_id: str, out: Path = typer.Option(Path("report.html"), "--out"), db: Optional[str] = DbOpt,
+           overwrite: bool = OverwriteOpt):
     """Write the self-contained HTML report of a stored run."""
     from .outputs.report import write_report
+    from .safe_write import run_files, safe_output, store_files
     from .store import Store
 
     st = Store(db)
-    p = write_report(st, st.run(run_id).id, out)
-    console.print(f"wrote {p}")
+    rid = st.run(run_id).id
+    with safe_output(out, "file", overwrite, store_files(st) + run_files(st, rid)).staging() as tmp:
+        write_report(st, rid, tmp)
+    console.print(f"wrote {out}")
 
 
 @app.command("carbon-stock")
 def carbon_stock_cmd(
-    lulc: Path = typer.Option(..., "--lulc", help="Current land-cover GeoTIFF (projected CRS)."),
+    lulc: Path = typer.Option(..., "--lulc", help="Current (baseline) land-cover GeoTIFF, integer classes, projected CRS."),
     pools: Path = typer.Option(..., "--pools", help="InVEST pool table: lucode,c_above,c_below,c_soil,c_dead (Mg C/ha)."),
-    future_lulc: Optional[Path] = typer.Option(None, "--future-lulc", help="Future land-cover GeoTIFF."),
+    future_lulc: Optional[Path] = typer.Option(None, "--future-lulc", help="Future (alternate) land-cover GeoTIFF on the same grid."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write InVEST 3.20 Carbon's maps (COGs, t C/ha) and raster_values_summary.csv here."),
+    intermediate: bool = typer.Option(False, "--intermediate", help="With --out: also the per-pool maps in intermediate_outputs/."),
+    overviews: bool = typer.Option(False, "--overviews", help="With --out: build COG overviews (average); InVEST writes none."),
+    price: Optional[float] = typer.Option(None, "--price", help="Valuation: price per t C (currency); writes npv_alt.tif."),
+    discount_rate: Optional[float] = typer.Option(None, "--discount-rate", help="Valuation: yearly market discount rate, percent."),
+    rate_change: Optional[float] = typer.Option(None, "--rate-change", help="Valuation: yearly change of the carbon price, percent."),
+    lulc_year: Optional[int] = typer.Option(None, "--lulc-year", help="Valuation: calendar year of --lulc."),
+    future_year: Optional[int] = typer.Option(None, "--future-year", help="Valuation: calendar year of --future-lulc."),
     json_out: bool = JsonOpt,
 ):
-    """InVEST-compatible carbon stock and sequestration from a pool table."""
-    from .carbon.invest import carbon_stock
+    """InVEST-compatible carbon stock and sequestration from a pool table (with --out: InVEST's maps)."""
+    val_opts = {"--price": price, "--discount-rate": discount_rate, "--rate-change": rate_change,
+                "--lulc-year": lulc_year, "--future-year": future_year}
+    given = [k for k, v in val_opts.items() if v is not None]
+    if given and out is None:
+        raise EcoValueError(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --out (the NPV is a map, npv_alt.tif)")
+    if given and len(given) < len(val_opts):
+        raise EcoValueError(f"valuation needs all of {', '.join(val_opts)}; missing {', '.join(k for k in val_opts if k not in given)}")
+    if (intermediate or overviews) and out is None:
+        raise EcoValueError("--intermediate and --overviews need --out")
+    if out is None:
+        from .invest_mode import carbon_stock
 
-    r = carbon_stock(lulc, pools, future_lulc)
+        r = carbon_stock(lulc, pools, future_lulc)
+    else:
+        from .invest_mode import Valuation, carbon_stock_maps
+
+        val = Valuation(price, discount_rate, rate_change, lulc_year, future_year) if given else None
+        r = carbon_stock_maps(lulc, pools, out, future_lulc, valuation=val, intermediate=intermediate, overviews=overviews)
     if json_out:
         _echo_json(r.as_json())
         return
     console.print(f"total stock: {r.total_stock_mgc:,.2f} Mg C")
     if r.sequestration_mgc is not None:
         console.print(f"sequestration (future − current): {r.sequestration_mgc:,.2f} Mg C")
+    if r.npv is not None:
+        console.print(f"net present value of the change: {r.npv:,.2f}")
     if r.nodata_px:
         console.print(f"nodata pixels (not counted): {r.nodata_px:,}")
     if r.missing_codes:
-        console.print(f"[yellow]codes missing from the pool table (not counted): {r.missing_codes}[/]")
+        console.print(f"[yellow]codes missing from the pool table (not counted; nodata in the maps): {r.missing_codes}[/]")
+    if r.maps:
+        console.print(f"wrote {len(r.maps)} maps and {Path(r.summary_csv).name} to {out}")
 
 
 @rules_app.command("list")
@@ -432,7 +482,7 @@ def rerun(run_id: str, db: Optional[str] = DbOpt, json_out: bool = JsonOpt):
     else:
         console.print(f"[red]{len(d['mismatches'])} mismatch(es)[/] (inputs changed: {d['inputs_changed_since_run']})")
         for m in d["mismatches"][:10]:
-            console.print(f"  {m}")
+            console.print(f"  {escape(str(m))}", highlight=False)
     raise typer.Exit(0 if d["matches"] else 3)
 
 
@@ -487,13 +537,14 @@ def export(
     issuance_id: str = typer.Argument(...),
     out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
     db: Optional[str] = DbOpt,
+    overwrite: bool = OverwriteOpt,
     json_out: bool = JsonOpt,
 ):
     """Export an issuance as a signed bundle (records CSV + JSONL, schemas, manifest, signature)."""
     from .exchange.bundle import export_bundle
     from .store import Store
 
-    d = export_bundle(Store(db), issuance_id, out)
+    d = export_bundle(Store(db), issuance_id, out, overwrite=overwrite)
     if json_out:
         _echo_json(d)
     else:
@@ -592,11 +643,15 @@ def keys_generate(force: bool = typer.Option(False, "--force")):
 
 
 @keys_app.command("export")
-def keys_export(out: Path = typer.Option(..., "--out", help="File to write the public key (hex) to, for the exchange.")):
+def keys_export(out: Path = typer.Option(..., "--out", help="File to write the public key (hex) to, for the exchange."),
+                overwrite: bool = OverwriteOpt):
     """Write the issuer's public key for the exchange."""
-    from .exchange.keys import public_key_hex
+    from .exchange.keys import KEY_NAME, key_dir, public_key_hex
+    from .safe_write import safe_output
 
-    out.write_text(public_key_hex() + "\n", encoding="ascii")
+    text = public_key_hex() + "\n"
+    with safe_output(out, "file", overwrite, [(key_dir() / KEY_NAME, "the signing key")]).staging() as tmp:
+        tmp.write_text(text, encoding="ascii")
     console.print(f"wrote {out}")
 
 
@@ -681,14 +736,18 @@ def allocate(
 
 
 @app.command()
-def methods(rules: str = typer.Option("cn2011-mee2020", "--rules"), out: Optional[Path] = typer.Option(None, "--out")):
+def methods(rules: str = typer.Option("cn2011-mee2020", "--rules"), out: Optional[Path] = typer.Option(None, "--out"),
+            overwrite: bool = OverwriteOpt):
     """Render the method document (equations + parameter table) from a rule set, as Markdown."""
     from .outputs.methods import render_methods
     from .rules import load_rules
+    from .safe_write import safe_output
 
+    target = safe_output(out, "file", overwrite) if out else None
     text = render_methods(load_rules(rules))
-    if out:
-        out.write_text(text, encoding="utf-8")
+    if target:
+        with target.staging() as tmp:
+            tmp.write_text(text, encoding="utf-8")
         console.print(f"wrote {out}")
     else:
         sys.stdout.write(text)

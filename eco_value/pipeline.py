@@ -16,6 +16,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from pathlib import Path
@@ -31,17 +32,16 @@ from .carbon.uncertainty import SufficientStats, approach1_pct, monte_carlo
 from .errors import EcoValueError, InputError
 from .grid import Grid
 from .inputs.catalog import Catalog, load_catalog
-from .inputs.classes import CLCD, CLCD_CODES
-from .inputs.readers import open_layers, read_table, read_vector
-from .inputs.validate import PHYSICAL_RANGE, check_structure, problems_from_stats
+from .inputs.readers import open_layers, read_full, read_table, read_vector
+from .inputs.validate import check_structure, layer_checks, problems_from_stats, region_mask, warnings_from_stats
 from .rules import RuleSet, load_rules
+from .roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
+from .rules.ecosystem import NODATA_ID, ecosystem_types, species_groups
 from .services import SERVICES, ServiceContext, compute_services
 
 Progress = Callable[[str, float | None], None]
 M2_PER_KM2 = 1e6
 COMPUTE_STAGE = "compute (one pass over the inputs)"
-N_SPECIES = 9
-N_CLASSES = 10
 
 
 @dataclass
@@ -55,6 +55,7 @@ class RunOptions:
     write_rasters: bool = True
     force: bool = False
     price_year: int | None = None
+    overwrite: bool = False     # replace an existing non-empty out_dir (never the catalog, inputs, database)
 
     def fingerprint_part(self) -> dict:
         return {"mc_draws": self.mc_draws, "mc_seed": self.mc_seed, "price_year": self.price_year}
@@ -121,11 +122,12 @@ def _client(address: str | None):
 
 @dataclass
 class Scenario:
-    """A changed land cover (damage, project): ``lulc_after`` replaces ``lulc_2023`` where ``changed``.
+    """A changed land cover (damage, project): ``lulc_after`` (ecosystem-type ids) replaces the land
+    cover at t2 where ``changed``.
 
-    Changed pixels lose their stand (volume and species 0 unless the new class is forest), take the
-    vegetation cover ``fvc_by_class`` of the new class, and their annual carbon sink becomes 0 (the
-    one-off loss of stock is reported separately, never as a yearly flow).
+    Changed pixels lose their stand (volume and species 0 unless the new type is a forest type), take
+    the vegetation cover ``fvc_by_class`` (indexed by type id) of the new type, and their annual
+    carbon sink becomes 0 (the one-off loss of stock is reported separately, never as a yearly flow).
     """
 
     changed: xr.DataArray
@@ -137,20 +139,20 @@ class Scenario:
 def _apply_scenario(layers: dict[str, xr.DataArray], sc: Scenario) -> dict[str, xr.DataArray]:
     out = dict(layers)
     ch = sc.changed
-    forest = CLCD["forest"]
+    forest = ecosystem_types().ids_under("forest")
 
     def keep_attrs(new, old):
         new.attrs = dict(old.attrs)
         return new
 
-    lc = layers["lulc_2023"]
-    out["lulc_2023"] = keep_attrs(xr.where(ch, sc.lulc_after, lc).astype(lc.dtype), lc)
-    lost = ch & (sc.lulc_after != forest)
-    out["volume_2023"] = keep_attrs(xr.where(lost, 0.0, layers["volume_2023"]).astype(layers["volume_2023"].dtype), layers["volume_2023"])
-    out["forest_type_2023"] = keep_attrs(xr.where(lost, 0, layers["forest_type_2023"]).astype(layers["forest_type_2023"].dtype),
-                                         layers["forest_type_2023"])
+    lc = layers[LAND_COVER_T2]
+    out[LAND_COVER_T2] = keep_attrs(xr.where(ch, sc.lulc_after, lc).astype(lc.dtype), lc)
+    lost = ch & ~sc.lulc_after.isin(forest)
+    out[VOLUME_T2] = keep_attrs(xr.where(lost, 0.0, layers[VOLUME_T2]).astype(layers[VOLUME_T2].dtype), layers[VOLUME_T2])
+    out[FOREST_TYPE_T2] = keep_attrs(xr.where(lost, 0, layers[FOREST_TYPE_T2]).astype(layers[FOREST_TYPE_T2].dtype),
+                                     layers[FOREST_TYPE_T2])
     table = sc.fvc_by_class
-    fvc_new = xr.DataArray(sc.lulc_after.data.map_blocks(lambda c: table[c.astype(np.intp)], dtype="float64"),
+    fvc_new = xr.DataArray(sc.lulc_after.data.map_blocks(lambda c: np.take(table, c), dtype="float64"),
                            dims=lc.dims, coords=lc.coords)
     out["fvc"] = keep_attrs(xr.where(ch, fvc_new, layers["fvc"]).astype(layers["fvc"].dtype), layers["fvc"])
     return out
@@ -170,14 +172,14 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
     y1, y2 = cat.catalog.period
     coef = coefficients(rules)
     say("carbon: stock difference", None)
-    carbon = stock_difference(layers["volume_2020"], layers["forest_type_2020"], layers["lulc_2020"],
-                              layers["volume_2023"], layers["forest_type_2023"], layers["lulc_2023"],
+    carbon = stock_difference(layers[VOLUME_T1], layers[FOREST_TYPE_T1], layers[LAND_COVER_T1],
+                              layers[VOLUME_T2], layers[FOREST_TYPE_T2], layers[LAND_COVER_T2],
                               (y1, y2), coef)
     if scenario is not None:
         before_sink = carbon["sink_tco2e_per_ha_yr"]
         layers = _apply_scenario(layers, scenario)
-        carbon = stock_difference(layers["volume_2020"], layers["forest_type_2020"], layers["lulc_2020"],
-                                  layers["volume_2023"], layers["forest_type_2023"], layers["lulc_2023"],
+        carbon = stock_difference(layers[VOLUME_T1], layers[FOREST_TYPE_T1], layers[LAND_COVER_T1],
+                                  layers[VOLUME_T2], layers[FOREST_TYPE_T2], layers[LAND_COVER_T2],
                                   (y1, y2), coef)
         carbon["sink_tco2e_per_ha_yr"] = xr.where(scenario.changed, 0.0, before_sink).where(before_sink.notnull())
     tables = {k: read_table(cat, k) for k in cat.tables}
@@ -194,23 +196,21 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
         if gdf.crs is not None and gdf.crs.to_string() != grid.crs:
             gdf = gdf.to_crs(grid.crs)
         zones[kind] = (gdf, zone_weights(gdf, id_field, grid, template), id_field)
-    # the region's land-cover extent (exact coverage) from the uint8 land cover, read outside the
-    # graph: the provisioning and tourism shares then need no region-wide reduction inside it
+    # the region's land-cover extent (exact coverage) from the uint8 land cover (type ids), read
+    # outside the graph: the provisioning and tourism shares then need no region-wide reduction inside it
     if scenario is not None and scenario.lulc_after_np is not None:
         lc_np = scenario.lulc_after_np
     else:
-        import rasterio
-        with rasterio.open(cat.path_of(cat.layers["lulc_2023"].path)) as src:
-            lc_np = src.read(1) if (src.width, src.height) == (grid.width, grid.height) else None
+        lc_np = read_full(cat, LAND_COVER_T2, grid)
     region_class_px = None
     if lc_np is not None:
         region_class_px = class_coverage(zones["county"][1], lc_np)
-        region_class_px[int(layers["lulc_2023"].attrs.get("nodata", 255))] = 0.0
+        region_class_px[int(layers[LAND_COVER_T2].attrs.get("nodata", NODATA_ID))] = 0.0
     ctx = ServiceContext(layers=layers, grid=grid, rules=rules, year=y2, tables=tables,
                          carbon_sink_tco2e_per_ha_yr=carbon["sink_tco2e_per_ha_yr"], price_year=opts.price_year,
                          # only needed when the class extent could not be read beforehand
                          region_coverage=None if region_class_px is not None else
-                         coverage_raster(zones["county"][1], grid, layers["lulc_2023"]),
+                         coverage_raster(zones["county"][1], grid, layers[LAND_COVER_T2]),
                          region_class_px=region_class_px)
     say("GEP services", None)
     services = compute_services(ctx)
@@ -223,27 +223,35 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
     values["carbon:sink"] = carbon["sink_tco2e_per_ha_yr"] * a_ha
     values["carbon:stock1"] = carbon["stock_t1_tc_per_ha"] * a_ha
     values["carbon:stock2"] = carbon["stock_t2_tc_per_ha"] * a_ha
-    valid = (layers["lulc_2020"] != layers["lulc_2020"].attrs["nodata"]) & (layers["lulc_2023"] != layers["lulc_2023"].attrs["nodata"])
+    lc1, lc2 = layers[LAND_COVER_T1], layers[LAND_COVER_T2]
+    valid = (lc1 != lc1.attrs["nodata"]) & (lc2 != lc2.attrs["nodata"])
     area = xr.where(valid, a_ha, 0.0)
     values["area_ha"] = area
+    types = ecosystem_types()
+    n_species = species_groups().n_ids
+    n_types = types.n_positions
 
     def codes(a):
-        return xr.where(valid, a, 255)
+        return xr.where(valid, a, NODATA_ID)
+
+    def positions(a):  # type id → dense position (sums by type stay small matrices)
+        c = codes(a)
+        return c.copy(data=c.data.map_blocks(lambda x: np.take(types.position_lut, x), dtype="int64"))
 
     coded = {
-        "sv1": (codes(layers["forest_type_2020"]), xr.where(valid, layers["volume_2020"].astype("float64"), 0.0).clip(min=0) * a_ha, N_SPECIES),
-        "sv2": (codes(layers["forest_type_2023"]), xr.where(valid, layers["volume_2023"].astype("float64"), 0.0).clip(min=0) * a_ha, N_SPECIES),
-        "sa1": (codes(layers["forest_type_2020"]), area, N_SPECIES),
-        "sa2": (codes(layers["forest_type_2023"]), area, N_SPECIES),
-        "ca1": (codes(layers["lulc_2020"]), area, N_CLASSES),
-        "ca2": (codes(layers["lulc_2023"]), area, N_CLASSES),
+        "sv1": (codes(layers[FOREST_TYPE_T1]), xr.where(valid, layers[VOLUME_T1].astype("float64"), 0.0).clip(min=0) * a_ha, n_species),
+        "sv2": (codes(layers[FOREST_TYPE_T2]), xr.where(valid, layers[VOLUME_T2].astype("float64"), 0.0).clip(min=0) * a_ha, n_species),
+        "sa1": (codes(layers[FOREST_TYPE_T1]), area, n_species),
+        "sa2": (codes(layers[FOREST_TYPE_T2]), area, n_species),
+        "ca1": (positions(lc1), area, n_types),
+        "ca2": (positions(lc2), area, n_types),
         "lucc_sink": (carbon["lucc"], values["carbon:sink"], 5),
         "lucc_area": (carbon["lucc"], area, 5),
     }
-    lc = codes(layers["lulc_2023"])
-    by_class = {f"cls:{k}": (lc, v, N_CLASSES) for k, v in values.items() if k.startswith(("v:", "q:"))}
+    lc = positions(lc2)
+    by_class = {f"cls:{k}": (lc, v, n_types) for k, v in values.items() if k.startswith(("v:", "q:"))}
     maps = {
-        "carbon_stock_2023_tc_per_ha": carbon["stock_t2_tc_per_ha"],
+        f"carbon_stock_{y2}_tc_per_ha": carbon["stock_t2_tc_per_ha"],
         "carbon_sink_tco2e_per_ha_yr": carbon["sink_tco2e_per_ha_yr"],
     }
     km2 = grid.pixel_area_m2 / M2_PER_KM2
@@ -253,14 +261,8 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
         maps[f"{key}_value_cny_per_km2"] = r.value_cny / km2
         maps[f"{key}_quantity_per_km2"] = r.quantity / km2
     # input value checks ride along in the same per-chunk tasks (no separate pass over the inputs)
-    from .inputs.classes import SCHEMES
-    stats = {}
-    for key, arr in layers.items():
-        spec = cat.layers[key]
-        if spec.classes in SCHEMES:
-            stats[key] = (arr, arr.attrs.get("nodata"), np.array(sorted(SCHEMES[spec.classes])))
-        elif spec.variable in PHYSICAL_RANGE:
-            stats[key] = (arr, arr.attrs.get("nodata"), None)
+    region = region_mask(zones["county"][0].geometry, grid, layers[cat.catalog.reference_layer])
+    stats = layer_checks(layers, cat, region)
     graph = {"zones": zonal_sums_many({k: z[1] for k, z in zones.items()}, grid, values, coded,
                                       {"county": by_class}, stats,
                                       map_writer(maps, grid) if map_writer is not None else None)}
@@ -288,6 +290,8 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
     store = store or Store()
     store.mark_interrupted()
     existing = store.find_complete(fp)
+    if existing is not None and json.loads(existing.summary_json).get("outputs_status", "written").startswith(("not written", "pending")):
+        existing = None   # its results are stored but its files are not: compute again to write them
     if existing is not None and not opts.force:
         summary = json.loads(existing.summary_json)
         return RunResult(existing.id, True, summary, summary.get("outputs", {}))
@@ -303,46 +307,61 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
               options_json=json.dumps({"rules": rules.name, "mc_draws": opts.mc_draws, "mc_seed": opts.mc_seed,
                                        "price_year": opts.price_year, "chunk_px": opts.chunk_px}),
               pid=os.getpid(), host=socket.gethostname())
-    store.start_run(run)
     out_dir = Path(opts.out_dir) if opts.out_dir else Path(cat.root) / "results" / run_id[:8]
-    tmp_dir = out_dir.parent / f".{out_dir.name}.partial"
+    target = None
+    if opts.write_rasters:   # refused here, before any work, if it would replace what we did not create
+        from .safe_write import safe_output, store_files
+
+        target = safe_output(out_dir, "dir", opts.overwrite,
+                             [(cat.source, "the catalog")] + [(Path(r["path"]), f"the input '{r['layer']}'") for r in inputs]
+                             + store_files(store))
+    store.start_run(run)
+    committed = False
     try:
-        result, ctx = compute_valuation(cat, rules, opts, say, run_id, tmp_dir if opts.write_rasters else None, inputs)
-        outputs = {}
-        if opts.write_rasters:
-            say("write outputs", None)
-            from .outputs import finalize_rasters, write_seea_tables, write_zone_tables
+        with (target.staging() if target else nullcontext(None)) as tmp_dir:
+            result, ctx = compute_valuation(cat, rules, opts, say, run_id, tmp_dir, inputs)
+            outputs = {}
+            if tmp_dir is not None:
+                say("write outputs", None)
+                from .outputs import finalize_rasters, write_seea_tables, write_zone_tables
 
-            finalize_rasters(tmp_dir)
-            outputs = write_zone_tables(tmp_dir, ctx["zones"], result["tables"], run_id)
-            outputs.update(write_seea_tables(tmp_dir, result["summary"]))
-            if out_dir.exists():
-                import shutil
-                shutil.rmtree(out_dir)
-            os.replace(tmp_dir, out_dir)
-            outputs = {k: str(out_dir / Path(v).name) for k, v in outputs.items()}
-            outputs["rasters"] = str(out_dir)
-        summary = result["summary"]
-        if opts.write_rasters:
-            outputs["report"] = str(out_dir / "report.html")
-        summary["outputs"] = outputs
-        rows = result["rows"]
-        rows["input_files"] = [dict(run_id=run_id, layer=r["layer"], path=r["path"], sha256=r["sha256"],
-                                    size_bytes=r["size_bytes"], product=r["product"] or "", year=r["year"]) for r in inputs]
-        say("store (one transaction)", None)
-        store.complete_run(run_id, RuleSetRow(hash=rules.content_hash, name=rules.name, title=rules.meta.title,
-                                              content_json=rules.canonical_json()), rows, summary)
-        if opts.write_rasters:
-            from .outputs.report import write_report
+                finalize_rasters(tmp_dir)
+                outputs = write_zone_tables(tmp_dir, ctx["zones"], result["tables"], run_id)
+                outputs.update(write_seea_tables(tmp_dir, result["summary"]))
+                outputs = {k: str(out_dir / Path(v).name) for k, v in outputs.items()}
+                outputs["rasters"] = str(out_dir)
+                outputs["report"] = str(out_dir / "report.html")
+            summary = result["summary"]
+            summary["outputs"] = outputs
+            summary["outputs_status"] = "pending" if tmp_dir is not None else "none"
+            rows = result["rows"]
+            rows["input_files"] = [dict(run_id=run_id, layer=r["layer"], path=r["path"], sha256=r["sha256"],
+                                        size_bytes=r["size_bytes"], product=r["product"] or "", year=r["year"]) for r in inputs]
+            say("store (one transaction)", None)
+            store.complete_run(run_id, RuleSetRow(hash=rules.content_hash, name=rules.name, title=rules.meta.title,
+                                                  content_json=rules.canonical_json()), rows, summary)
+            committed = True
+            if tmp_dir is not None:
+                from .outputs.report import write_report
 
-            write_report(store, run_id, out_dir / "report.html")
+                say("write report", None)
+                write_report(store, run_id, tmp_dir / "report.html", rasters=tmp_dir)
+            # leaving the block renames the complete outputs into place (replacing old ones only now)
+        if tmp_dir is not None:
+            summary["outputs_status"] = "written"
+            store.set_outputs_status(run_id, "written")
         say("done", 1.0)
         return RunResult(run_id, False, summary, summary["outputs"])
     except BaseException as exc:  # noqa: BLE001 - record every failure, including Ctrl-C
-        import shutil
-
-        shutil.rmtree(tmp_dir, ignore_errors=True)
         msg = str(exc) if isinstance(exc, EcoValueError) else f"{type(exc).__name__}: {exc}"
+        if committed:   # the results are stored: the run stays complete, only its files are missing
+            store.set_outputs_status(run_id, f"not written: {msg}")
+            if isinstance(exc, EcoValueError):
+                from .safe_write import OutputError
+
+                raise OutputError(f"run {run_id} is stored (complete), but its output files were not written to "
+                                f"{out_dir}: {msg}") from exc
+            raise
         try:
             store.fail_run(run_id, msg)
         finally:
@@ -377,7 +396,9 @@ def compute_valuation(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progr
     if probs:
         raise InputError(probs)
     say("uncertainty (Monte Carlo)", None)
-    return _assemble(cat, rules, opts, ctx, computed, run_id, inputs), ctx
+    result = _assemble(cat, rules, opts, ctx, computed, run_id, inputs)
+    result["summary"]["input_warnings"] = [str(w) for w in warnings_from_stats(computed["checks"], cat)]
+    return result, ctx
 
 
 def stored_run_context(store, run_id: str, purpose: str = "this"):
@@ -508,20 +529,31 @@ def _assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, compute
                            "value_cny": float(county[f"v:{key}"][0]), "name_zh": SERVICES[key].SPEC.name_zh,
                            "category": SERVICES[key].SPEC.category}
     total = float(sum(v["value_cny"] for v in by_service.values()))
+    types = ecosystem_types()
+    type_names = types.position_names()
     by_class: dict[str, dict[str, float]] = {}
     by_class_q: dict[str, dict[str, float]] = {}
     for key in services:
         arr = county[f"cls:v:{key}"][0]
         arq = county[f"cls:q:{key}"][0]
-        for code in range(1, N_CLASSES):
-            if arr[code] != 0 or arq[code] != 0:
-                by_class.setdefault(CLCD_CODES[code], {})[key] = float(arr[code])
-                by_class_q.setdefault(CLCD_CODES[code], {})[key] = float(arq[code])
+        for pos in range(1, types.n_positions):
+            if arr[pos] != 0 or arq[pos] != 0:
+                by_class.setdefault(type_names[pos], {})[key] = float(arr[pos])
+                by_class_q.setdefault(type_names[pos], {})[key] = float(arq[pos])
     population = None
     bgdf = ctx["zones"]["county"][0]
     if "population" in bgdf.columns:
         population = int(bgdf["population"].iloc[0])
-    forest_ha = float(ca2[CLCD["forest"]])
+    ca1 = county["ca1"][0]
+
+    def level1_areas(ca) -> dict[str, float]:   # by level-1 type, sub-types included
+        out = {t.name: 0.0 for t in types.level1()}
+        for t in types:
+            out[t.level1] += float(ca[types.positions[t.name]])
+        return out
+
+    area1, area2 = level1_areas(ca1), level1_areas(ca2)
+    forest_ha = area2["forest"]
     summary = {
         "run_id": run_id,
         "region": cat.catalog.region,
@@ -548,10 +580,10 @@ def _assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, compute
         "gep": {"total_cny": total, "by_service": by_service, "price_year": price_year,
                 "cny_per_km2": total / (area_ha / 100.0), "per_capita_cny": total / population if population else None,
                 "by_land_cover_cny": by_class, "by_land_cover_quantity": by_class_q},
-        "extent": {"area_ha_by_class_2023": {CLCD_CODES[c]: float(ca2[c]) for c in range(1, N_CLASSES)},
-                   "area_ha_by_class_2020": {CLCD_CODES[c]: float(county["ca1"][0][c]) for c in range(1, N_CLASSES)},
+        "extent": {f"area_ha_by_class_{y2}": area2,
+                   f"area_ha_by_class_{y1}": area1,
                    "forest_coverage_pct": 100.0 * forest_ha / area_ha,
-                   "forest_and_shrub_coverage_pct": 100.0 * (forest_ha + float(ca2[CLCD["shrub"]])) / area_ha},
+                   "forest_and_shrub_coverage_pct": 100.0 * (forest_ha + area2["shrub"]) / area_ha},
         "population": population,
     }
     return {"rows": rows, "summary": summary, "tables": tables}

@@ -24,13 +24,15 @@ import xarray as xr
 from affine import Affine
 
 from .accounts.zonal import zonal_sums_by_id
-from .carbon import coefficients, stock_difference
+from .carbon import coefficients, species_code, stock_difference, volume_species
 from .grid import Grid
-from .inputs.classes import CLCD
+from .roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
 from .rules import load_rules
+from .rules.ecosystem import ecosystem_types
 from .services import ServiceContext, compute_services
 
 RES_M = 30.0
+PERIOD = (2020, 2023)   # inventory years of the synthetic province (t1, t2)
 
 
 def _field(shape, chunks, fn, dtype):
@@ -48,34 +50,37 @@ def synthetic_layers(n_rows: int, n_cols: int, chunk: int = 2048) -> tuple[dict[
     shape = (n_rows, n_cols)
     ch = (chunk, chunk)
     grid = Grid("EPSG:32648", Affine(RES_M, 0, 0, 0, -RES_M, n_rows * RES_M), n_cols, n_rows, chunk_px=chunk)
+    types = ecosystem_types()   # the synthetic land cover is made directly in engine type ids
+    T = {n: types.id(n) for n in ("grassland", "forest", "shrub", "cropland", "impervious")}  # noqa: N806
+    vol_ids = np.array([species_code(g) for g in volume_species(load_rules("cn2011-mee2020"))])
 
     def elev(r, c, rng, s):
         return 500 + 2500 * (0.5 + 0.5 * np.sin(c / 900.0) * np.cos(r / 1300.0)) + rng.normal(0, 20, s)
 
     def lulc(r, c, rng, s):
         e = 0.5 + 0.5 * np.sin(c / 900.0) * np.cos(r / 1300.0)
-        return np.select([e > 0.85, e > 0.4, e > 0.3, e > 0.05], [CLCD["grassland"], CLCD["forest"], CLCD["shrub"], CLCD["cropland"]],
-                         CLCD["impervious"]) + 0 * rng.integers(0, 1, s)
+        return np.select([e > 0.85, e > 0.4, e > 0.3, e > 0.05], [T["grassland"], T["forest"], T["shrub"], T["cropland"]],
+                         T["impervious"]) + 0 * rng.integers(0, 1, s)
 
     def lulc2(r, c, rng, s):
         a = lulc(r, c, rng, s)
         flip = rng.random(s) < 0.01
-        return np.where(flip & (a == CLCD["cropland"]), CLCD["forest"], a)
+        return np.where(flip & (a == T["cropland"]), T["forest"], a)
 
     def species(r, c, rng, s):
-        return np.where(lulc(r, c, rng, s) == CLCD["forest"], 1 + ((r // 64 + c // 64) % 6), 0)
+        return np.where(lulc(r, c, rng, s) == T["forest"], vol_ids[((r // 64 + c // 64) % len(vol_ids)).astype(int)], 0)
 
     def vol(age_shift):
         def f(r, c, rng, s):
             age = 5 + (r // 64 * 7 + c // 64 * 13) % 40 + age_shift
-            return np.where(lulc(r, c, rng, s) == CLCD["forest"], 300 * (1 - np.exp(-0.06 * age)) ** 2, 0.0)
+            return np.where(lulc(r, c, rng, s) == T["forest"], 300 * (1 - np.exp(-0.06 * age)) ** 2, 0.0)
         return f
 
     specs = {
         "dem": (elev, "float32", -9999.0),
-        "lulc_2020": (lulc, "uint8", 255), "lulc_2023": (lulc2, "uint8", 255),
-        "forest_type_2020": (species, "uint8", 255), "forest_type_2023": (species, "uint8", 255),
-        "volume_2020": (vol(0), "float32", -9999.0), "volume_2023": (vol(3), "float32", -9999.0),
+        LAND_COVER_T1: (lulc, "uint8", 255), LAND_COVER_T2: (lulc2, "uint8", 255),
+        FOREST_TYPE_T1: (species, "uint8", 255), FOREST_TYPE_T2: (species, "uint8", 255),
+        VOLUME_T1: (vol(0), "float32", -9999.0), VOLUME_T2: (vol(PERIOD[1] - PERIOD[0]), "float32", -9999.0),
         "precip": (lambda r, c, rng, s: 1000 + 500 * (0.5 + 0.5 * np.sin(c / 900.0)) + rng.normal(0, 10, s), "float32", -9999.0),
         "aet": (lambda r, c, rng, s: 600 + 0 * r + rng.normal(0, 10, s), "float32", -9999.0),
         "erosivity": (lambda r, c, rng, s: 4000 + 0 * r + rng.normal(0, 50, s), "float32", -9999.0),
@@ -95,21 +100,21 @@ def run(n_rows: int, n_cols: int, chunk: int = 2048, zones_per_side: int = 20, t
     t0 = time.perf_counter()
     rules = load_rules("cn2011-mee2020")
     layers, grid = synthetic_layers(n_rows, n_cols, chunk)
-    carbon = stock_difference(layers["volume_2020"], layers["forest_type_2020"], layers["lulc_2020"],
-                              layers["volume_2023"], layers["forest_type_2023"], layers["lulc_2023"], (2020, 2023),
+    carbon = stock_difference(layers[VOLUME_T1], layers[FOREST_TYPE_T1], layers[LAND_COVER_T1],
+                              layers[VOLUME_T2], layers[FOREST_TYPE_T2], layers[LAND_COVER_T2], PERIOD,
                               coefficients(rules))
     tables = {"provisioning": pd.DataFrame([{"product": "rice", "land_cover": "cropland", "quantity": 1e6, "unit": "t",
                                              "price_cny_per_unit": 2700.0}]),
               "tourism": pd.DataFrame([{"visitors": 1e7, "spending_cny_per_visitor": 300.0}])}
     # region-wide class counts first (a cheap pass over one uint8 layer), so that allocating the
     # provisioning and tourism statistics needs no region-wide reduction inside the main graph
-    lc = layers["lulc_2023"].data
+    lc = layers[LAND_COVER_T2].data
     hist = da.map_blocks(lambda c: np.bincount(c.ravel(), minlength=256)[None, None, :], lc, dtype=np.int64,
                          new_axis=2, chunks=(1, 1, 256)).sum(axis=(0, 1))
     (class_px,) = dask.compute(hist)
     class_px = class_px.astype(np.float64)
     class_px[255] = 0.0
-    ctx = ServiceContext(layers=layers, grid=grid, rules=rules, year=2023, tables=tables,
+    ctx = ServiceContext(layers=layers, grid=grid, rules=rules, year=PERIOD[1], tables=tables,
                          carbon_sink_tco2e_per_ha_yr=carbon["sink_tco2e_per_ha_yr"], region_class_px=class_px)
     services = compute_services(ctx)
     zh, zw = max(n_rows // zones_per_side, 1), max(n_cols // zones_per_side, 1)

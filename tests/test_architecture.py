@@ -44,6 +44,17 @@ def test_science_modules_touch_no_store_output_or_screen():
         assert not re.search(r"(?<![\w.])print\(", f.read_text(encoding="utf-8")), f
 
 
+def test_science_modules_open_no_files():
+    """carbon/ and services/ are pure functions: no raster/vector/table I/O library, no open()."""
+    import re
+    io_libs = ("rasterio", "rioxarray", "geopandas", "fiona", "osgeo", "csv", "sqlalchemy", "sqlmodel")
+    for sub in ("carbon", "services"):
+        for f in (ROOT / sub).glob("*.py"):
+            bad = {m for m in imports_of(f) if m.split(".")[0] in io_libs}
+            assert not bad, (f.name, bad)
+            assert not re.search(r"(?<![\w.])open\(|read_csv\(|\.to_csv\(|to_raster\(", f.read_text(encoding="utf-8")), f
+
+
 def test_store_computes_nothing():
     for f in (ROOT / "store").rglob("*.py"):
         mods = imports_of(f)

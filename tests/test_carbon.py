@@ -15,18 +15,22 @@ import xarray as xr
 
 from eco_value.carbon import coefficients, stock_difference, stock_tc_per_ha
 from eco_value.carbon.uncertainty import SufficientStats, monte_carlo
-from eco_value.inputs.classes import CLCD
+from eco_value.carbon import species_code
 from eco_value.rules import load_rules
+from eco_value.rules.ecosystem import ecosystem_types
 
 RULES = load_rules("cn2011-mee2020")
-SPECIES = {  # code: (D, BEF, R, CF) as published / as in the rule file
-    1: (0.307, 1.634, 0.246, 0.520),   # 杉木
-    2: (0.294, 2.593, 0.267, 0.524),   # 柳杉
-    3: (0.380, 1.472, 0.187, 0.460),   # 马尾松
-    4: (0.478, 1.732, 0.220, 0.510),   # 柏木
-    5: (0.443, 1.586, 0.289, 0.485),   # 桤木 (软阔类 values, unverified)
-    6: (0.482, 1.514, 0.262, 0.490),   # 阔叶混 (unverified)
+TYPES = ecosystem_types()
+TYPE = {t.name: t.id for t in TYPES}   # engine ecosystem-type ids by name (the engine's own vocabulary)
+SPECIES = {  # engine species id: (D, BEF, R, CF) as published / as in the rule file
+    species_code("cunninghamia"): (0.307, 1.634, 0.246, 0.520),      # 杉木
+    species_code("cryptomeria"): (0.294, 2.593, 0.267, 0.524),       # 柳杉
+    species_code("pinus_massoniana"): (0.380, 1.472, 0.187, 0.460),  # 马尾松
+    species_code("cupressus"): (0.478, 1.732, 0.220, 0.510),         # 柏木
+    species_code("alnus"): (0.443, 1.586, 0.289, 0.485),             # 桤木 (软阔类 values, unverified)
+    species_code("broadleaf"): (0.482, 1.514, 0.262, 0.490),         # 阔叶混 (unverified)
 }
+FIR, BAMBOO, SHRUB = species_code("cunninghamia"), species_code("bamboo"), species_code("shrub")
 CO2_PER_C = 44 / 12
 
 
@@ -46,7 +50,7 @@ def run3(v1, sp1, lc1, v2, sp2, lc2):
 @pytest.mark.parametrize("code", sorted(SPECIES))
 def test_forest_remaining_forest_sink_per_species(code):
     d, bef, r, cf = SPECIES[code]
-    out = run3(100.0, code, CLCD["forest"], 130.0, code, CLCD["forest"])
+    out = run3(100.0, code, TYPE["forest"], 130.0, code, TYPE["forest"])
     expected = 30.0 * d * bef * (1 + r) * cf / 3.0 * CO2_PER_C
     np.testing.assert_allclose(out["sink_tco2e_per_ha_yr"], expected, rtol=1e-12)
     # stock 2023 = biomass + litter 13 + SOC 88 (t C/ha)
@@ -56,19 +60,19 @@ def test_forest_remaining_forest_sink_per_species(code):
 
 def test_cunninghamia_by_hand():
     # 0.307 * 1.634 * 1.246 * 0.520 = 0.32502129296 t C per m3; 30 m3 over 3 years
-    out = run3(100.0, 1, CLCD["forest"], 130.0, 1, CLCD["forest"])
+    out = run3(100.0, FIR, TYPE["forest"], 130.0, FIR, TYPE["forest"])
     assert out["sink_tco2e_per_ha_yr"][0, 0] == pytest.approx(11.917447408533, rel=1e-11)
 
 
 def test_deforestation_loses_biomass_litter_and_soil_transition():
-    out = run3(100.0, 1, CLCD["forest"], 0.0, 0, CLCD["impervious"])
+    out = run3(100.0, FIR, TYPE["forest"], 0.0, 0, TYPE["impervious"])
     # (0 - 32.502129296 + 0 - 13) / 3 + (70.4 - 88) / 20 = -16.047376432 t C/ha/yr
     assert out["sink_tco2e_per_ha_yr"][1, 1] == pytest.approx(-16.047376432 * CO2_PER_C, rel=1e-10)
     assert (out["lucc"] == 3).all()
 
 
 def test_afforestation_of_cropland():
-    out = run3(0.0, 0, CLCD["cropland"], 15.0, 1, CLCD["forest"])
+    out = run3(0.0, 0, TYPE["cropland"], 15.0, FIR, TYPE["forest"])
     # biomass 10.6 t d.m./ha * 0.47 = 4.982 -> 15 * 0.32502129296 = 4.8753193944; litter 0 -> 13; SOC 60.7 -> 88
     rate = (4.8753193944 - 4.982 + 13.0) / 3.0 + (88.0 - 60.7) / 20.0
     assert out["sink_tco2e_per_ha_yr"][2, 2] == pytest.approx(rate * CO2_PER_C, rel=1e-10)
@@ -76,16 +80,16 @@ def test_afforestation_of_cropland():
 
 
 def test_bamboo_and_shrub_per_area_stocks_and_no_change():
-    bam = run3(0.0, 7, CLCD["forest"], 0.0, 7, CLCD["forest"])
+    bam = run3(0.0, BAMBOO, TYPE["forest"], 0.0, BAMBOO, TYPE["forest"])
     assert bam["stock_t2_tc_per_ha"][0, 0] == pytest.approx(65.0 * 0.504 + 13.0 + 88.0)
     assert bam["sink_tco2e_per_ha_yr"][0, 0] == 0.0
-    shr = run3(0.0, 8, CLCD["shrub"], 0.0, 8, CLCD["shrub"])
+    shr = run3(0.0, SHRUB, TYPE["shrub"], 0.0, SHRUB, TYPE["shrub"])
     assert shr["stock_t2_tc_per_ha"][0, 0] == pytest.approx(20.0 * 0.47 + 5.0 + 88.0)
 
 
 def test_nodata_pixels_give_nan_not_zero():
     f = grid3(100.0, "float32", -9999.0)
-    lc = grid3(CLCD["forest"], "uint8", 255)
+    lc = grid3(TYPE["forest"], "uint8", 255)
     lc2 = lc.copy(data=da.from_array(np.array([[255, 2, 2], [2, 2, 2], [2, 2, 2]], dtype="uint8"), chunks=2))
     lc2.attrs["nodata"] = 255
     sp = grid3(1, "uint8", 255)

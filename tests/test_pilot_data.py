@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import rasterio
 
-from eco_value.inputs.classes import CLCD
+from eco_value.inputs.schemes import load_scheme
 from eco_value.inputs.pilot import generate_pilot, load_settings
 from eco_value.resources import data_dir
+
+CLCD = {n: c for c, n in load_scheme("clcd").int_codes().items()}   # the pilot rasters are CLCD-coded
 
 
 def _hashes(d):
@@ -107,3 +109,15 @@ def test_unknown_pilot_is_refused(tmp_path):
 
     with pytest.raises(EcoValueError, match="unknown pilot"):
         generate_pilot("chengdu", tmp_path)
+
+
+def test_pilot_species_scheme_matches_the_generator_settings():
+    """The species scheme (data) and the generator's species table name the same group for each code."""
+    from eco_value.rules.ecosystem import species_groups
+
+    scheme = load_scheme("pilot_species")
+    groups = species_groups()
+    settings = load_settings()["species"]
+    assert {int(c): s["key"] for c, s in settings.items()} == {c: n for c, n in scheme.int_codes().items() if c != 0}
+    assert scheme.int_codes()[0] == "none"
+    assert all(n in groups for n in scheme.int_codes().values() if n != "none")

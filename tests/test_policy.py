@@ -10,8 +10,10 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eco_value.inputs.classes import CLCD
+from eco_value.inputs.schemes import load_scheme
 from eco_value.policy import allocate, allocation_scores, damage, largest_remainder, present_value, value_unit
+
+CLCD = {n: c for c, n in load_scheme("clcd").int_codes().items()}   # the pilot rasters are CLCD-coded
 
 
 def _write(gdf, path):

@@ -14,7 +14,9 @@ import rasterio
 import shapely
 
 from eco_value.errors import EcoValueError, InputError
-from eco_value.inputs.classes import CLCD
+from eco_value.inputs.schemes import load_scheme
+
+CLCD = {name: code for code, name in load_scheme("clcd").int_codes().items()}  # product codes of the pilot's land cover
 from eco_value.policy import allocate, check_discount_rate, damage, largest_remainder, value_unit
 from eco_value.rules import load_rules
 

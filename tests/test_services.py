@@ -12,13 +12,14 @@ import xarray as xr
 from affine import Affine
 
 from eco_value.grid import Grid
-from eco_value.inputs.classes import CLCD
 from eco_value.rules import load_rules
+from eco_value.rules.ecosystem import ecosystem_types
 from eco_value.services import SERVICES, ServiceContext
 from eco_value.services.base import price_factor
 from eco_value.services.soil_conservation import ls_factor, slope_radians
 
 RULES = load_rules("cn2011-mee2020")
+TYPE = {t.name: t.id for t in ecosystem_types()}   # engine ecosystem-type ids by name
 RES = 10.0               # 10 m pixels: 100 m2 = 0.01 ha
 A_M2, A_HA = 100.0, 0.01
 CPI_2005_TO_2023 = 708.0 / 464.0   # NBS CPI (1978 = 100), as in the rule set
@@ -36,7 +37,7 @@ def ctx_for(lulc, precip=1200.0, aet=600.0, dem=None, fvc=0.5, sink=None, **tabl
     shape = np.shape(lulc)
     full = lambda v: np.broadcast_to(np.asarray(v, dtype="float32"), shape).copy()  # noqa: E731
     layers = {
-        "lulc_2023": layer(np.asarray(lulc, dtype="uint8"), 255),
+        "land_cover@t2": layer(np.asarray(lulc, dtype="uint8"), 255),
         "precip": layer(full(precip), -9999.0),
         "aet": layer(full(aet), -9999.0),
         "dem": layer(full(0.0) if dem is None else dem.astype("float32"), -9999.0),
@@ -97,7 +98,7 @@ def test_rusle_ls_on_a_tilted_plane_matches_the_closed_form():
 def test_soil_conservation_known_answer_on_a_plane():
     tan = 0.2
     dem = np.tile(np.arange(6) * RES * tan, (6, 1))
-    ctx = ctx_for(np.full((6, 6), CLCD["forest"]), dem=dem, fvc=0.5)
+    ctx = ctx_for(np.full((6, 6), TYPE["forest"]), dem=dem, fvc=0.5)
     res = SERVICES["soil_conservation"].compute(ctx)
     q = res.quantity.values
     sin = math.sin(math.atan(tan))
@@ -112,7 +113,7 @@ def test_soil_conservation_known_answer_on_a_plane():
 
 
 def test_flood_regulation_vegetation_and_water_storage():
-    ctx = ctx_for([[CLCD["forest"], CLCD["water"]]], precip=1000.0)
+    ctx = ctx_for([[TYPE["forest"], TYPE["water"]]], precip=1000.0)
     q, v = total(SERVICES["flood_regulation"].compute(ctx))
     expected = A_M2 * 1000.0 * 0.30 * (1 - 0.20) / 1000.0 + 1.2 * A_M2
     assert q == pytest.approx(expected, rel=1e-9)
@@ -120,7 +121,7 @@ def test_flood_regulation_vegetation_and_water_storage():
 
 
 def test_air_purification_known_answer():
-    ctx = ctx_for([[CLCD["forest"]]])
+    ctx = ctx_for([[TYPE["forest"]]])
     q, v = total(SERVICES["air_purification"].compute(ctx))
     so2, nox, dust = 152.13 * A_HA / 1000, 6.0 * A_HA / 1000, 21655.0 * A_HA / 1000
     assert q == pytest.approx(so2 + nox + dust, rel=1e-12)
@@ -128,14 +129,14 @@ def test_air_purification_known_answer():
 
 
 def test_water_purification_known_answer():
-    ctx = ctx_for([[CLCD["water"], CLCD["cropland"]]])
+    ctx = ctx_for([[TYPE["water"], TYPE["cropland"]]])
     q, v = total(SERVICES["water_purification"].compute(ctx))
     assert q == pytest.approx((1.2 + 0.16 + 0.016) * A_HA, rel=1e-12)
     assert v == pytest.approx((1.2 * 1400 + 0.16 * 1750 + 0.016 * 2800) * A_HA * CPI_2020_TO_2023, rel=1e-12)
 
 
 def test_carbon_sequestration_and_oxygen_use_the_carbon_engine_sink():
-    ctx = ctx_for(np.full((2, 2), CLCD["forest"]), sink=10.0)
+    ctx = ctx_for(np.full((2, 2), TYPE["forest"]), sink=10.0)
     q, v = total(SERVICES["carbon_sequestration"].compute(ctx))
     assert q == pytest.approx(4 * 10.0 * A_HA)
     assert v == pytest.approx(q * 68.15)
@@ -145,7 +146,7 @@ def test_carbon_sequestration_and_oxygen_use_the_carbon_engine_sink():
 
 
 def test_climate_regulation_transpiration_and_evaporation():
-    ctx = ctx_for([[CLCD["forest"], CLCD["water"]]], aet=700.0)
+    ctx = ctx_for([[TYPE["forest"], TYPE["water"]]], aet=700.0)
     q, v = total(SERVICES["climate_regulation"].compute(ctx))
     e_pt = 2837.27 * A_M2 * 90.0 / (3600.0 * 3.0)
     e_we = 700.0 / 1000.0 * A_M2 * 90.0 / 365.0 * 627.8 / 3.0
@@ -154,7 +155,7 @@ def test_climate_regulation_transpiration_and_evaporation():
 
 
 def test_provisioning_and_recreation_conserve_the_statistics():
-    ctx = ctx_for([[CLCD["cropland"], CLCD["forest"], CLCD["forest"]], [CLCD["water"], CLCD["impervious"], CLCD["cropland"]]])
+    ctx = ctx_for([[TYPE["cropland"], TYPE["forest"], TYPE["forest"]], [TYPE["water"], TYPE["impervious"], TYPE["cropland"]]])
     q, v = total(SERVICES["provisioning"].compute(ctx))
     assert v == pytest.approx(100 * 2700.0 + 10 * 850.0, rel=1e-12)
     assert q == pytest.approx(100.0)          # tonnes only; timber is m3
@@ -171,7 +172,7 @@ def test_every_service_declares_its_spec():
 
 
 def test_price_year_rebases_with_the_cpi():
-    ctx = ctx_for([[CLCD["forest"]]], precip=1200.0, aet=600.0)
+    ctx = ctx_for([[TYPE["forest"]]], precip=1200.0, aet=600.0)
     ctx.price_year = 2020
     q, v = total(SERVICES["water_conservation"].compute(ctx))
     assert v == pytest.approx(q * 6.1107 * 686.5 / 464.0, rel=1e-12)

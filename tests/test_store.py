@@ -74,7 +74,7 @@ def test_bad_values_leave_only_a_failed_run_row(pilot_copy, db_url, tmp_path):
     with pytest.raises(InputError, match="out of|outside"):
         run_valuation(pilot_copy / "catalog.toml", st, RunOptions(out_dir=tmp_path / "x", **FAST))
     runs = st.runs()
-    assert len(runs) == 1 and runs[0].status == "failed" and "volume_2023" in runs[0].error
+    assert len(runs) == 1 and runs[0].status == "failed" and "volume@t2" in runs[0].error
     assert st.count_rows(runs[0].id) == {"services": 0, "carbon": 0, "zones": 0, "inputs": 0}
     assert not (tmp_path / "x").exists()
 

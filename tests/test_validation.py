@@ -99,13 +99,13 @@ def test_negative_precipitation_is_out_of_range(pilot_copy):
 def test_volume_above_2000_is_out_of_range(pilot_copy):
     _rewrite(pilot_copy / "volume_2023.tif", lambda a: np.where(a > 100, 2500.0, a).astype(a.dtype))
     p = _kinds(pilot_copy)["out-of-range"]
-    assert p.layer == "volume_2023" and "2500" in p.problem
+    assert p.layer == "volume@t2" and "2500" in p.problem
 
 
 def test_unknown_land_cover_code_differs_from_nodata(pilot_copy):
     _rewrite(pilot_copy / "lulc_2023.tif", lambda a: np.where(a == 4, 42, a).astype(a.dtype))
     p = _kinds(pilot_copy)["unknown-class"]
-    assert p.layer == "lulc_2023" and "42" in p.problem and "not nodata" in p.problem
+    assert p.layer == "land_cover@t2" and "42" in p.problem and "not nodata" in p.problem
 
 
 def test_unknown_unit(pilot_copy):
@@ -163,8 +163,8 @@ def test_declared_resampling_aligns_a_layer_on_another_grid(pilot_copy):
     _edit_catalog(pilot_copy, 'path = "precip.tif"', 'path = "precip.tif"\nresample = "bilinear"')
     assert _problems(pilot_copy) == []
     cat = load_catalog(pilot_copy / "catalog.toml")
-    layers, grid = open_layers(cat, keys=["precip", "lulc_2020"])
-    assert layers["precip"].shape == layers["lulc_2020"].shape == grid.shape
+    layers, grid = open_layers(cat, keys=["precip", "land_cover@t1"])
+    assert layers["precip"].shape == layers["land_cover@t1"].shape == grid.shape
 
 
 def test_missing_catalog_is_an_input_error(tmp_path):

@@ -136,8 +136,8 @@ def zonal_sums_many(weights: dict[str, ZoneWeights], grid: Grid, values: dict[st
     so each chunk's values are computed once and released as soon as that task has run.
 
     ``coded_only``: extra coded sums for one zone layer only (e.g. by land-cover class for the county).
-    ``block_stats``: layer → (DataArray, nodata, known codes or None): min/max (or the count of codes
-    outside ``known``) gathered in the same pass, under the key ``"__stats__"`` (input validation).
+    ``block_stats``: name → (block function, merge function, DataArrays): the function of each chunk's
+    blocks, merged over chunks, gathered in the same pass under the key ``"__stats__"`` (input validation).
     ``block_writes``: name → (DataArray, GeoTIFF path, lock): each chunk is also written into its
     window of an existing GeoTIFF by the same task (outputs cost no second pass and no extra memory).
     Returns a ``dask.delayed`` dict kind → dict name → array.
@@ -162,40 +162,24 @@ def zonal_sums_many(weights: dict[str, ZoneWeights], grid: Grid, values: dict[st
                 continue
             vb = {k: blocks(a, i, j) for k, a in values.items()}
             cb = {k: (blocks(c, i, j), None if v is None else blocks(v, i, j), n) for k, (c, v, n) in all_coded.items()}
-            sb = {k: (blocks(a, i, j), nod, known) for k, (a, nod, known) in block_stats.items()}
+            sb = {k: (fn, tuple(blocks(a, i, j) for a in arrs)) for k, (fn, _m, arrs) in block_stats.items()}
             win = (int(sum(row_chunks[:i])), int(sum(col_chunks[:j])))
             wb = {k: (blocks(a, i, j), path, lock, win) for k, (a, path, lock) in block_writes.items()}
             parts.append(dask.delayed(_block_sums_many)(ns, t, vb, cb, only, sb, wb))
+    merges = {k: m for k, (_fn, m, _arrs) in block_stats.items()}
     while len(parts) > 1:
-        parts = [dask.delayed(_add_many)(parts[k:k + 8]) for k in range(0, len(parts), 8)]
+        parts = [dask.delayed(_add_many)(parts[k:k + 8], merges) for k in range(0, len(parts), 8)]
     return parts[0]
 
 
 def _stats(stats):
-    out = {}
-    for k, (a, nod, known) in stats.items():
-        a = np.asarray(a)
-        valid = np.ones(a.shape, bool) if nod is None else (a != nod)
-        if a.dtype.kind == "f":
-            valid &= ~np.isnan(a)
-        if known is not None:
-            unk = valid & ~np.isin(a, known)
-            out[k] = {"unknown": int(unk.sum()), "unknown_example": int(a[unk].max()) if unk.any() else -1}
-        else:
-            v = a[valid].astype(np.float64)
-            out[k] = {"min": float(v.min()) if v.size else np.inf, "max": float(v.max()) if v.size else -np.inf}
-    return out
+    return {k: fn(*arrs) for k, (fn, arrs) in stats.items()}
 
 
-def _merge_stats(a, b):
+def _merge_stats(a, b, merges):
     out = dict(a)
     for k, s in b.items():
-        if k not in out:
-            out[k] = s
-        elif "unknown" in s:
-            out[k] = {"unknown": out[k]["unknown"] + s["unknown"], "unknown_example": max(out[k]["unknown_example"], s["unknown_example"])}
-        else:
-            out[k] = {"min": min(out[k]["min"], s["min"]), "max": max(out[k]["max"], s["max"])}
+        out[k] = merges[k](out[k], s) if k in out else s
     return out
 
 
@@ -225,11 +209,11 @@ def _block_sums_many(ns, trips, values, coded, only, stats=None, writes=None):
     return out
 
 
-def _add_many(parts):
+def _add_many(parts, merges):
     out = {kind: _add([p[kind] for p in parts]) for kind in parts[0] if kind != "__stats__"}
     st = {}
     for p in parts:
-        st = _merge_stats(st, p["__stats__"])
+        st = _merge_stats(st, p["__stats__"], merges)
     out["__stats__"] = st
     return out
 

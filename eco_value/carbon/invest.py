@@ -1,133 +1,227 @@
-"""InVEST-compatible carbon stock mode (``eco-value carbon-stock``).
+"""InVEST-compatible carbon stock mode: pure array functions (no files; the command's file work is in
+``eco_value.inputs.invest_carbon`` and ``eco_value.outputs.invest_maps``, orchestrated by
+``eco_value.invest_mode``).
 
-Same conventions as InVEST 3.x Carbon: a pool table with columns ``lucode,c_above,c_below,c_soil,
-c_dead`` in Mg C/ha; stock = Σ pools(class) × pixel area (ha, from the raster transform in a
-projected CRS); sequestration = future stock − current stock. Nodata pixels and codes missing from
-the table contribute nothing, and both are counted and reported (InVEST stops on a missing code;
-eco-value reports every missing code at once).
+Same model as InVEST 3.20 Carbon (``natcap.invest.carbon``): a pool table with columns
+``lucode,c_above,c_below,c_soil,c_dead`` in Mg C/ha; per pixel
 
-Fast path: the stock is linear in the class counts, so each raster block is reduced to a histogram
-of its codes (``np.bincount``), blocks are decoded in parallel threads (GDAL releases the GIL), and
-stock = Σ count(code) × pools(code) × area. Memory is one block per thread, whatever the raster size.
-This module imports only numpy and rasterio, so the command starts fast.
+- ``c_<pool>_<scenario>`` = the pool's density of the pixel's class (float32, Mg C/ha);
+- ``c_storage_<scenario>`` = c_above + c_below + c_soil + c_dead, added in that order in float32;
+- ``c_change_bas_alt`` = c_storage_alt − c_storage_bas (float32) where both are valid;
+- ``npv_alt`` = c_change_bas_alt × K (float32), with InVEST's valuation constant
+  K = price / n · Σ_{k=0}^{n-1} r^k, r = 1 / ((1 + discount/100)(1 + rate_change/100)),
+  n = alternate year − baseline year (K = price when r = 1);
+
+nodata is −1 for the carbon maps and float32's largest value for ``npv_alt`` (pygeoprocessing's
+choice for a float32 ``raster_map`` output). As in pygeoprocessing, a float value "is nodata" when it
+is ``numpy.isclose`` to the nodata value, so a change of exactly −1 Mg C/ha reads as nodata in the
+change map and gets no NPV (InVEST's behaviour, kept so the maps are the same).
+
+Where eco-value differs: a land-cover code missing from the pool table stops InVEST; here its pixels
+are nodata in every map and every missing code is reported with its pixel count.
+
+Totals (Mg C) are Σ pixel value × pixel area (ha). Every map value depends only on the pixel's class
+(or its pair of classes), so a block is reduced to a histogram of class slots (pairs with a future
+map) and each map is one table lookup; the totals come from the histogram, with or without maps.
 """
 
 from __future__ import annotations
 
-import csv
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import rasterio
-from rasterio.windows import Window
-
-from ..errors import InputError, Problem
-from ..grid import M2_PER_HA
 
 POOL_COLUMNS = ("c_above", "c_below", "c_soil", "c_dead")
+# InVEST 3.20 carbon.py ``_CARBON_NODATA`` ("-1.0 since carbon stocks are 0 or greater")
+CARBON_NODATA = -1.0
+# pygeoprocessing.choose_nodata(float32), the nodata raster_map gives InVEST's npv_alt.tif
+NPV_NODATA = float(np.finfo(np.float32).max)
+# numpy.isclose defaults, which pygeoprocessing.array_equals_nodata uses for float rasters
+_ISCLOSE_RTOL, _ISCLOSE_ATOL = 1e-5, 1e-8
+# a lookup table over every code of the raster's data type up to this many bits (else over the table's range)
+_FULL_LUT_MAX_BITS = 16
+
+
+@dataclass(frozen=True)
+class PoolTable:
+    """Carbon densities (Mg C/ha) by land-cover code; ``pools[i]`` holds POOL_COLUMNS of ``codes[i]``."""
+    codes: np.ndarray            # int64, unique
+    pools: np.ndarray            # float64, shape (n, 4)
+
+    def totals_f32(self) -> np.ndarray:
+        """Per-code c_storage as InVEST writes it: the four float32 pools added in order, in float32."""
+        p = self.pools.astype(np.float32)
+        return ((p[:, 0] + p[:, 1]) + p[:, 2]) + p[:, 3]
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Maps one land-cover raster's codes to slots: 0..m-1 the pool table's rows, m nodata, m+1 any other code.
+
+    Every map value depends only on the slot (one scenario) or the pair of slots (change, NPV), so each
+    map is one ``np.take`` from a table of a few hundred values, and every total is a histogram of slots.
+    """
+    lo: int
+    n: int
+    slot: np.ndarray             # (n + 1) slots by code − lo; index n: any code outside [lo, lo + n)
+    nodata: int | None
+    identity: bool               # uint8 codes: the code is the index, no arithmetic
+    m: int                       # number of pool-table rows
+
+    @property
+    def n_slots(self) -> int:
+        return self.m + 2
+
+    def slots(self, block: np.ndarray) -> np.ndarray:
+        if self.identity:
+            return np.take(self.slot, block)
+        idx = block.astype(np.int64) - self.lo
+        idx[(idx < 0) | (idx >= self.n)] = self.n
+        return np.take(self.slot, idx)
+
+
+MAX_CLASSES = 1022   # slot-pair tables of (MAX_CLASSES + 2)^2 float32 values (4 MB) at most
+
+
+def build_lookup(table: PoolTable, dtype, nodata: float | None) -> Lookup:
+    dtype = np.dtype(dtype)
+    info = np.iinfo(dtype)
+    m = len(table.codes)
+    if m > MAX_CLASSES:
+        raise ValueError(f"the pool table has {m} classes; at most {MAX_CLASSES} are supported")
+    if dtype.itemsize * 8 <= _FULL_LUT_MAX_BITS:
+        lo, n = int(info.min), int(info.max) - int(info.min) + 1
+    else:
+        lo = int(table.codes.min()) if m else 0
+        n = int(table.codes.max()) - lo + 1 if m else 1
+    sdt = np.uint8 if m + 2 <= 256 else np.uint16
+    slot = np.full(n + 1, m + 1, dtype=sdt)
+    inside = (table.codes >= lo) & (table.codes < lo + n)
+    slot[table.codes[inside] - lo] = np.flatnonzero(inside).astype(sdt)
+    nd = None
+    if nodata is not None and float(nodata).is_integer() and info.min <= nodata <= info.max:
+        nd = int(nodata)
+        if lo <= nd < lo + n:
+            slot[nd - lo] = m
+    identity = dtype == np.uint8 and lo == 0 and n == 256
+    return Lookup(lo, n, slot, nd, identity, m)
+
+
+@dataclass(frozen=True)
+class SlotTables:
+    """Every map's value by slot (or pair of slots), as InVEST computes it per pixel in float32."""
+    total: np.ndarray            # (S,)   c_storage
+    pools: np.ndarray            # (4, S) c_above, c_below, c_soil, c_dead
+    change: np.ndarray           # (S, S) c_change_bas_alt, [bas slot, alt slot]
+    npv: np.ndarray | None       # (S, S) npv_alt
+
+
+def slot_tables(table: PoolTable, npv_constant: float | None = None) -> SlotTables:
+    m = len(table.codes)
+    total = np.full(m + 2, CARBON_NODATA, dtype=np.float32)
+    total[:m] = table.totals_f32()
+    pools = np.full((len(POOL_COLUMNS), m + 2), CARBON_NODATA, dtype=np.float32)
+    pools[:, :m] = table.pools.T.astype(np.float32)
+    ok = ~is_nodata(total, CARBON_NODATA)
+    change = np.where(ok[:, None] & ok[None, :], total[None, :] - total[:, None], np.float32(CARBON_NODATA))
+    npv = None
+    if npv_constant is not None:
+        npv = np.where(is_nodata(change, CARBON_NODATA), np.float32(NPV_NODATA), change * np.float32(npv_constant))
+    return SlotTables(total, pools, change.astype(np.float32), None if npv is None else npv.astype(np.float32))
+
+
+def is_nodata(a: np.ndarray, nodata: float) -> np.ndarray:
+    """``numpy.isclose(a, nodata)``, pygeoprocessing's test for float nodata, without float64 temporaries."""
+    return np.abs(a - np.float32(nodata)) <= np.float32(_ISCLOSE_ATOL + _ISCLOSE_RTOL * abs(nodata))
+
+
+def valuation_constant(bas_year: int, alt_year: int, discount_rate_pct: float, rate_change_pct: float,
+                       price_per_t_c: float) -> float:
+    """InVEST's NPV multiplier of the change map (currency per Mg C); rates are percentages per year."""
+    n = alt_year - bas_year
+    ratio = 1 / ((1 + discount_rate_pct / 100) * (1 + rate_change_pct / 100))
+    k = price_per_t_c / n
+    return k * n if ratio == 1 else k * (1 - ratio ** n) / (1 - ratio)
 
 
 @dataclass
-class StockResult:
-    total_stock_mgc: float
-    future_stock_mgc: float | None = None
-    sequestration_mgc: float | None = None
+class BlockCounts:
+    """What one block adds to the run's totals: Σ valid map values (float64) and code counts."""
+    sums: dict[str, float] = field(default_factory=dict)
     nodata_px: int = 0
-    missing_codes: dict[int, int] = field(default_factory=dict)
+    missing: dict[int, int] = field(default_factory=dict)
 
-    def as_json(self) -> dict:
-        return {"total_stock_mgc": self.total_stock_mgc, "sequestration_mgc": self.sequestration_mgc,
-                "future_stock_mgc": self.future_stock_mgc, "nodata_px": self.nodata_px,
-                "missing_codes": {str(k): v for k, v in sorted(self.missing_codes.items())}}
-
-
-def read_pools(path: str | Path) -> dict[int, float]:
-    """Pool table → {lucode: total Mg C/ha}."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError([Problem("missing-file", str(path), "pools", "the pool table does not exist", "check the path")])
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
-    cols = {c.strip().lower() for c in (rows[0].keys() if rows else [])}
-    missing = [c for c in ("lucode",) + POOL_COLUMNS if c not in cols]
-    if missing:
-        raise InputError([Problem("missing-field", str(path), "pools", f"missing column(s) {missing}",
-                                  "use InVEST's columns lucode,c_above,c_below,c_soil,c_dead (Mg C/ha)")])
-    table: dict[int, float] = {}
-    for r in rows:
-        r = {k.strip().lower(): v for k, v in r.items()}
-        code = int(float(r["lucode"]))
-        if code in table:
-            raise InputError([Problem("duplicate-id", str(path), "pools", f"lucode {code} appears twice", "keep one row per code")])
-        table[code] = sum(float(r[c]) for c in POOL_COLUMNS)
-    return table
+    def add(self, other: "BlockCounts") -> None:
+        for k, v in other.sums.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.nodata_px += other.nodata_px
+        for k, v in other.missing.items():
+            self.missing[k] = self.missing.get(k, 0) + v
 
 
-def _histogram(path: Path, threads: int) -> tuple[np.ndarray, float, float | None]:
-    with rasterio.open(path) as ds:
-        if ds.crs is None or not ds.crs.is_projected:
-            raise InputError([Problem("no-crs" if ds.crs is None else "crs-not-projected", str(path), "lulc",
-                                      "pixel areas need a projected CRS in metres", "reproject the land-cover map (e.g. to UTM)")])
-        if np.dtype(ds.dtypes[0]).kind not in "iu":
-            raise InputError([Problem("not-categorical", str(path), "lulc", f"data type {ds.dtypes[0]} is not an integer class map",
-                                      "give an integer land-cover raster")])
-        area_ha = abs(ds.transform.a * ds.transform.e - ds.transform.b * ds.transform.d) / M2_PER_HA
-        nodata = ds.nodata
-        bh, bw = ds.block_shapes[0]
-        h, w = ds.height, ds.width
-    # windows of whole blocks, about 4 Mpx each
-    rows_per = max(bh, (4_000_000 // max(w, 1)) // bh * bh)
-    windows = [Window(0, r, w, min(rows_per, h - r)) for r in range(0, h, rows_per)]
-    local = __import__("threading").local()
-
-    def work(win):
-        if not hasattr(local, "ds"):
-            local.ds = rasterio.open(path)
-        a = local.ds.read(1, window=win)
-        return np.bincount(a.ravel().astype(np.int64) - _offset(a.dtype), minlength=0)
-
-    with ThreadPoolExecutor(max_workers=threads) as ex:
-        parts = list(ex.map(work, windows))
-    n = max(len(p) for p in parts)
-    hist = np.zeros(n, dtype=np.int64)
-    for p in parts:
-        hist[: len(p)] += p
-    return hist, area_ha, nodata
+def _valid_sum(hist: np.ndarray, values: np.ndarray, nodata: float) -> float:
+    """Σ values over pixels (given by a histogram of their slots) whose value does not read as nodata."""
+    return float(np.sum(hist * np.where(is_nodata(values, nodata), 0.0, values.astype(np.float64))))
 
 
-def _offset(dtype) -> int:
-    return int(np.iinfo(dtype).min) if np.dtype(dtype).kind == "i" else 0
-
-
-def carbon_stock(lulc: str | Path, pools: str | Path, future_lulc: str | Path | None = None,
-                 threads: int | None = None) -> StockResult:
-    """Total carbon stock (Mg C) of a land-cover map, and sequestration with a future map."""
-    table = read_pools(pools)
-    threads = threads or min(os.cpu_count() or 1, 8)
-    out: dict[str, float] = {}
-    missing: dict[int, int] = {}
-    nodata_px = 0
-    for key, p in (("current", lulc), ("future", future_lulc)):
-        if p is None:
-            continue
-        p = Path(p)
-        if not p.exists():
-            raise InputError([Problem("missing-file", str(p), key, "the land-cover raster does not exist", "check the path")])
-        with rasterio.open(p) as ds:
-            off = _offset(ds.dtypes[0])
-        hist, area_ha, nodata = _histogram(p, threads)
-        total = 0.0
-        for i in np.flatnonzero(hist):
-            code = int(i) + off
-            if nodata is not None and code == nodata:
-                nodata_px += int(hist[i])
-            elif code in table:
-                total += float(hist[i]) * table[code]
+def _count_codes(block: np.ndarray, slots: np.ndarray, hist: np.ndarray, lk: Lookup, counts: BlockCounts) -> None:
+    counts.nodata_px += int(hist[lk.m])
+    if hist[lk.m + 1]:       # codes missing from the pool table (or a nodata code outside the lookup range)
+        vals, cnt = np.unique(block[slots == lk.m + 1], return_counts=True)
+        for v, c in zip(vals.tolist(), cnt.tolist()):
+            if v == lk.nodata:
+                counts.nodata_px += c
             else:
-                missing[code] = missing.get(code, 0) + int(hist[i])
-        out[key] = total * area_ha
-    fut = out.get("future")
-    return StockResult(out["current"], fut, None if fut is None else fut - out["current"], nodata_px, missing)
+                counts.missing[int(v)] = counts.missing.get(int(v), 0) + c
+
+
+def block_totals(block: np.ndarray, lk: Lookup, tables: SlotTables, scen: str = "bas") -> BlockCounts:
+    """Σ c_storage of a block from the histogram of its slots (no maps): the fast totals."""
+    counts = BlockCounts()
+    s = lk.slots(block)
+    hist = np.bincount(s.ravel(), minlength=lk.n_slots)
+    counts.sums[f"c_storage_{scen}"] = _valid_sum(hist, tables.total, CARBON_NODATA)
+    _count_codes(block, s, hist, lk, counts)
+    return counts
+
+
+def carbon_block(bas: np.ndarray, lk_bas: Lookup, tables: SlotTables, alt: np.ndarray | None = None,
+                 lk_alt: Lookup | None = None, *, intermediate: bool = False) -> tuple[dict[str, np.ndarray], BlockCounts]:
+    """All of InVEST's carbon maps for one block of land-cover codes, and what the block adds to the totals.
+
+    Returns float32 maps named as InVEST names its files (without ``.tif``): c_storage_bas (and _alt,
+    c_change_bas_alt, npv_alt when ``tables.npv`` is set), with ``intermediate`` the pool maps; and the
+    block's sums of valid map values (Mg C/ha × pixels; × pixel area in ha gives Mg C), nodata and
+    missing-code counts. One slot lookup per land-cover block, one ``np.take`` per map.
+    """
+    maps: dict[str, np.ndarray] = {}
+    counts = BlockCounts()
+    S = lk_bas.n_slots
+    sb = lk_bas.slots(bas)
+    scen = [("bas", bas, sb, lk_bas)]
+    if alt is None:
+        hist2 = None
+        hists = {"bas": np.bincount(sb.ravel(), minlength=S)}
+    else:
+        sa = lk_alt.slots(alt)
+        scen.append(("alt", alt, sa, lk_alt))
+        pair = sb.astype(np.uint16 if S * S <= 1 << 16 else np.uint32)
+        pair *= S
+        pair += sa
+        hist2 = np.bincount(pair.ravel(), minlength=S * S).reshape(S, S)
+        hists = {"bas": hist2.sum(axis=1), "alt": hist2.sum(axis=0)}
+    for name, block, sl, lk in scen:
+        maps[f"c_storage_{name}"] = np.take(tables.total, sl)
+        counts.sums[f"c_storage_{name}"] = _valid_sum(hists[name], tables.total, CARBON_NODATA)
+        if intermediate:
+            for k, pool in enumerate(POOL_COLUMNS):
+                maps[f"{pool}_{name}"] = np.take(tables.pools[k], sl)
+                counts.sums[f"{pool}_{name}"] = _valid_sum(hists[name], tables.pools[k], CARBON_NODATA)
+        _count_codes(block, sl, hists[name], lk, counts)
+    if hist2 is not None:
+        maps["c_change_bas_alt"] = np.take(tables.change.ravel(), pair)
+        counts.sums["c_change_bas_alt"] = _valid_sum(hist2, tables.change, CARBON_NODATA)
+        if tables.npv is not None:
+            maps["npv_alt"] = np.take(tables.npv.ravel(), pair)
+            counts.sums["npv_alt"] = _valid_sum(hist2, tables.npv, NPV_NODATA)
+    return maps, counts

@@ -8,12 +8,10 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ..inputs.classes import CLCD, PILOT_SPECIES
 from ..rules import RuleSet
+from ..rules.ecosystem import N_IDS, ecosystem_types, species_groups
 
-N_SPECIES_CODES = 256  # lookup tables indexed by uint8 code (nodata 255 maps to 0)
-VOLUME_SPECIES = ("cunninghamia", "cryptomeria", "pinus_massoniana", "cupressus", "alnus", "broadleaf")
-PER_AREA_SPECIES = ("bamboo", "shrub")
+N_SPECIES_CODES = N_IDS  # lookup tables indexed by a uint8 engine id (nodata 255 maps to 0)
 
 # land-use-change categories of the lucc raster
 LUCC = {"forest_remaining_forest": 1, "afforestation": 2, "deforestation": 3, "other": 4}
@@ -21,19 +19,36 @@ LUCC = {"forest_remaining_forest": 1, "afforestation": 2, "deforestation": 3, "o
 
 @dataclass(frozen=True)
 class CarbonCoefficients:
-    """Per-code lookup tables derived from a rule set (index = class code)."""
+    """Lookup tables derived from a rule set, indexed by engine id (species group or ecosystem type)."""
 
-    k_vol_tc_per_m3: np.ndarray      # species: D * BEF * (1 + R) * CF  [t C per m3 of stem volume]
-    area_tc_per_ha: np.ndarray       # species: per-area biomass * CF   [t C/ha] (bamboo, shrub)
-    class_bio_tc_per_ha: np.ndarray  # CLCD class: non-forest biomass * CF [t C/ha]
-    class_dom_tc_per_ha: np.ndarray  # CLCD class: DOM [t C/ha]
-    class_soc_tc_per_ha: np.ndarray  # CLCD class: SOC [t C/ha]
+    k_vol_tc_per_m3: np.ndarray      # species group: D * BEF * (1 + R) * CF  [t C per m3 of stem volume]
+    area_tc_per_ha: np.ndarray       # species group: per-area biomass * CF   [t C/ha] (bamboo, shrub)
+    class_bio_tc_per_ha: np.ndarray  # ecosystem type: non-forest biomass * CF [t C/ha]
+    class_dom_tc_per_ha: np.ndarray  # ecosystem type: DOM [t C/ha]
+    class_soc_tc_per_ha: np.ndarray  # ecosystem type: SOC [t C/ha]
     soil_transition_yr: float
     co2_per_c: float
+    forest_ids: tuple[int, ...] = ()  # ecosystem types counted as forest (land-use change categories)
 
 
 def species_code(key: str) -> int:
-    return {v: k for k, v in PILOT_SPECIES.items()}[key]
+    """Engine id of a species group."""
+    return species_groups().id(key)
+
+
+def volume_species(rules: RuleSet) -> list[str]:
+    """Species groups whose biomass comes from stem volume, in vocabulary order."""
+    return [g.name for g in species_groups().volume_groups(rules)]
+
+
+def per_area_species(rules: RuleSet) -> list[str]:
+    """Species groups with a per-area biomass (bamboo, shrub, ...), in vocabulary order."""
+    return [g.name for g in species_groups().per_area_groups(rules)]
+
+
+def class_param(rules: RuleSet, type_name: str, what: str) -> str:
+    """The rule-set parameter ``carbon.class.<type>.<what>`` a type uses (its parent's if it has none)."""
+    return ecosystem_types().required_param(rules, "carbon.class", type_name, what)
 
 
 def species_k(rules: RuleSet, key: str) -> float:
@@ -46,31 +61,31 @@ def species_k(rules: RuleSet, key: str) -> float:
 def coefficients(rules: RuleSet) -> CarbonCoefficients:
     k = np.zeros(N_SPECIES_CODES)
     a = np.zeros(N_SPECIES_CODES)
-    for key in VOLUME_SPECIES:
+    for key in volume_species(rules):
         k[species_code(key)] = species_k(rules, key)
-    for key in PER_AREA_SPECIES:
+    for key in per_area_species(rules):
         p = f"carbon.per_area.{key}"
         a[species_code(key)] = rules.value(f"{p}.biomass") * rules.value(f"{p}.carbon_fraction")
     cf = rules.value("carbon.default_carbon_fraction")
-    bio = np.zeros(N_SPECIES_CODES)
-    dom = np.zeros(N_SPECIES_CODES)
-    soc = np.zeros(N_SPECIES_CODES)
-    for name, code in CLCD.items():
-        p = f"carbon.class.{name}"
-        bio[code] = rules.value(f"{p}.biomass") * cf
-        dom[code] = rules.value(f"{p}.dom")
-        soc[code] = rules.value(f"{p}.soc")
+    bio = np.zeros(N_IDS)
+    dom = np.zeros(N_IDS)
+    soc = np.zeros(N_IDS)
+    types = ecosystem_types()
+    for t in types:
+        bio[t.id] = rules.value(class_param(rules, t.name, "biomass")) * cf
+        dom[t.id] = rules.value(class_param(rules, t.name, "dom"))
+        soc[t.id] = rules.value(class_param(rules, t.name, "soc"))
     return CarbonCoefficients(k, a, bio, dom, soc, rules.value("carbon.soil_transition_years"),
-                              rules.value("constants.molar_ratio_co2_c"))
+                              rules.value("constants.molar_ratio_co2_c"), tuple(types.ids_under("forest")))
 
 
 def _take(table: np.ndarray, codes: xr.DataArray) -> xr.DataArray:
-    """Lazy class lookup ``table[codes]`` (dask-friendly, one pass per chunk)."""
+    """Lazy lookup ``table[id]`` of an engine-id array (dask-friendly, one ``np.take`` per chunk)."""
     data = codes.data
     if isinstance(data, da.Array):
-        out = data.map_blocks(lambda c: table[c.astype(np.intp)], dtype=table.dtype)
+        out = data.map_blocks(lambda c: np.take(table, c), dtype=table.dtype)
     else:
-        out = table[np.asarray(data).astype(np.intp)]
+        out = np.take(table, np.asarray(data))
     return xr.DataArray(out, dims=codes.dims, coords=codes.coords)
 
 
@@ -123,9 +138,9 @@ def stock_difference(v1, sp1, lc1, v2, sp2, lc2, years: tuple[int, int], coef: C
     s1 = (b1 + dom1 + soc1).where(valid)
     s2 = (b2 + dom2 + soc2).where(valid)
     s1.attrs = s2.attrs = {"units": "t C/ha", "long_name": "carbon stock per hectare"}
-    f = CLCD["forest"]
-    lucc = xr.where((l1 == f) & (l2 == f), LUCC["forest_remaining_forest"],
-                    xr.where(l2 == f, LUCC["afforestation"], xr.where(l1 == f, LUCC["deforestation"], LUCC["other"])))
+    f1, f2 = l1.isin(coef.forest_ids), l2.isin(coef.forest_ids)
+    lucc = xr.where(f1 & f2, LUCC["forest_remaining_forest"],
+                    xr.where(f2, LUCC["afforestation"], xr.where(f1, LUCC["deforestation"], LUCC["other"])))
     lucc = lucc.where(valid, 0).astype("uint8")
     lucc.attrs = {"units": "class", "classes": str(LUCC)}
     return {"sink_tco2e_per_ha_yr": sink, "stock_t1_tc_per_ha": s1, "stock_t2_tc_per_ha": s2, "lucc": lucc}
@@ -140,7 +155,7 @@ def gain_loss(area_ha: xr.DataArray, species: xr.DataArray, harvest_m3_per_ha: x
     """
     coef = coefficients(rules)
     inc = np.zeros(N_SPECIES_CODES)
-    for key in VOLUME_SPECIES:
+    for key in volume_species(rules):
         inc[species_code(key)] = rules.value(f"carbon.species.{key}.annual_increment")
     sp = xr.where(_valid(species), species, 0)
     k = _take(coef.k_vol_tc_per_m3, sp)

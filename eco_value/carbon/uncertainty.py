@@ -1,7 +1,7 @@
 """Uncertainty of the carbon sink (IPCC 2006 Vol. 1 Ch. 3).
 
 The stock-difference sink of a zone is linear in per-class sufficient statistics that the run
-computes once (Σ area·volume and Σ area by species and by land-cover class, both years):
+computes once (Σ area·volume and Σ area by species group and by ecosystem type, both years):
 
     sink_z = co2/c * [ Σ_s k_s ΔSV_zs / Δt + Σ_s a_s ΔSA_zs / Δt
                        + Σ_c (b_c + dom_c) ΔCA_zc / Δt + Σ_c soc_c ΔCA_zc / D_soil ]
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..inputs.classes import CLCD
 from ..rules import Parameter, RuleSet
-from .stock import PER_AREA_SPECIES, VOLUME_SPECIES, species_code
+from ..rules.ecosystem import ecosystem_types, species_groups
+from .stock import class_param, per_area_species, species_code, volume_species
 
 Z95 = 1.959963984540054  # two-sided 95 % quantile of the standard normal distribution
 
@@ -28,11 +28,11 @@ Z95 = 1.959963984540054  # two-sided 95 % quantile of the standard normal distri
 class SufficientStats:
     """Per-zone sums over valid pixels, each already multiplied by pixel area (ha) and coverage."""
 
-    sv1: np.ndarray  # (zones, species codes)  Σ A·V, year 1
+    sv1: np.ndarray  # (zones, species ids)  Σ A·V at t1
     sv2: np.ndarray
-    sa1: np.ndarray  # (zones, species codes)  Σ A
+    sa1: np.ndarray  # (zones, species ids)  Σ A
     sa2: np.ndarray
-    ca1: np.ndarray  # (zones, class codes)    Σ A
+    ca1: np.ndarray  # (zones, ecosystem-type positions, see EcosystemTypes.positions)  Σ A
     ca2: np.ndarray
     dt: float
 
@@ -59,28 +59,37 @@ def draw(p: Parameter, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _param_draws(rules: RuleSet, n: int, rng: np.random.Generator, deterministic: bool):
-    """Arrays of shape (n, codes) for k (species), a (species), bio+dom and soc (classes)."""
-    def d(name):
-        p = rules.params[name]
-        return np.full(n, float(p.value)) if deterministic else draw(p, n, rng)
+    """Arrays (n, species ids) for k and a, (n, type positions) for bio+dom and soc.
 
-    n_sp = 9
-    n_cl = 10
+    Each parameter is drawn once per iteration, in vocabulary order (species groups, then ecosystem
+    types); a sub-type that uses its parent's parameter uses the parent's draw (fully correlated).
+    """
+    drawn: dict[str, np.ndarray] = {}
+
+    def d(name):
+        if name not in drawn:
+            p = rules.params[name]
+            drawn[name] = np.full(n, float(p.value)) if deterministic else draw(p, n, rng)
+        return drawn[name]
+
+    types = ecosystem_types()
+    n_sp = species_groups().n_ids
+    n_cl = types.n_positions
     k = np.zeros((n, n_sp))
     a = np.zeros((n, n_sp))
-    for key in VOLUME_SPECIES:
+    for key in volume_species(rules):
         pre = f"carbon.species.{key}"
         k[:, species_code(key)] = d(f"{pre}.wood_density") * d(f"{pre}.bef") * (1 + d(f"{pre}.root_shoot")) * d(f"{pre}.carbon_fraction")
-    for key in PER_AREA_SPECIES:
+    for key in per_area_species(rules):
         pre = f"carbon.per_area.{key}"
         a[:, species_code(key)] = d(f"{pre}.biomass") * d(f"{pre}.carbon_fraction")
     cf = d("carbon.default_carbon_fraction")
     bd = np.zeros((n, n_cl))
     soc = np.zeros((n, n_cl))
-    for name, code in CLCD.items():
-        pre = f"carbon.class.{name}"
-        bd[:, code] = d(f"{pre}.biomass") * cf + d(f"{pre}.dom")
-        soc[:, code] = d(f"{pre}.soc")
+    for t in types:
+        pos = types.positions[t.name]
+        bd[:, pos] = d(class_param(rules, t.name, "biomass")) * cf + d(class_param(rules, t.name, "dom"))
+        soc[:, pos] = d(class_param(rules, t.name, "soc"))
     return k, a, bd, soc
 
 
@@ -130,7 +139,7 @@ def approach1_pct(stats: SufficientStats, rules: RuleSet) -> np.ndarray:
 
     co2 = rules.value("constants.molar_ratio_co2_c")
     terms, us = [], []
-    for key in VOLUME_SPECIES:
+    for key in volume_species(rules):
         pre = f"carbon.species.{key}"
         r = rules.value(f"{pre}.root_shoot")
         uk = np.sqrt(u(f"{pre}.wood_density") ** 2 + u(f"{pre}.bef") ** 2 + (u(f"{pre}.root_shoot") * r / (1 + r)) ** 2

@@ -11,9 +11,6 @@ import csv
 import hashlib
 import io
 import json
-import os
-import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -111,20 +108,24 @@ def build_records(store, issuance_id: str) -> dict[str, list[dict]]:
     return {"credit_block": credit_blocks, "issuance": issuance, "gep_statement": gep}
 
 
-def export_bundle(store, issuance_id: str, out_dir: str | Path, issuer: str = "eco-value issuer") -> dict:
+def export_bundle(store, issuance_id: str, out_dir: str | Path, issuer: str = "eco-value issuer",
+                  overwrite: bool = False) -> dict:
+    """Write the signed bundle of ``issuance_id`` to the folder ``out_dir`` (a new folder, or an existing
+    one replaced only with ``overwrite``; never the database's or the signing key's folder)."""
+    from ..safe_write import safe_output, store_files
+    from .keys import KEY_NAME, key_dir
     from .registry import chain_head, issuance_summary
 
     issuance_id = issuance_summary(store, issuance_id)["issuance_id"]
+    target = safe_output(out_dir, "dir", overwrite, store_files(store) + [(key_dir() / KEY_NAME, "the signing key")])
     from .bundle_v2 import export_bundle_v2, group_of
 
     project, group = group_of(store, issuance_id)
     if project is not None:   # a project's monitoring period: CAD Trust records (eco-value-bundle/2)
-        return export_bundle_v2(store, project, group, out_dir, issuer)
+        return export_bundle_v2(store, project, group, target, issuer)
     recs = build_records(store, issuance_id)
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with target.staging() as work:
         (work / "records").mkdir()
         (work / "schemas").mkdir()
         files: dict[str, bytes] = {}
@@ -162,10 +163,5 @@ def export_bundle(store, issuance_id: str, out_dir: str | Path, issuer: str = "e
         (work / "manifest.json").write_bytes(mbytes)
         sig = signing_key().sign(mbytes).signature
         (work / "manifest.sig").write_text(sig.hex() + "\n", encoding="ascii")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(work, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return {"bundle": str(out), "issuance_id": issuance_id, "record_counts": manifest["record_counts"],
             "totals": manifest["totals"]}

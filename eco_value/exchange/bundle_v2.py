@@ -11,9 +11,6 @@ units are never exported. Record files are deterministic; the manifest is signed
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -177,12 +174,11 @@ def _registry(pr: Project) -> str:
     return _meth(pr).registry_of_origin
 
 
-def export_bundle_v2(store, pr: Project, group: list[Issuance], out_dir: str | Path, issuer: str = "eco-value issuer") -> dict:
+def export_bundle_v2(store, pr: Project, group: list[Issuance], target, issuer: str = "eco-value issuer") -> dict:
+    """Write the /2 bundle through ``target`` (a checked ``safe_write.safe_output`` folder)."""
     recs = build_records(store, pr, group)
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    out = Path(target.path)
+    with target.staging() as work:
         (work / "records").mkdir()
         (work / "schemas").mkdir()
         files: dict[str, bytes] = {}
@@ -218,10 +214,5 @@ def export_bundle_v2(store, pr: Project, group: list[Issuance], out_dir: str | P
         mbytes = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
         (work / "manifest.json").write_bytes(mbytes)
         (work / "manifest.sig").write_text(signing_key().sign(mbytes).signature.hex() + "\n", encoding="ascii")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(work, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return {"bundle": str(out), "format": FORMAT, "issuance_ids": [i.id for i in group], "record_counts": manifest["record_counts"],
             "totals": manifest["totals"]}

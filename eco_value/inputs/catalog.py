@@ -1,16 +1,22 @@
 """The input catalog (``catalog.toml``): which file holds which layer, in which unit, for which year.
 
-See ``raster_inputs/README.md`` for the format. Paths are relative to the catalog file.
+See ``raster_inputs/README.md`` for the format. Paths are relative to the catalog file. Raster layers
+are keyed by role and period (``land_cover@t1``, ``volume@t2``, ``dem``; see :mod:`eco_value.roles`);
+the years of t1 and t2 are the catalog's ``period``. A categorical layer names its class ``scheme``
+(``raster_inputs/schemes/``). Catalogs of the earlier form (``lulc_2020``, ``volume_2023``,
+``classes = "CLCD"``) are read too: :func:`legacy_layer_key` maps their keys.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .. import roles
 from ..errors import InputError, Problem
 
 Resampling = Literal["nearest", "bilinear", "average", "mode", "cubic"]
@@ -26,12 +32,26 @@ class LayerSpec(BaseModel):
     nodata: float | int | None = None
     year: int | None = None
     product: str = ""
-    classes: str | None = None
-    band: int = 1
+    scheme: str | None = Field(default=None, description="class scheme of a categorical layer (raster_inputs/schemes/)")
+    band: int = 1   # 1-based; validation refuses a band the file does not have
     resample: Resampling | None = Field(
         default=None,
         description="declared resampling when the layer's grid or CRS differs from the reference layer",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_classes_field(cls, data):
+        if isinstance(data, dict) and "classes" in data:
+            data = dict(data)
+            old = data.pop("classes")
+            data.setdefault("scheme", old)
+        return data
+
+    @property
+    def classes(self) -> str | None:
+        """The class scheme (the field's earlier name)."""
+        return self.scheme
 
 
 class VectorSpec(BaseModel):
@@ -57,7 +77,7 @@ class CatalogMeta(BaseModel):
     resolution_m: float | None = None
     period: tuple[int, int]
     synthetic: bool = False
-    reference_layer: str = "lulc_2020"
+    reference_layer: str = roles.LAND_COVER_T1
 
 
 class Catalog(BaseModel):
@@ -68,6 +88,22 @@ class Catalog(BaseModel):
     tables: dict[str, TableSpec] = {}
     source: Path | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_keys(cls, data):
+        """Earlier catalogs keyed periodic layers by year (``lulc_2020``); key them by role@period."""
+        if not isinstance(data, dict) or not isinstance(data.get("layers"), dict):
+            return data
+        meta = data.get("catalog") or {}
+        period = meta.get("period")
+        if not (isinstance(period, (list, tuple)) and len(period) == 2):
+            return data
+        data = dict(data)
+        data["layers"] = {legacy_layer_key(k, tuple(period)): v for k, v in data["layers"].items()}
+        if isinstance(meta, dict) and isinstance(meta.get("reference_layer"), str):
+            data["catalog"] = dict(meta, reference_layer=legacy_layer_key(meta["reference_layer"], tuple(period)))
+        return data
+
     @property
     def root(self) -> Path:
         return self.source.parent if self.source else Path(".")
@@ -77,15 +113,38 @@ class Catalog(BaseModel):
         return p if p.is_absolute() else self.root / p
 
 
+# Old (year-keyed) layer names → roles; see legacy_layer_key.
+LEGACY_ROLES = {"lulc": roles.LAND_COVER, "forest_type": roles.FOREST_TYPE, "volume": roles.VOLUME,
+                "stand_age": roles.STAND_AGE}
+_LEGACY = re.compile(r"^(" + "|".join(LEGACY_ROLES) + r")_(\d{4})$")
+
+
+def legacy_layer_key(name: str, period: tuple[int, int]) -> str:
+    """An earlier catalog's layer name in today's form: ``lulc_<first year>`` → ``land_cover@t1``,
+    ``volume_<second year>`` → ``volume@t2``; other names are returned unchanged.
+
+    Raises ``ValueError`` when the year is neither year of the period (the layer's period is unknown).
+    """
+    m = _LEGACY.match(name)
+    if not m:
+        return name
+    year = int(m.group(2))
+    if year not in period:
+        raise ValueError(f"layer '{name}' is keyed by year {year}, which is neither year of the period "
+                         f"{list(period)}; key it by role and period instead, e.g. "
+                         f"[layers.\"{LEGACY_ROLES[m.group(1)]}@t1\"]")
+    return roles.key(LEGACY_ROLES[m.group(1)], roles.PERIODS[list(period).index(year)])
+
+
 # Layers a full valuation needs, with the variable each must hold.
 REQUIRED_LAYERS: dict[str, str] = {
     "dem": "elevation",
-    "lulc_2020": "land_cover",
-    "lulc_2023": "land_cover",
-    "forest_type_2020": "forest_type",
-    "forest_type_2023": "forest_type",
-    "volume_2020": "growing_stock_volume",
-    "volume_2023": "growing_stock_volume",
+    roles.LAND_COVER_T1: "land_cover",
+    roles.LAND_COVER_T2: "land_cover",
+    roles.FOREST_TYPE_T1: "forest_type",
+    roles.FOREST_TYPE_T2: "forest_type",
+    roles.VOLUME_T1: "growing_stock_volume",
+    roles.VOLUME_T2: "growing_stock_volume",
     "precip": "precipitation",
     "aet": "actual_evapotranspiration",
     "erosivity": "rainfall_erosivity",

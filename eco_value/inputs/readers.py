@@ -2,6 +2,11 @@
 
 A layer whose grid differs from the reference layer is warped lazily through a GDAL WarpedVRT with
 the resampling its catalog entry declares (validation refuses a mismatch without a declaration).
+
+A categorical layer (one with a class ``scheme``) is translated from the product's codes to the
+engine's ids (ecosystem types or species groups; uint8, nodata 255) chunk by chunk, in the same
+task that reads it: the engine only ever sees engine ids. The product's codes stay reachable as
+``arr.attrs["codes"].array`` (the same dask chunks) for the value checks that name offending codes.
 """
 
 from __future__ import annotations
@@ -14,10 +19,27 @@ import xarray as xr
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
+from ..errors import InputError
 from ..grid import Grid
+from ..rules.ecosystem import NODATA_ID
 from .catalog import Catalog
+from .schemes import load_scheme
+from .tables import load_table
 
 DEFAULT_CHUNK_PX = 1024
+
+
+class SourceCodes:
+    """The product's codes behind a translated layer. A plain holder, compared by identity: xarray
+    compares attrs when it combines arrays, and comparing the DataArray itself would compute it."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: xr.DataArray):
+        self.array = array
+
+    def __repr__(self) -> str:
+        return f"<product codes of {self.array.name}>"
 
 
 def reference_grid(cat: Catalog, chunk_px: int = DEFAULT_CHUNK_PX) -> Grid:
@@ -27,7 +49,8 @@ def reference_grid(cat: Catalog, chunk_px: int = DEFAULT_CHUNK_PX) -> Grid:
                     chunk_px=chunk_px)
 
 
-def open_layer(cat: Catalog, key: str, grid: Grid) -> xr.DataArray:
+def open_layer(cat: Catalog, key: str, grid: Grid, raw: bool = False) -> xr.DataArray:
+    """One layer on ``grid``; categorical layers in engine ids unless ``raw`` (the product's codes)."""
     spec = cat.layers[key]
     path = cat.path_of(spec.path)
     with rasterio.open(path) as ds:
@@ -47,14 +70,41 @@ def open_layer(cat: Catalog, key: str, grid: Grid) -> xr.DataArray:
         "source_file": str(path), "year": spec.year, "product": spec.product,
     }
     arr.name = key
-    return arr
+    if spec.scheme is None or raw:
+        return arr
+    return translate_codes(arr, spec.scheme)
 
 
-def open_layers(cat: Catalog, chunk_px: int = DEFAULT_CHUNK_PX, keys=None) -> tuple[dict[str, xr.DataArray], Grid]:
-    """Open every (or the named) raster layer lazily, aligned on the reference grid."""
+def translate_codes(arr: xr.DataArray, scheme_name: str) -> xr.DataArray:
+    """Lazy product codes → engine ids (uint8, nodata 255), one lookup per chunk."""
+    scheme = load_scheme(scheme_name)
+    nod = arr.attrs.get("nodata")
+    data = arr.data.map_blocks(scheme.translate, nod, dtype="uint8")
+    out = xr.DataArray(data, dims=arr.dims, coords=arr.coords, name=arr.name)
+    out.attrs = dict(arr.attrs, nodata=NODATA_ID, source_nodata=nod, scheme=scheme.name,
+                     vocabulary=scheme.vocabulary, codes=SourceCodes(arr))
+    return out
+
+
+def read_full(cat: Catalog, key: str, grid: Grid):
+    """The whole layer as a numpy array (engine ids for a categorical layer), or None when the file
+    is not on ``grid`` (then the caller falls back to a lazy path)."""
+    spec = cat.layers[key]
+    with rasterio.open(cat.path_of(spec.path)) as src:
+        if (src.width, src.height) != (grid.width, grid.height) or src.transform != grid.transform:
+            return None
+        a = src.read(spec.band)
+        nod = src.nodata if src.nodata is not None else spec.nodata
+    return load_scheme(spec.scheme).translate(a, nod) if spec.scheme else a
+
+
+def open_layers(cat: Catalog, chunk_px: int = DEFAULT_CHUNK_PX, keys=None,
+                raw: bool = False) -> tuple[dict[str, xr.DataArray], Grid]:
+    """Open every (or the named) raster layer lazily, aligned on the reference grid (categorical
+    layers in engine ids, or in the product's codes with ``raw``)."""
     grid = reference_grid(cat, chunk_px)
     keys = list(cat.layers) if keys is None else keys
-    return {k: open_layer(cat, k, grid) for k in keys}, grid
+    return {k: open_layer(cat, k, grid, raw) for k in keys}, grid
 
 
 def read_vector(cat: Catalog, key: str, crs: str | None = None) -> gpd.GeoDataFrame:
@@ -66,4 +116,8 @@ def read_vector(cat: Catalog, key: str, crs: str | None = None) -> gpd.GeoDataFr
 
 
 def read_table(cat: Catalog, key: str) -> pd.DataFrame:
-    return pd.read_csv(cat.path_of(cat.tables[key].path))
+    """A catalog table, typed and checked as validation checks it (:func:`eco_value.inputs.tables.load_table`)."""
+    df, probs = load_table(cat.path_of(cat.tables[key].path), key)
+    if probs:
+        raise InputError(probs)
+    return df

@@ -2,17 +2,22 @@
 
 Two stages, both collecting every problem rather than stopping at the first:
 
-1. :func:`check_structure` (no pixel read): files exist and open, are not truncated, have a CRS
-   that matches or a declared resampling, overlap the region, declare nodata and a known unit;
-   vector layers open, have valid geometries and unique ids; tables exist.
-2. :func:`value_checks` builds *lazy* statistics (min/max, unknown class counts) that the pipeline
-   computes in the same single ``dask.compute`` as the valuation; :func:`problems_from_stats` turns
-   them into problems, and the pipeline refuses to store anything when there are some.
+1. :func:`check_structure` (no pixel read): the catalog's period and reference layer; files exist,
+   are files and open, are not truncated, have the declared band, a CRS that matches or a declared
+   resampling, overlap the region, declare nodata and a known unit; vector layers open, have
+   features, valid geometries and unique ids; every table is read as the run reads it and checked
+   against the limits of ``raster_inputs/validation.toml`` (columns, types, signs, units, ranges).
+2. :func:`layer_checks` gives, per layer, a function of one raster chunk: nodata-like pixels inside
+   the region (NaN, ±inf, the declared nodata, common fill codes) by kind, and min/max or unknown
+   class codes. The pipeline evaluates them in the same single ``dask.compute`` as the valuation
+   (``eco-value validate`` with :func:`compute_checks`); :func:`problems_from_stats` turns them into
+   problems (refusals) and :func:`warnings_from_stats` into warnings (nodata below the limit).
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import dask.array as da
@@ -23,9 +28,14 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 
 from ..errors import Problem
+from ..grid import Grid
 from ..units import KNOWN_UNITS, is_known
 from .catalog import REQUIRED_LAYERS, REQUIRED_TABLES, REQUIRED_VECTORS, Catalog
 from .classes import SCHEMES
+from .limits import load_limits
+from .tables import load_table
+
+M2_PER_KM2 = 1e6  # unit conversion
 
 # Physically possible ranges per variable (sanity bounds for refusing broken inputs, not parameters
 # of any method): e.g. no place on Earth gets more than ~12,000 mm of rain a year (Cherrapunji/
@@ -79,6 +89,7 @@ def check_structure(cat: Catalog, require_all: bool = True) -> list[Problem]:
             if key not in cat.tables:
                 probs.append(Problem("missing-layer", src, key, f"the catalog has no table '{key}'",
                                      f"add a [tables.{key}] entry"))
+    probs += _check_catalog_meta(cat, src)
     try:
         target_crs = CRS.from_user_input(cat.catalog.crs)
     except Exception:
@@ -101,11 +112,21 @@ def check_structure(cat: Catalog, require_all: bool = True) -> list[Problem]:
             probs.append(Problem("missing-file", f, key, "the file does not exist",
                                  "check the path in catalog.toml (relative to the catalog) or regenerate the data"))
             continue
+        if not path.is_file():
+            probs.append(Problem("not-a-file", f, key, "the path is a folder (or a device), not a raster file",
+                                 "point the catalog entry at the GeoTIFF file itself"))
+            continue
         try:
             with rasterio.open(path) as ds:
                 trunc = _truncated(ds, path.stat().st_size)
                 if trunc:
                     probs.append(Problem("truncated", f, key, trunc, "copy or download the file again"))
+                    continue
+                if not 1 <= spec.band <= ds.count:
+                    probs.append(Problem("missing-band", f, key,
+                                         f"band {spec.band} is declared but the file has {ds.count} band(s), "
+                                         f"numbered 1..{ds.count}",
+                                         f"set `band` to 1..{ds.count} in [layers.{key}] (or remove it: the default is band 1)"))
                     continue
                 if ds.crs is None:
                     probs.append(Problem("no-crs", f, key, "the raster has no coordinate reference system",
@@ -160,12 +181,48 @@ def check_structure(cat: Catalog, require_all: bool = True) -> list[Problem]:
             except RasterioIOError:
                 pass
     probs += _check_vectors(cat)
-    for key, spec in cat.tables.items():
-        path = cat.path_of(spec.path)
-        if not path.exists():
-            probs.append(Problem("missing-file", str(path), key, "the table file does not exist",
-                                 "check the path in catalog.toml"))
-    return _dedupe(probs)
+    probs = _dedupe(probs)
+    region_km2 = _region_area_km2(cat, target_crs)
+    limits = load_limits()
+    for key, spec in cat.tables.items():   # every table the run reads, against the limits kept as data
+        _df, table_probs = load_table(cat.path_of(spec.path), key, limits, region_km2)
+        probs += table_probs
+    return probs
+
+
+def _check_catalog_meta(cat: Catalog, src: str) -> list[Problem]:
+    probs = []
+    y1, y2 = cat.catalog.period
+    if y2 <= y1:
+        probs.append(Problem("bad-period", src, "catalog.period",
+                             f"the period [{y1}, {y2}] does not run forward: the stock-difference method needs two "
+                             "inventory years, the second later than the first",
+                             "set `period = [FIRST, SECOND]` to the years of the two inventories, FIRST < SECOND "
+                             "(e.g. [2020, 2023])"))
+    ref = cat.catalog.reference_layer
+    if ref not in cat.layers:
+        probs.append(Problem("bad-reference-layer", src, "catalog.reference_layer",
+                             f"'{ref}' is not a raster layer of the catalog (its grid would be the run's grid)",
+                             f"set reference_layer to one of the [layers.*] keys: {', '.join(cat.layers)} "
+                             "(usually the first land cover, lulc_2020)"))
+    return probs
+
+
+def _region_area_km2(cat: Catalog, target_crs) -> float | None:
+    """Area of the boundary layer in km² (in the catalog's projected CRS); None if it cannot be read."""
+    spec = cat.vectors.get("boundary")
+    if spec is None or target_crs is None or not cat.path_of(spec.path).is_file():
+        return None
+    try:
+        import pyogrio
+
+        gdf = pyogrio.read_dataframe(cat.path_of(spec.path), layer=spec.layer)
+        if gdf.crs is None or len(gdf) == 0:
+            return None
+        gdf = gdf.to_crs(target_crs if target_crs.is_projected else gdf.estimate_utm_crs())   # areas in m²
+        return float(gdf.geometry.area.sum()) / M2_PER_KM2
+    except Exception:  # noqa: BLE001 - the boundary's own problem is reported by _check_vectors
+        return None
 
 
 def _dedupe(probs: list[Problem]) -> list[Problem]:
@@ -221,6 +278,11 @@ def _check_vectors(cat: Catalog) -> list[Problem]:
             probs.append(Problem("unreadable", f, key, f"GDAL/OGR cannot read it ({exc})",
                                  "check that it is a GeoPackage, GeoJSON or Shapefile and the layer name is right"))
             continue
+        if len(gdf) == 0:
+            probs.append(Problem("empty-layer", f, key,
+                                 f"the layer{f' {spec.layer!r}' if spec.layer else ''} has no features",
+                                 "export the features again, or point `layer` at the layer of the file that holds them"))
+            continue
         if gdf.crs is None:
             probs.append(Problem("no-crs", f, key, "the vector layer has no CRS", "assign one in QGIS or with ogr2ogr -a_srs"))
         if spec.id_field not in gdf.columns:
@@ -263,64 +325,207 @@ def _id_problems(gdf, f: str, key: str, fields: list[str]) -> list[Problem]:
 
 
 # ------------------------------------------------------------------------------------------------
-# value checks, computed lazily in the run's single compute
+# value checks: one function per raster chunk, merged; run lazily (here, or inside the run's one pass)
+
+GAP_KINDS = ("nan", "inf", "declared", "fill")
 
 
-def value_checks(layers: dict[str, xr.DataArray], cat: Catalog) -> dict[str, dict[str, da.Array]]:
-    """Lazy statistics per layer: min/max for continuous layers, unknown-code count for class layers."""
-    stats: dict[str, dict[str, da.Array]] = {}
+def region_mask(geometries, grid: Grid, like: xr.DataArray) -> xr.DataArray:
+    """Lazy boolean raster of the pixels whose centre lies inside the region, chunked like ``like``.
+
+    Each chunk is rasterised on its own (no grid-sized array is ever built), so this works for a
+    province as for a county.
+    """
+    from affine import Affine
+    from rasterio.features import rasterize
+
+    shapes = [(g, 1) for g in geometries if g is not None and not g.is_empty]
+    transform = grid.transform
+
+    def block(block_info=None):
+        (r0, r1), (c0, c1) = block_info[None]["array-location"]
+        if not shapes:
+            return np.zeros((r1 - r0, c1 - c0), bool)
+        return rasterize(shapes, out_shape=(r1 - r0, c1 - c0), transform=transform * Affine.translation(c0, r0),
+                         fill=0, dtype="uint8").astype(bool)
+
+    data = da.map_blocks(block, chunks=like.data.chunks, dtype=bool, meta=np.empty((0, 0), bool))
+    return xr.DataArray(data, dims=like.dims, coords=like.coords, name="region")
+
+
+def _representable(codes, dtype) -> np.ndarray:
+    """The fill codes a raster of ``dtype`` can hold exactly (e.g. none of them in uint8)."""
+    dtype = np.dtype(dtype)
+    out = []
+    for c in codes:
+        if dtype.kind == "f":
+            if float(dtype.type(c)) == c:
+                out.append(c)
+        elif dtype.kind in "iu" and float(c).is_integer() and np.iinfo(dtype).min <= c <= np.iinfo(dtype).max:
+            out.append(c)
+    return np.array(out, dtype=dtype)
+
+
+def check_block(a, region, *, nodata, fill_codes, known, ranged) -> dict:
+    """Statistics of one chunk of one layer: nodata-like pixels inside the region by kind, then the
+    min/max (continuous layer) or the codes outside the scheme (class layer) of the other pixels."""
+    a = np.asarray(a)
+    region = np.asarray(region, dtype=bool)
+    none = np.zeros(a.shape, bool)
+    is_float = a.dtype.kind == "f"
+    nan = np.isnan(a) if is_float else none
+    inf = np.isinf(a) if is_float else none
+    declared = none if nodata is None or (isinstance(nodata, float) and math.isnan(nodata)) else (a == nodata)
+    codes = _representable(fill_codes, a.dtype)
+    fill = (np.isin(a, codes) & ~declared) if codes.size else none
+    gap = nan | inf | declared | fill
+    out = {"region_px": int(region.sum())}
+    for k, m in zip(GAP_KINDS, (nan, inf, declared, fill)):
+        out[k] = int((m & region).sum())
+    fr = fill & region
+    out["fill_example"] = float(a[fr].max()) if fr.any() else -math.inf
+    valid = ~gap
+    if known is not None:
+        unk = valid & ~np.isin(a, known)
+        out["unknown"] = int(unk.sum())
+        out["unknown_example"] = int(a[unk].max()) if unk.any() else -1
+    elif ranged:
+        v = a[valid].astype(np.float64)
+        out["min"] = float(v.min()) if v.size else math.inf
+        out["max"] = float(v.max()) if v.size else -math.inf
+    return out
+
+
+def merge_checks(a: dict, b: dict) -> dict:
+    """Merge two chunks' statistics: minima, maxima (and examples) by min/max, counts by sum."""
+    out = dict(a)
+    for k, v in b.items():
+        if k not in out:
+            out[k] = v
+        elif k == "min":
+            out[k] = min(out[k], v)
+        elif k == "max" or k.endswith("_example"):
+            out[k] = max(out[k], v)
+        else:
+            out[k] = out[k] + v
+    return out
+
+
+def layer_checks(layers: dict[str, xr.DataArray], cat: Catalog, region: xr.DataArray) -> dict[str, tuple]:
+    """Per layer ``(block function, merge function, (layer, region mask))``: what the value checks
+    need, for :func:`compute_checks` or for the run's single pass (``zonal_sums_many(block_stats=...)``)."""
+    fill = load_limits().fill_codes
+    out = {}
     for key, arr in layers.items():
         spec = cat.layers[key]
-        data = arr.data
-        nod = arr.attrs.get("nodata")
-        valid = da.ones_like(data, dtype=bool) if nod is None else (data != nod) & ~da.isnan(data.astype("float64")) \
-            if np.issubdtype(data.dtype, np.floating) else (data != nod)
-        if spec.classes in SCHEMES:
-            known = np.array(sorted(SCHEMES[spec.classes]))
-            unknown = valid & ~da.isin(data, known)
-            stats[key] = {"unknown": unknown.sum(), "unknown_example": da.where(unknown, data.astype("int64"), -1).max()}
-        elif spec.variable in PHYSICAL_RANGE:
-            x = data.astype("float64")
-            stats[key] = {"min": da.where(valid, x, np.inf).min(), "max": da.where(valid, x, -np.inf).max()}
-    return stats
+        known = np.array(sorted(SCHEMES[spec.scheme])) if spec.scheme in SCHEMES else None
+        nodata = arr.attrs.get("nodata")
+        if "codes" in arr.attrs:   # a translated layer: check the product's own codes (same chunks)
+            arr, nodata = arr.attrs["codes"].array, arr.attrs.get("source_nodata")
+        fn = partial(check_block, nodata=nodata, fill_codes=fill, known=known,
+                     ranged=known is None and spec.variable in PHYSICAL_RANGE)
+        out[key] = (fn, merge_checks, (arr, region))
+    return out
 
 
-def problems_from_stats(stats: dict[str, dict], cat: Catalog) -> list[Problem]:
-    probs = []
+def compute_checks(checks: dict[str, tuple]) -> dict[str, dict]:
+    """Evaluate :func:`layer_checks` chunk by chunk (a tree of small tasks; memory stays flat)."""
+    import dask
+
+    tasks = {}
+    for key, (fn, merge, arrays) in checks.items():
+        blocks = [a.data.rechunk(arrays[0].data.chunks).to_delayed().ravel() for a in arrays]
+        parts = [dask.delayed(fn)(*bs) for bs in zip(*blocks)]
+        while len(parts) > 1:
+            parts = [dask.delayed(_merge_many)(merge, parts[k:k + 8]) for k in range(0, len(parts), 8)]
+        tasks[key] = parts[0]
+    (computed,) = dask.compute(tasks)
+    return computed
+
+
+def _merge_many(merge, parts):
+    out = parts[0]
+    for p in parts[1:]:
+        out = merge(out, p)
+    return out
+
+
+def _findings(stats: dict[str, dict], cat: Catalog) -> tuple[list[Problem], list[Problem]]:
+    limits = load_limits()
+    max_share = limits.max_nodata_share_inside_region
+    errors, warnings = [], []
     for key, s in stats.items():
         spec = cat.layers[key]
         f = str(cat.path_of(spec.path))
-        if "unknown" in s and int(s["unknown"]) > 0:
-            probs.append(Problem("unknown-class", f, key,
-                                 f"{int(s['unknown']):,} pixel(s) hold code(s) not in the {spec.classes} scheme "
-                                 f"(e.g. {int(s['unknown_example'])}); this is not nodata (nodata is {spec.nodata})",
-                                 f"recode them to a {spec.classes} class or to the nodata value"))
+        gaps = sum(s.get(k, 0) for k in GAP_KINDS)
+        if gaps:
+            n_in = s["region_px"]
+            share = gaps / n_in if n_in else 1.0
+            nod = cat.layers[key].nodata if cat.layers[key].nodata is not None else "none"
+            parts = [f"{s['nan']:,} NaN" if s["nan"] else "", f"{s['inf']:,} ±inf" if s["inf"] else "",
+                     f"{s['declared']:,} the declared nodata {_num(nod)}" if s["declared"] else "",
+                     f"{s['fill']:,} fill code(s) such as {_num(s['fill_example'])}" if s["fill"] else ""]
+            what = (f"{gaps:,} of the region's {n_in:,} pixels ({share:.2%}) hold no data: "
+                    f"{', '.join(p for p in parts if p)}")
+            limit = (f"max_nodata_share_inside_region = {max_share.value:g} in "
+                     f"raster_inputs/{limits.path.name} ({max_share.source.split(';')[0]})")
+            if share > max_share.value:
+                errors.append(Problem("nodata-inside-region", f, key, f"{what}; every total would silently leave them out",
+                                      f"fill the gaps (another product, gdal_fillnodata.py) or correct the nodata "
+                                      f"declaration; the limit is {limit}"))
+            else:
+                warnings.append(Problem("nodata-inside-region", f, key,
+                                        f"{what}; below the limit, so they count as nothing in every total",
+                                        f"fill them for complete totals; the limit is {limit}"))
+        if s.get("unknown", 0) > 0:
+            errors.append(Problem("unknown-class", f, key,
+                                  f"{int(s['unknown']):,} pixel(s) hold code(s) not in the {spec.classes} scheme "
+                                  f"(e.g. {int(s['unknown_example'])}); this is not nodata (nodata is {spec.nodata})",
+                                  f"recode them to a {spec.classes} class or to the nodata value"))
         if "min" in s:
             lo, hi, unit = PHYSICAL_RANGE[spec.variable]
             vmin, vmax = float(s["min"]), float(s["max"])
             if vmin == np.inf:
-                probs.append(Problem("all-nodata", f, key, "every pixel is nodata", "check the file and its nodata value"))
+                errors.append(Problem("all-nodata", f, key, "every pixel is nodata", "check the file and its nodata value"))
             elif vmin < lo or vmax > hi:
-                probs.append(Problem("out-of-range", f, key,
-                                     f"values {vmin:g}..{vmax:g} {unit} fall outside the physical range {lo:g}..{hi:g} {unit}",
-                                     "check the unit (e.g. m vs mm, 0.1 mm scale factors) and the nodata value"))
-    return probs
+                errors.append(Problem("out-of-range", f, key,
+                                      f"values {vmin:g}..{vmax:g} {unit} fall outside the physical range {lo:g}..{hi:g} {unit}",
+                                      "check the unit (e.g. m vs mm, 0.1 mm scale factors) and the nodata value"))
+    return errors, warnings
 
 
-def validate_catalog(cat: Catalog) -> list[Problem]:
-    """Full validation (structure, then values) for ``eco-value validate``."""
-    import dask
+def _num(v) -> str:
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
 
-    from .readers import open_layers
+
+def problems_from_stats(stats: dict[str, dict], cat: Catalog) -> list[Problem]:
+    """The value problems that refuse a run (errors)."""
+    return _findings(stats, cat)[0]
+
+
+def warnings_from_stats(stats: dict[str, dict], cat: Catalog) -> list[Problem]:
+    """Value findings below a refusal limit (e.g. a few nodata pixels inside the region)."""
+    return _findings(stats, cat)[1]
+
+
+def validation_report(cat: Catalog) -> tuple[list[Problem], list[Problem]]:
+    """Full validation (structure, tables, then values in one lazy pass): (errors, warnings)."""
+    from .readers import open_layers, read_vector
 
     probs = check_structure(cat)
     if probs:
-        return probs
-    layers, _grid = open_layers(cat)
-    stats = value_checks(layers, cat)
-    (computed,) = dask.compute(stats)
-    return problems_from_stats(computed, cat)
+        return probs, []
+    layers, grid = open_layers(cat, raw=True)   # value checks name the product's own codes
+    boundary = read_vector(cat, "boundary", grid.crs)
+    region = region_mask(boundary.geometry, grid, layers[cat.catalog.reference_layer])
+    return _findings(compute_checks(layer_checks(layers, cat, region)), cat)
+
+
+def validate_catalog(cat: Catalog) -> list[Problem]:
+    """The problems that refuse the catalog (``eco-value validate`` also shows the warnings)."""
+    return validation_report(cat)[0]
 
 
 def layer_path(cat: Catalog, key: str) -> Path:
     return cat.path_of(cat.layers[key].path)
+

@@ -1,19 +1,19 @@
-"""Outputs a GIS user opens directly: Cloud-Optimized GeoTIFFs, zone tables (CSV, GeoPackage), report."""
+"""Outputs a GIS user opens directly: Cloud-Optimized GeoTIFFs, zone tables (CSV, GeoPackage), report.
+
+Heavy libraries are imported inside the functions, so a light writer (``invest_maps``) starts fast."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import geopandas as gpd
-import pandas as pd
-from rasterio.shutil import copy as rio_copy
-
 from ..ids import csv_safe_frame
 
 
 def finalize_rasters(folder: Path) -> list[Path]:
     """Turn the tiled GeoTIFFs written during the compute into COGs (ZSTD, overviews), atomically."""
+    from rasterio.shutil import copy as rio_copy
+
     out = []
     for tif in sorted(Path(folder).glob("*.tif")):
         tmp = tif.with_name(f".{tif.name}.cog")
@@ -26,6 +26,9 @@ def finalize_rasters(folder: Path) -> list[Path]:
 
 def write_zone_tables(folder: Path, zones: dict, tables: dict[str, list[dict]], run_id: str) -> dict[str, str]:
     """Township and parcel tables as CSV and one GeoPackage (layers townships, parcels, county)."""
+    import geopandas as gpd
+    import pandas as pd
+
     folder = Path(folder)
     out = {}
     gpkg = folder / "zones.gpkg"
@@ -51,19 +54,24 @@ def write_zone_tables(folder: Path, zones: dict, tables: dict[str, list[dict]], 
 def write_seea_tables(folder: Path, summary: dict) -> dict[str, str]:
     """UN SEEA EA supply tables: service (rows) × ecosystem type (columns), physical and monetary,
     with totals and shares, as the GEP accounts of the county."""
-    from ..inputs.classes import CLCD_LABELS_ZH
+    import pandas as pd
 
+    from ..rules.ecosystem import ecosystem_types
+
+    types = ecosystem_types()
+    order = types.names()
     folder = Path(folder)
     g = summary["gep"]
     out = {}
     for kind, key in (("physical", "by_land_cover_quantity"), ("monetary", "by_land_cover_cny")):
-        classes = sorted(g[key], key=lambda c: list(CLCD_LABELS_ZH).index(c))
+        classes = sorted(g[key], key=lambda c: order.index(c) if c in order else len(order))
         rows = []
         for svc, v in g["by_service"].items():
             row = {"service": svc, "service_zh": v.get("name_zh", ""), "category": v.get("category", ""),
                    "unit": v["unit"] if kind == "physical" else "CNY"}
             for c in classes:
-                row[f"{c} {CLCD_LABELS_ZH[c]}"] = g[key][c].get(svc, 0.0)
+                label = types.by_name[c].label_zh if c in types else ""
+                row[f"{c} {label}".strip()] = g[key][c].get(svc, 0.0)
             row["total"] = v["quantity"] if kind == "physical" else v["value_cny"]
             if kind == "monetary":
                 row["share_of_gep"] = v["value_cny"] / g["total_cny"] if g["total_cny"] else 0.0

@@ -139,11 +139,12 @@ def _policy_section(store, run_id: str, folder: Path) -> str:
     return "<section><h2>Policy instruments</h2>" + "".join(parts) + "</section>"
 
 
-def write_report(store, run_id: str, out: Path) -> Path:
-    """Write the report of ``run_id`` to ``out`` (temp file renamed into place)."""
+def write_report(store, run_id: str, out: Path, rasters: Path | None = None) -> Path:
+    """Write the report of ``run_id`` to ``out`` (temp file renamed into place); maps are read from
+    ``rasters`` (default: the run's output folder)."""
     run = store.run(run_id)
     s = json.loads(run.summary_json)
-    folder = Path(s.get("outputs", {}).get("rasters", out.parent))
+    folder = Path(rasters) if rasters is not None else Path(s.get("outputs", {}).get("rasters", out.parent))
     rules = store.rules_json(run.ruleset_hash)
     inputs = store.table("inputs", run.id)
     tw = store.table("services", run.id)
@@ -154,7 +155,8 @@ def write_report(store, run_id: str, out: Path) -> Path:
     imgs = {
         "sink": _map(folder / "carbon_sink_tco2e_per_ha_yr.tif", "Net carbon sink (t CO2e per ha per yr)", "RdYlGn", "t CO2e/ha/yr", True),
         "gep": _map(folder / "gep_cny_per_km2.tif", "GEP per km² (CNY per km² per yr)", "viridis", "CNY/km²/yr"),
-        "stock": _map(folder / "carbon_stock_2023_tc_per_ha.tif", "Carbon stock 2023 (t C per ha)", "YlGn", "t C/ha"),
+        "stock": _map(folder / f"carbon_stock_{s['period'][1]}_tc_per_ha.tif", f"Carbon stock {s['period'][1]} (t C per ha)",
+                      "YlGn", "t C/ha"),
     }
     bar = _bar(g["by_service"])
     twp = tw[tw.zone_kind == "township"].pivot_table(index="zone_id", values="value_cny", aggfunc="sum")

@@ -29,7 +29,10 @@ import pandas as pd
 from ..errors import EcoValueError, InputError, Problem
 from ..grid import M2_PER_HA
 from ..inputs.catalog import load_catalog
-from ..inputs.classes import CLCD, SCHEMES
+from ..inputs.readers import read_full
+from ..inputs.schemes import load_scheme
+from ..roles import LAND_COVER_T2
+from ..rules.ecosystem import ecosystem_types
 from ..rules import RuleSet
 
 MARKET_SERVICES = ("provisioning", "recreation")   # plus the creditable share of carbon_sequestration
@@ -246,7 +249,7 @@ def value_unit(store, run_id: str, polygon: str | Path, layer: str | None = None
     return result
 
 
-def check_land_cover_codes(path: Path, cat, key: str = "lulc_2023") -> np.ndarray:
+def check_land_cover_codes(path: Path, cat, key: str = LAND_COVER_T2) -> np.ndarray:
     """The codes of a changed land-cover raster, refused if any is outside the run's class scheme.
 
     Allowed: the classes of layer ``key``'s scheme and that layer's nodata. Every offending value
@@ -255,7 +258,7 @@ def check_land_cover_codes(path: Path, cat, key: str = "lulc_2023") -> np.ndarra
     import rasterio
 
     spec = cat.layers[key]
-    scheme = SCHEMES.get(spec.classes)
+    scheme = load_scheme(spec.scheme).int_codes() if spec.scheme else None
     try:
         with rasterio.open(path) as ds:
             a = ds.read(1)
@@ -274,7 +277,7 @@ def check_land_cover_codes(path: Path, cat, key: str = "lulc_2023") -> np.ndarra
         more = f" and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
         codes = ", ".join(f"{c} {name}" for c, name in sorted(scheme.items()))
         raise InputError([Problem("bad-code", str(path), "after_lulc",
-                                  f"{sum(n for _, n in bad)} pixel(s) with values outside the {spec.classes} classes: "
+                                  f"{sum(n for _, n in bad)} pixel(s) with values outside the {spec.scheme} classes: "
                                   f"{listed}{more}",
                                   f"use the codes of the run's land cover ({codes})"
                                   + ("" if nod is None else f" and {nod:g} for nodata"))])
@@ -314,20 +317,25 @@ def damage(store, run_id: str, after_lulc: str | Path, polygon: str | Path, laye
             raise InputError([Problem("grid-mismatch", str(after_path), "after_lulc",
                                       "the changed land cover is not on the run's grid",
                                       f"resample it onto the grid of {cat.catalog.reference_layer} (nearest)")])
+        # the changed land cover is in the product codes of the run's land cover; the engine sees type ids
+        name = cat.layers[LAND_COVER_T2].scheme
+        translate = load_scheme(name).translate if name else (lambda a, _nod: a)
         after = rioxarray.open_rasterio(after_path, chunks={"band": 1, **grid.chunks}).sel(band=1, drop=True)
-        after = after.assign_coords(layers["lulc_2023"].coords)
+        with rasterio.open(after_path) as ds:
+            a_nod = ds.nodata if ds.nodata is not None else cat.layers[LAND_COVER_T2].nodata
+        after = after.copy(data=after.data.map_blocks(translate, a_nod, dtype="uint8"))
+        after = after.assign_coords(layers[LAND_COVER_T2].coords)
         mask = rasterize([(poly.geometry.iloc[0], 1)], out_shape=grid.shape, transform=grid.transform, fill=0,
                          all_touched=True, dtype="uint8").astype(bool)
-        inside = xr.DataArray(dask.array.from_array(mask, chunks=layers["lulc_2023"].data.chunks), dims=after.dims,
+        inside = xr.DataArray(dask.array.from_array(mask, chunks=layers[LAND_COVER_T2].data.chunks), dims=after.dims,
                               coords=after.coords)
-        lc = layers["lulc_2023"]
+        lc = layers[LAND_COVER_T2]
         nod = lc.attrs["nodata"]
         changed = inside & (after != lc) & (after != nod) & (lc != nod)
-        fvc = np.zeros(256)
-        for name, p in rules.group("policy.damage.fvc_after").items():
-            fvc[CLCD[name]] = float(p.value)
-        with rasterio.open(cat.path_of(cat.layers["lulc_2023"].path)) as l_src:
-            l_np = l_src.read(1)
+        fvc = ecosystem_types().table(rules, "policy.damage.fvc_after")
+        with rasterio.open(after_path) as a_src:
+            a_np = translate(a_src.read(1), a_nod)
+        l_np = read_full(cat, LAND_COVER_T2, grid)
         ch_np = mask & (a_np != l_np) & (a_np != nod) & (l_np != nod)
         return Scenario(changed=changed, lulc_after=after.astype(lc.dtype), fvc_by_class=fvc,
                         lulc_after_np=np.where(ch_np, a_np, l_np).astype(l_np.dtype))

@@ -6,7 +6,7 @@ from .base import KG_PER_T, ServiceContext, ServiceSpec, finish
 
 SPEC = ServiceSpec(
     key="air_purification", name_en="Air purification", name_zh="空气净化", category="regulating",
-    layers=("lulc_2023",),
+    layers=("land_cover@t2",),
     parameters=("gep.air_purification",),
     quantity_unit="t",
     equation="Q_j = A_ha * q_j(class) / 1000; V = sum_j Q_j * c_j",

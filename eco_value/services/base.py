@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .. import roles
 from ..grid import M2_PER_HA, Grid
-from ..inputs.classes import CLCD
 from ..rules import RuleSet
+from ..rules.ecosystem import NODATA_ID, EcosystemTypes, ecosystem_types
 
 MM_PER_M = 1000.0      # unit conversion
 KG_PER_T = 1000.0      # unit conversion
@@ -33,7 +34,8 @@ class ServiceSpec:
 
 @dataclass
 class ServiceContext:
-    """Aligned inputs of one run: layers (lazy DataArrays), tables, grid, rule set, years."""
+    """Aligned inputs of one run: layers (lazy DataArrays keyed by role@period), tables, grid, rule
+    set, the valuation year (t2 of the period). Land cover is in the engine's ecosystem-type ids."""
 
     layers: dict[str, xr.DataArray]
     grid: Grid
@@ -43,12 +45,13 @@ class ServiceContext:
     carbon_sink_tco2e_per_ha_yr: xr.DataArray | None = None
     price_year: int | None = None
     region_coverage: xr.DataArray | None = None  # share of each pixel inside the region (exact)
-    region_class_px: np.ndarray | None = None     # Σ coverage of the region's pixels by class code, if known
+    region_class_px: np.ndarray | None = None     # Σ coverage of the region's pixels by type id, if known
+    types: EcosystemTypes = field(default_factory=ecosystem_types)
 
     def density_share(self, class_weight: np.ndarray) -> xr.DataArray:
         """Per-pixel share of a regional total allocated by land-cover class: ``w / Σ(w · coverage)``.
 
-        ``class_weight`` maps each class code (index) to a weight. Zonal sums multiply by coverage
+        ``class_weight`` maps each ecosystem-type id (index) to a weight. Zonal sums multiply by coverage
         again, so the region's parts add up to exactly the total. When the region's class counts are
         known beforehand (``region_class_px``, province-scale runs), the denominator is a number and
         no region-wide reduction enters the graph; otherwise it is a lazy sum in the same compute.
@@ -60,31 +63,36 @@ class ServiceContext:
         return w / (w * cov).sum()
 
     def lookup(self, table: np.ndarray) -> xr.DataArray:
-        data = self.lulc.data.map_blocks(lambda c: table[c.astype(np.intp)], dtype="float64")
-        return xr.DataArray(data, dims=self.lulc.dims, coords=self.lulc.coords)
+        """Per-pixel ``table[type id]`` (one ``np.take`` per chunk)."""
+        lc = self.land_cover
+        data = lc.data.map_blocks(lambda c: np.take(table, c), dtype=table.dtype)
+        return xr.DataArray(data, dims=lc.dims, coords=lc.coords)
 
-    def class_table(self, prefix: str) -> np.ndarray:
-        table = np.zeros(256)
-        for name, p in self.rules.group(prefix).items():
-            if name in CLCD:
-                table[CLCD[name]] = float(p.value)
-        return table
+    def class_table(self, prefix: str, default: float = 0.0) -> np.ndarray:
+        """Lookup table type id → parameter ``prefix.<type>`` (a sub-type falls back to its parent)."""
+        return self.types.table(self.rules, prefix, default)
 
     @property
-    def lulc(self) -> xr.DataArray:
-        return self.layers["lulc_2023"]
+    def land_cover(self) -> xr.DataArray:
+        """Land cover of the valuation date (t2), in ecosystem-type ids."""
+        return self.layers[roles.LAND_COVER_T2]
 
     @property
     def valid(self) -> xr.DataArray:
-        lc = self.lulc
-        return lc != lc.attrs.get("nodata", 255)
+        lc = self.land_cover
+        return lc != lc.attrs.get("nodata", NODATA_ID)
 
     def class_mask(self, *names: str) -> xr.DataArray:
-        return self.lulc.isin([CLCD[n] for n in names])
+        """Pixels of the named ecosystem types or any of their sub-types."""
+        return self.land_cover.isin(self.types.ids_under(*names))
 
-    def by_class(self, prefix: str) -> xr.DataArray:
-        """Per-pixel value of a class-keyed parameter group (0 where the class has no entry)."""
-        return self.lookup(self.class_table(prefix))
+    def has_param(self, prefix: str) -> xr.DataArray:
+        """Pixels whose type has the per-type parameter ``prefix`` (its own or its parent's)."""
+        return self.land_cover.isin(self.types.ids_with(self.rules, prefix))
+
+    def by_class(self, prefix: str, default: float = 0.0) -> xr.DataArray:
+        """Per-pixel value of a type-keyed parameter group (``default`` where the type has no entry)."""
+        return self.lookup(self.class_table(prefix, default))
 
     def masked_float(self, key: str) -> xr.DataArray:
         a = self.layers[key]

@@ -6,7 +6,7 @@ from .base import ServiceContext, ServiceSpec, finish
 
 SPEC = ServiceSpec(
     key="carbon_sequestration", name_en="Carbon sequestration", name_zh="固碳", category="regulating",
-    layers=("volume_2020", "volume_2023", "forest_type_2020", "forest_type_2023", "lulc_2020", "lulc_2023"),
+    layers=("volume@t1", "volume@t2", "forest_type@t1", "forest_type@t2", "land_cover@t1", "land_cover@t2"),
     parameters=("carbon", "gep.carbon_sequestration.price"),
     quantity_unit="t CO2e",
     equation="Q = net sink [t CO2e/ha/yr] * A_ha (carbon engine, stock difference); V = Q * p_CO2",

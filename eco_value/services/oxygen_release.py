@@ -6,7 +6,7 @@ from .base import ServiceContext, ServiceSpec, finish
 
 SPEC = ServiceSpec(
     key="oxygen_release", name_en="Oxygen release", name_zh="释氧", category="regulating",
-    layers=("volume_2020", "volume_2023"),
+    layers=("volume@t1", "volume@t2", "forest_type@t1", "forest_type@t2", "land_cover@t1", "land_cover@t2"),
     parameters=("constants.molar_ratio_o2_co2", "gep.oxygen_release.price"),
     quantity_unit="t O2",
     equation="Q_O2 = (32/44) * Q_CO2; V = Q_O2 * p_O2",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..inputs.classes import CLCD
+from ..rules.ecosystem import N_IDS
 from .base import ServiceContext, ServiceSpec, finish
 
 SPEC = ServiceSpec(
     key="provisioning", name_en="Provisioning (agri, forestry, livestock, fishery products)", name_zh="物质产品",
     category="provisioning",
-    layers=("lulc_2023",),
+    layers=("land_cover@t2",),
     parameters=(),
     quantity_unit="t",
     equation="V = sum_k quantity_k * price_k; allocated evenly over the pixels of product k's land-cover class",
@@ -23,9 +23,9 @@ def compute(ctx: ServiceContext):
     table = ctx.tables["provisioning"]
     q = 0.0
     value = 0.0
-    for cls, grp in table.groupby("land_cover"):
-        onehot = np.zeros(256)
-        onehot[CLCD[cls]] = 1.0
+    for cls, grp in table.groupby("land_cover"):   # an ecosystem type (with its sub-types)
+        onehot = np.zeros(N_IDS)
+        onehot[ctx.types.ids_under(cls)] = 1.0
         v_cls = float((grp["quantity"] * grp["price_cny_per_unit"]).sum())
         q_cls = float(grp.loc[grp["unit"].isin(list(MASS_UNITS)), "quantity"].sum())
         share = ctx.density_share(onehot)  # lazy: stays in the single compute

@@ -6,7 +6,7 @@ from .base import ServiceContext, ServiceSpec, finish
 
 SPEC = ServiceSpec(
     key="recreation", name_en="Recreation and tourism", name_zh="休闲旅游", category="cultural",
-    layers=("lulc_2023",),
+    layers=("land_cover@t2",),
     parameters=("gep.recreation.allocation_weight",),
     quantity_unit="visitors",
     equation="V = visitors * spending per visitor; pixel share = w(class) / sum of w over the region",

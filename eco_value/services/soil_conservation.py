@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ..inputs.classes import CLCD
 from .base import ServiceContext, ServiceSpec, finish
 
 SPEC = ServiceSpec(
     key="soil_conservation", name_en="Soil conservation", name_zh="土壤保持", category="regulating",
-    layers=("erosivity", "erodibility", "dem", "fvc", "bulk_density", "lulc_2023"),
+    layers=("erosivity", "erodibility", "dem", "fvc", "bulk_density", "land_cover@t2"),
     parameters=("gep.soil_conservation",),
     quantity_unit="t",
     equation="Q = R*K*LS*(1 - C*P) * A_ha; V = lambda*Q/rho*c_dredge + Q*(N%*p_N + P%*p_P)",
@@ -63,8 +62,7 @@ def compute(ctx: ServiceContext):
     R = ctx.masked_float("erosivity")
     K = ctx.masked_float("erodibility")
     C = c_factor(ctx.masked_float("fvc"), r.value("gep.soil_conservation.c_factor_a"), r.value("gep.soil_conservation.c_factor_b"))
-    P = xr.where(ctx.lulc == CLCD["cropland"], r.value("gep.soil_conservation.p_factor.cropland"),
-                 r.value("gep.soil_conservation.p_factor.other"))
+    P = ctx.by_class("gep.soil_conservation.p_factor", default=r.value("gep.soil_conservation.p_factor.other"))
     eligible = ctx.class_mask("cropland", "forest", "shrub", "grassland", "wetland")
     potential = R * K * ls
     q = (potential * (1.0 - C * P) * ctx.pixel_area_ha).where(eligible & dem.notnull(), 0.0)

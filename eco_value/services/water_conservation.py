@@ -6,7 +6,7 @@ from .base import MM_PER_M, ServiceContext, ServiceSpec, finish
 
 SPEC = ServiceSpec(
     key="water_conservation", name_en="Water conservation", name_zh="水源涵养", category="regulating",
-    layers=("precip", "aet", "lulc_2023"),
+    layers=("precip", "aet", "land_cover@t2"),
     parameters=("gep.water_conservation.runoff_coefficient", "gep.water_conservation.price"),
     quantity_unit="m3",
     equation="Q = A * (P - R - ET) / 1000, R = P * alpha(class); V = Q * c_reservoir",
@@ -19,12 +19,8 @@ def compute(ctx: ServiceContext):
     p = ctx.masked_float("precip")
     et = ctx.masked_float("aet")
     alpha = ctx.by_class("gep.water_conservation.runoff_coefficient")
-    eligible = ctx.lulc.isin([c for c in _eligible(ctx)])
+    eligible = ctx.has_param("gep.water_conservation.runoff_coefficient")
     q = ((p - p * alpha - et) * ctx.pixel_area_m2 / MM_PER_M).where(eligible, 0.0)
     price = ctx.rebase(ctx.rules.value("gep.water_conservation.price"), int(ctx.rules.value("gep.water_conservation.price_year")))
     return finish(SPEC, ctx, q, q * price, price_cny_per_m3=price)
 
-
-def _eligible(ctx):
-    from ..inputs.classes import CLCD
-    return [CLCD[k] for k in ctx.rules.group("gep.water_conservation.runoff_coefficient")]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import xarray as xr
 
-from ..inputs.classes import CLCD
 from .base import ServiceContext, ServiceSpec, finish
 
 SPEC = ServiceSpec(
     key="water_purification", name_en="Water purification", name_zh="水质净化", category="regulating",
-    layers=("lulc_2023",),
+    layers=("land_cover@t2",),
     parameters=("gep.water_purification",),
     quantity_unit="t",
     equation="Q_j = A_ha * capacity_j(class); V = sum_j Q_j * c_j",
@@ -23,8 +22,8 @@ def compute(ctx: ServiceContext):
     q = 0.0
     value = 0.0
     for j in ("cod", "tn", "tp"):
-        cap = xr.where(ctx.lulc == CLCD["water"], r.value(f"gep.water_purification.capacity.{j}_water"),
-                       xr.where(ctx.lulc == CLCD["wetland"], r.value(f"gep.water_purification.capacity.{j}_wetland"), 0.0))
+        cap = xr.where(ctx.class_mask("water"), r.value(f"gep.water_purification.capacity.{j}_water"),
+                       xr.where(ctx.class_mask("wetland"), r.value(f"gep.water_purification.capacity.{j}_wetland"), 0.0))
         qj = cap * ctx.pixel_area_ha
         q = q + qj
         value = value + qj * ctx.rebase(r.value(f"gep.water_purification.price.{j}"), y)

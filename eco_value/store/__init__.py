@@ -58,6 +58,16 @@ class Store:
                     run.finished = now()
                     s.add(run)
                     n += 1
+            # complete runs whose process died while writing their files: the results stand, the files not
+            pending = s.exec(select(Run).where(Run.status == "complete",
+                                               Run.summary_json.contains('"outputs_status": "pending"'))).all()
+            for run in pending:
+                if run.host == host and not _alive(run.pid):
+                    summary = json.loads(run.summary_json)
+                    summary["outputs_status"] = "not written: interrupted: the process ended before its files were in place"
+                    run.summary_json = json.dumps(summary, ensure_ascii=False, sort_keys=True)
+                    s.add(run)
+                    n += 1
             s.commit()
         return n
 
@@ -72,13 +82,26 @@ class Store:
             s.commit()
 
     def fail_run(self, run_id: str, error: str) -> None:
+        """Mark a running run failed; a run whose results were committed stays complete."""
         with self.session() as s:
             run = s.get(Run, run_id)
-            if run is None:
+            if run is None or run.status != "running":
                 return
             run.status = "failed"
             run.error = error
             run.finished = now()
+            s.add(run)
+            s.commit()
+
+    def set_outputs_status(self, run_id: str, status: str) -> None:
+        """Record whether a complete run's output files were written ('written', 'not written: why')."""
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                return
+            summary = json.loads(run.summary_json or "{}")
+            summary["outputs_status"] = status
+            run.summary_json = json.dumps(summary, ensure_ascii=False, sort_keys=True)
             s.add(run)
             s.commit()
 

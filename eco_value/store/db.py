@@ -7,13 +7,15 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from contextlib import contextmanager
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.engine import Engine
 from sqlmodel import create_engine
 
 ENV_VAR = "ECO_VALUE_DB"
+PG_MIGRATION_LOCK = 0x6563_6F76_616C_7565 & 0x7FFF_FFFF_FFFF_FFFF   # "ecovalue": one advisory lock id for migrations
 
 
 def default_url() -> str:
@@ -112,7 +114,9 @@ def get_engine(url: str | None = None, migrate: bool = True) -> Engine:
         from alembic import command
 
         cfg = migration_config(url)
-        with engine.begin() as conn:
+        with _one_migration_at_a_time(url), engine.begin() as conn:
+            if conn.dialect.name == "postgresql":   # released when this transaction ends
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     _ENGINES[url] = engine
@@ -133,3 +137,27 @@ def _check_reachable(engine: Engine, url: str) -> None:
         stop = "" if reason.endswith((".", "?", "!")) else "."
         raise StoreError(f"cannot open the database {display_url(url)}: {reason}{stop} "
                          "Fix: check that the server runs and the URL (--db or $ECO_VALUE_DB) is right") from None
+
+
+@contextmanager
+def _one_migration_at_a_time(url: str):
+    """Serialise schema upgrades of one SQLite file across processes: an exclusive ``flock`` on a lock
+    file beside the database (``<db>.migrate-lock``; SQLite's own locks do not cover Alembic's
+    check-then-create). PostgreSQL uses an advisory lock inside the migration's transaction instead."""
+    db = make_url(url).database if url.startswith("sqlite") else None
+    if not db or db == ":memory:":
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:   # Windows: no flock; SQLite then relies on its own locking
+        yield
+        return
+    lock = Path(db).with_name(Path(db).name + ".migrate-lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
