@@ -1,7 +1,8 @@
 """Land-cover history of parcels, for crediting eligibility (non-forest for N years, wetland, forest at start).
 
-Every land-cover layer of the catalog (``variable = "land_cover"`` with a ``year``) is read on the run's
-reference grid; parcels are burnt in by the centre-of-pixel rule (as everywhere in eco-value). Per
+Every land-cover layer of the catalog (``land_cover@t1``, ``land_cover@t2`` and any other with
+``variable = "land_cover"`` and a ``year``, e.g. ``land_cover_t0``) is read on the run's reference grid in
+engine ecosystem types (forest and wetland with their sub-types); parcels are burnt in by the centre-of-pixel rule (as everywhere in eco-value). Per
 parcel, in m²: the forest area at each snapshot, the *afforested* land (not forest at t1, forest at
 t2: the same definition as the carbon module's afforestation class), how much of that land was forest
 at each snapshot before t1, and how much of it was wetland at any snapshot up to t1.
@@ -12,15 +13,25 @@ from __future__ import annotations
 import numpy as np
 from rasterio.features import rasterize
 
+from .. import roles
 from ..errors import InputError, Problem
 from .catalog import load_catalog
-from .classes import SCHEMES
 from .readers import open_layer, reference_grid
 
 
 def land_cover_snapshots(catalog_path) -> list[tuple[int, str]]:
+    """(year, layer key) of every land-cover layer: ``land_cover@t1``/``@t2`` at the period's years, any other
+    land-cover layer (e.g. ``land_cover_t0``) at its declared ``year``."""
     cat = load_catalog(catalog_path)
-    return sorted((spec.year, key) for key, spec in cat.layers.items() if spec.variable == "land_cover" and spec.year is not None)
+    out = []
+    for key, spec in cat.layers.items():
+        if spec.variable != "land_cover":
+            continue
+        role, period = roles.split(key)
+        year = roles.year_of(period, tuple(cat.catalog.period)) if period else spec.year
+        if year is not None:
+            out.append((int(year), key))
+    return sorted(out)
 
 
 def parcel_land_history(catalog_path, parcels: list[tuple[str, object]]) -> dict:
@@ -43,18 +54,20 @@ def parcel_land_history(catalog_path, parcels: list[tuple[str, object]]) -> dict
     n = len(parcels)
     valid = pid >= 0
     idx = np.where(valid, pid, n)
-    lc, forest, wetland = {}, {}, {}
+    from ..rules.ecosystem import ecosystem_types
+
+    types = ecosystem_types()
+    forest_ids, wetland_ids = types.ids_under("forest"), types.ids_under("wetland")
+    forest, wetland = {}, {}
     for y, key in snaps:
         spec = cat.layers[key]
-        codes = SCHEMES.get(spec.classes or "")
-        if codes is None:
+        if spec.scheme is None:
             raise InputError([Problem("bad-classes", str(cat.path_of(spec.path)), key,
-                                      f"land-cover classes '{spec.classes}' are not a known scheme",
-                                      f"use one of {', '.join(SCHEMES)}")])
-        arr = np.asarray(open_layer(cat, key, grid).values)
-        lc[y] = arr
-        forest[y] = np.isin(arr, [c for c, name in codes.items() if name == "forest"])
-        wetland[y] = np.isin(arr, [c for c, name in codes.items() if name == "wetland"])
+                                      "a land-cover layer without a class scheme cannot say what is forest or wetland",
+                                      "declare its scheme (e.g. scheme = \"clcd\")")])
+        arr = np.asarray(open_layer(cat, key, grid).values)     # engine ecosystem-type ids
+        forest[y] = np.isin(arr, forest_ids)
+        wetland[y] = np.isin(arr, wetland_ids)
 
     def area(mask: np.ndarray) -> np.ndarray:
         return np.bincount(idx[mask & valid], minlength=n + 1)[:n] * pix_m2

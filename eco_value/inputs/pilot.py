@@ -407,7 +407,7 @@ def _generate(name, p, gen, settings, res, seed, crs, out: Path, say: Progress) 
         "dem": (f32(dem), "elevation", "m", None, "SRTM-like DEM (synthetic)"),
         roles.LAND_COVER_T1: (lulc, "land_cover", "class", y1, lc_product),
         roles.LAND_COVER_T2: (lulc2, "land_cover", "class", y2, lc_product),
-        f"lulc_{y0}": (lulc0, "land_cover", "class", y0, f"{lc_product}, t0 snapshot for crediting eligibility"),
+        "land_cover_t0": (lulc0, "land_cover", "class", y0, f"{lc_product}, t0 snapshot for crediting eligibility"),
         roles.FOREST_TYPE_T1: (sp1, "forest_type", "class", y1, "forest inventory 二类调查 (synthetic)"),
         roles.FOREST_TYPE_T2: (np.where(mask, sp2, NODATA_U8).astype(np.uint8), "forest_type", "class", y2, "forest inventory 二类调查 (synthetic)"),
         roles.STAND_AGE_T1: (f32(age1), "stand_age", "yr", y1, "forest inventory 二类调查 (synthetic)"),
