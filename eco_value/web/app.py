@@ -322,9 +322,7 @@ def create_app(cfg: WebConfig):
         if layer not in lays:
             return PlainTextResponse(f"run {run_id} has no layer {layer!r}", status_code=404)
         png = L.render_tile(lays[layer], z, x, y)
-        if png is None:
-            return Response(status_code=204)
-        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        return Response(png if png is not None else L.empty_tile(), media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/api/runs/{run_id}/zones/{kind}.geojson")
     def zones(request: Request, run_id: str, kind: str):

@@ -88,6 +88,14 @@ def legend(layer: dict) -> dict:
     return {"title": layer["title"], "unit": layer["unit"], "min": lo, "max": hi, "colors": stops}
 
 
+@lru_cache(maxsize=1)
+def empty_tile() -> bytes:
+    """A transparent tile for places outside the raster (an image, so browsers log no failed load)."""
+    from rio_tiler.models import ImageData
+
+    return ImageData(np.ma.masked_all((1, 1, 1), dtype="uint8")).render(img_format="PNG")
+
+
 def render_tile(layer: dict, z: int, x: int, y: int) -> bytes | None:
     """A PNG tile, or None where the raster has no data."""
     from rio_tiler.colormap import cmap

@@ -28,10 +28,6 @@ class UploadError(EcoValueError):
     """An upload the console refuses (too large, not a zip, unsafe member)."""
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """ASGI middleware: refuse request bodies larger than ``max_bytes`` (413), early."""
 
@@ -59,28 +55,37 @@ class BodyLimit:
                 if n > self.max_bytes:
                     return await self._refuse(send, f"Content-Length is {n:,} bytes")
         seen = 0
-        started = False
+        over = False
+        forwarded = False
 
         async def limited_receive():
-            nonlocal seen
+            # past the cap the app is told the client went away: it stops reading, and whatever it
+            # answers (an error about the broken form) is replaced by the 413 below
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge()
+                    over = True
+                    return {"type": "http.disconnect"}
             return msg
 
-        async def tracking_send(msg):
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
+        async def guarded_send(msg):
+            nonlocal forwarded
+            if over and not forwarded:
+                return
+            forwarded = True
             await send(msg)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send, f"the body passed {self.max_bytes:,} bytes while being read")
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:   # noqa: BLE001 - the app's reaction to the cut-off body (ClientDisconnect and the like)
+            if not over:
+                raise
+        if over and not forwarded:
+            await self._refuse(send, f"the body passed {self.max_bytes:,} bytes while being read")
 
 
 def _member_problem(info: zipfile.ZipInfo) -> str | None:
@@ -97,7 +102,7 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
     mode = info.external_attr >> 16
     if mode and stat.S_ISLNK(mode):
         return "is a symbolic link"
-    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):   # 0: written without a file type (Windows tools)
         return "is not a regular file or folder"
     return None
 

@@ -5,6 +5,7 @@
   var run = el.dataset.run;
   var csrf = document.querySelector('meta[name="csrf-token"]').content;
   var map = L.map("map", { zoomSnap: 0.5 });
+  window.ecoValueMap = map;   // for tests and the browser console
   var tiles = null, townships = null, parcels = null, drawing = null, drawn = null, selected = null;
   var panel = document.getElementById("panel");
 
