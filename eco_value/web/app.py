@@ -388,10 +388,17 @@ def create_app(cfg: WebConfig):
             issuances = ses.exec(select(Issuance).order_by(Issuance.created.desc())).all()
             events = ses.exec(select(StatusEvent).order_by(StatusEvent.id.desc()).limit(EVENTS_SHOWN)).all()
         hold: dict[tuple, int] = {}
+        totals: dict[tuple, list] = {}
         for b in blocks:
+            n = b.last - b.first + 1
             k = (b.holder_id, b.status, b.vintage)
-            hold[k] = hold.get(k, 0) + b.last - b.first + 1
-        return {"holdings": [{"holder_id": k[0], "status": k[1], "vintage": k[2], "units": v} for k, v in sorted(hold.items())],
+            hold[k] = hold.get(k, 0) + n
+            t = totals.setdefault((b.status, b.vintage), [0, set()])
+            t[0] += n
+            t[1].add(b.holder_id)
+        return {"holdings": [{"holder_id": k[0], "status": k[1], "vintage": k[2], "units": v}
+                             for k, v in sorted(hold.items())][:BLOCKS_SHOWN], "n_holdings": len(hold),
+                "totals": [{"status": k[0], "vintage": k[1], "units": v[0], "holders": len(v[1])} for k, v in sorted(totals.items())],
                 "blocks": blocks[:BLOCKS_SHOWN], "n_blocks": len(blocks), "issuances": issuances, "events": events,
                 "audit": audit_log(store)}
 
