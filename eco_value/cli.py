@@ -800,6 +800,38 @@ def methods(rules: str = typer.Option("cn2011-mee2020", "--rules"), out: Optiona
         sys.stdout.write(text)
 
 
+@app.command()
+def serve(
+    db: Optional[str] = DbOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback only unless --public)."),
+    port: int = typer.Option(8700, "--port"),
+    public: bool = typer.Option(False, "--public", help="Allow a non-loopback --host (serve the network; cookies then need HTTPS)."),
+    users: Optional[Path] = typer.Option(None, "--users", help="Users file (default: web_users.json in the user config folder)."),
+    trusted_key: Optional[Path] = typer.Option(None, "--trusted-key", help="Issuer public key (hex) the bundle verifier trusts."),
+    max_upload_mb: int = typer.Option(64, "--max-upload-mb", help="Largest upload accepted."),
+    add_user: Optional[str] = typer.Option(None, "--add-user", help="Add (or reset) a user and exit; the password is asked for."),
+    role: str = typer.Option("viewer", "--role", help="Role of --add-user: viewer, bureau or operator."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read --add-user's password from standard input."),
+):
+    """Local web console: runs, map with explain chains, land-unit values, bundle verification, status files."""
+    from .web.app import WebConfig
+    from .web.auth import add_user as do_add_user
+    from .web.auth import default_users_file
+    from .web.server import read_trusted_key
+    from .web.server import serve as do_serve
+
+    ufile = users or default_users_file()
+    if add_user:
+        pw = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("password", hide_input=True,
+                                                                                   confirmation_prompt=True)
+        do_add_user(ufile, add_user, role, pw)
+        console.print(f"user {add_user} ({role}) saved in {ufile} (password hashed with argon2id)", markup=False)
+        return
+    cfg = WebConfig(db=db, users_file=ufile, trusted_key_hex=read_trusted_key(trusted_key),
+                    max_upload_bytes=max_upload_mb * 1024 * 1024)
+    do_serve(cfg, host, port, public)
+
+
 def _secrets(argv: list[str]) -> list[str]:
     """Passwords the user handed us (``--db`` values, ``$ECO_VALUE_DB``): never echoed back."""
     from .store.db import ENV_VAR, url_secrets
