@@ -409,7 +409,7 @@ def stored_run_context(store, run_id: str, purpose: str = "this"):
     if run.status != "complete":
         raise StoreError(f"run {run.id} is {run.status}; {purpose} needs a complete run")
     cat = load_catalog(run.catalog_path)
-    rules = RuleSet.from_canonical(store.rules_json(run.ruleset_hash))
+    rules = RuleSet.from_canonical(store.rules_json(run.ruleset_hash), origin=f"stored with run {run.id}")
     if rules.content_hash != run.ruleset_hash:
         raise StoreError(f"stored rule set of run {run.id} does not reproduce its hash")
     o = json.loads(run.options_json)
