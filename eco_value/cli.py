@@ -262,6 +262,35 @@ def diff(run_a: str, run_b: str, db: Optional[str] = DbOpt, json_out: bool = Jso
     console.print(t)
 
 
+@app.command()
+def compare(run_a: str, run_b: str,
+            out: Optional[Path] = typer.Option(None, "--out", help="Folder for the difference maps (COG, B − A), tables (CSV) and compare.html."),
+            db: Optional[str] = DbOpt, overwrite: bool = OverwriteOpt, json_out: bool = JsonOpt):
+    """Scenario comparison B − A: by service and township (quantity, value), difference maps with --out."""
+    from .outputs.compare import compare_runs, write_compare_outputs
+    from .safe_write import run_files, safe_output, store_files
+    from .store import Store
+
+    st = Store(db)
+    d = compare_runs(st, run_a, run_b)
+    if out is not None:
+        target = safe_output(out, "dir", overwrite, store_files(st) + run_files(st, d["a"]) + run_files(st, d["b"]))
+        with target.staging() as tmp:
+            d["outputs"] = write_compare_outputs(st, d, tmp, final_folder=out)
+    if json_out:
+        _echo_json(d)
+        return
+    t = Table("service", "A (亿元)", "B (亿元)", "B − A (亿元)", "change")
+    for r in d["services"]:
+        if r["zone_kind"] == "county":
+            t.add_row(r["service"], f"{r['value_a_cny'] / 1e8:,.3f}", f"{r['value_b_cny'] / 1e8:,.3f}",
+                      f"{r['value_diff_cny'] / 1e8:+,.3f}", "–" if r["value_rel"] is None else f"{100 * r['value_rel']:+.2f} %")
+    console.print(t)
+    if out is not None:
+        console.print(f"wrote {len(d['outputs']['maps'])} difference map(s), tables and {d['outputs']['report']}",
+                      markup=False, highlight=False)
+
+
 @app.command("export-table")
 def export_table(
     table: str = typer.Argument(..., help="services | carbon | zones | inputs | runs"),
