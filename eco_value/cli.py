@@ -149,8 +149,9 @@ def run(
         "run_id": res.run_id, "reused_existing_run": res.reused, "region": s["region"], "period": s["period"],
         "carbon": {"net_sink_tco2e_per_yr": s["carbon"]["net_sink_tco2e_per_yr"],
                    "ci95_tco2e_per_yr": s["carbon"]["ci95_tco2e_per_yr"], "stock_tc": s["carbon"]["stock_tc"]},
-        "gep": {"total_cny": s["gep"]["total_cny"],
-                "by_service": {k: {"quantity": v["quantity"], "unit": v["unit"], "value_cny": v["value_cny"]}
+        "gep": {"total_cny": s["gep"]["total_cny"], "actual_total_cny": s["gep"].get("actual_total_cny"),
+                "by_service": {k: {"quantity": v["quantity"], "unit": v["unit"], "value_cny": v["value_cny"],
+                                   "used_share": v.get("used_share"), "actual_value_cny": v.get("actual_value_cny")}
                                for k, v in s["gep"]["by_service"].items()}},
         "outputs": res.outputs,
     }
@@ -174,6 +175,9 @@ def _print_summary(s: dict, run_id: str, reused: bool = False) -> None:
         t.add_row(k.replace("_", " "), f"{v['quantity']:,.0f}", v["unit"], f"{v['value_cny'] / 1e8:,.2f}")
     t.add_row("[b]GEP total[/]", "", "", f"[b]{s['gep']['total_cny'] / 1e8:,.2f}[/]")
     console.print(t)
+    if s["gep"].get("actual_total_cny") is not None:
+        console.print(f"actual (used) GEP {s['gep']['actual_total_cny'] / 1e8:,.2f} 亿元 "
+                      f"({100 * s['gep']['actual']['share_of_potential']:.0f} % of potential)", highlight=False)
     c = s["carbon"]
     lo, hi = c["ci95_tco2e_per_yr"]
     console.print(f"carbon sink {c['net_sink_tco2e_per_yr']:,.0f} t CO2e/yr (95 % CI {lo:,.0f} – {hi:,.0f}); "
