@@ -278,7 +278,9 @@ def compare(run_a: str, run_b: str,
     st = Store(db)
     d = compare_runs(st, run_a, run_b)
     if out is not None:
-        target = safe_output(out, "dir", overwrite, store_files(st) + run_files(st, d["a"]) + run_files(st, d["b"]))
+        results = [(Path(f), f"the results of run {r[:8]}") for r in (d["a"], d["b"])
+                   if (f := json.loads(st.run(r).summary_json or "{}").get("outputs", {}).get("rasters"))]
+        target = safe_output(out, "dir", overwrite, store_files(st) + run_files(st, d["a"]) + run_files(st, d["b"]) + results)
         with target.staging() as tmp:
             d["outputs"] = write_compare_outputs(st, d, tmp, final_folder=out)
     if json_out:

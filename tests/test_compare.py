@@ -119,3 +119,20 @@ def test_compare_refuses_other_grid(two_runs, tmp_path):
         compare_runs(store, a, c.run_id)
     assert _grid_of(tmp_path / "rc" / "gep_cny_per_km2.tif")[2] != _grid_of(d.parent / "ra" / "gep_cny_per_km2.tif")[2]
     del shutil
+
+
+def test_compare_out_is_safe(two_runs, tmp_path, capsys):
+    store, db, a, b, d = two_runs
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit) as e:
+        main(["compare", a, b, "--db", db, "--out", str(mine)])
+    assert e.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "mine"
+    for never, word in ((d.parent / "ra", "results of run"), (d, "catalog")):   # even with --overwrite
+        before = sorted(p.name for p in never.iterdir())
+        with pytest.raises(SystemExit) as e:
+            main(["compare", a, b, "--db", db, "--out", str(never), "--overwrite"])
+        assert e.value.code == 2 and word in capsys.readouterr().err
+        assert sorted(p.name for p in never.iterdir()) == before
