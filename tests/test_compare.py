@@ -109,7 +109,6 @@ def test_compare_refuses_other_region(two_runs, tmp_path, capsys):
 def test_compare_refuses_other_grid(two_runs, tmp_path):
     store, _db, a, _b, d = two_runs
     from eco_value.outputs.compare import _grid_of
-    import shutil
 
     other = tmp_path / "q2"
     generate_pilot("qionglai", other, resolution_m=2 * RES_M, seed=3)
@@ -118,7 +117,6 @@ def test_compare_refuses_other_grid(two_runs, tmp_path):
     with pytest.raises(CompareError, match="different (grids|county boundaries)"):
         compare_runs(store, a, c.run_id)
     assert _grid_of(tmp_path / "rc" / "gep_cny_per_km2.tif")[2] != _grid_of(d.parent / "ra" / "gep_cny_per_km2.tif")[2]
-    del shutil
 
 
 def test_compare_out_is_safe(two_runs, tmp_path, capsys):
