@@ -149,8 +149,9 @@ def run(
         "run_id": res.run_id, "reused_existing_run": res.reused, "region": s["region"], "period": s["period"],
         "carbon": {"net_sink_tco2e_per_yr": s["carbon"]["net_sink_tco2e_per_yr"],
                    "ci95_tco2e_per_yr": s["carbon"]["ci95_tco2e_per_yr"], "stock_tc": s["carbon"]["stock_tc"]},
-        "gep": {"total_cny": s["gep"]["total_cny"],
-                "by_service": {k: {"quantity": v["quantity"], "unit": v["unit"], "value_cny": v["value_cny"]}
+        "gep": {"total_cny": s["gep"]["total_cny"], "actual_total_cny": s["gep"].get("actual_total_cny"),
+                "by_service": {k: {"quantity": v["quantity"], "unit": v["unit"], "value_cny": v["value_cny"],
+                                   "used_share": v.get("used_share"), "actual_value_cny": v.get("actual_value_cny")}
                                for k, v in s["gep"]["by_service"].items()}},
         "outputs": res.outputs,
     }
@@ -174,6 +175,9 @@ def _print_summary(s: dict, run_id: str, reused: bool = False) -> None:
         t.add_row(k.replace("_", " "), f"{v['quantity']:,.0f}", v["unit"], f"{v['value_cny'] / 1e8:,.2f}")
     t.add_row("[b]GEP total[/]", "", "", f"[b]{s['gep']['total_cny'] / 1e8:,.2f}[/]")
     console.print(t)
+    if s["gep"].get("actual_total_cny") is not None:
+        console.print(f"actual (used) GEP {s['gep']['actual_total_cny'] / 1e8:,.2f} 亿元 "
+                      f"({100 * s['gep']['actual']['share_of_potential']:.0f} % of potential)", highlight=False)
     c = s["carbon"]
     lo, hi = c["ci95_tco2e_per_yr"]
     console.print(f"carbon sink {c['net_sink_tco2e_per_yr']:,.0f} t CO2e/yr (95 % CI {lo:,.0f} – {hi:,.0f}); "
@@ -260,6 +264,37 @@ def diff(run_a: str, run_b: str, db: Optional[str] = DbOpt, json_out: bool = Jso
     for k, v in d["services"].items():
         t.add_row(k, f"{v['a'] / 1e8:,.2f}", f"{v['b'] / 1e8:,.2f}", f"{v['change_pct']:+.2f}" if v["change_pct"] is not None else "")
     console.print(t)
+
+
+@app.command()
+def compare(run_a: str, run_b: str,
+            out: Optional[Path] = typer.Option(None, "--out", help="Folder for the difference maps (COG, B − A), tables (CSV) and compare.html."),
+            db: Optional[str] = DbOpt, overwrite: bool = OverwriteOpt, json_out: bool = JsonOpt):
+    """Scenario comparison B − A: by service and township (quantity, value), difference maps with --out."""
+    from .outputs.compare import compare_runs, write_compare_outputs
+    from .safe_write import run_files, safe_output, store_files
+    from .store import Store
+
+    st = Store(db)
+    d = compare_runs(st, run_a, run_b)
+    if out is not None:
+        results = [(Path(f), f"the results of run {r[:8]}") for r in (d["a"], d["b"])
+                   if (f := json.loads(st.run(r).summary_json or "{}").get("outputs", {}).get("rasters"))]
+        target = safe_output(out, "dir", overwrite, store_files(st) + run_files(st, d["a"]) + run_files(st, d["b"]) + results)
+        with target.staging() as tmp:
+            d["outputs"] = write_compare_outputs(st, d, tmp, final_folder=out)
+    if json_out:
+        _echo_json(d)
+        return
+    t = Table("service", "A (亿元)", "B (亿元)", "B − A (亿元)", "change")
+    for r in d["services"]:
+        if r["zone_kind"] == "county":
+            t.add_row(r["service"], f"{r['value_a_cny'] / 1e8:,.3f}", f"{r['value_b_cny'] / 1e8:,.3f}",
+                      f"{r['value_diff_cny'] / 1e8:+,.3f}", "–" if r["value_rel"] is None else f"{100 * r['value_rel']:+.2f} %")
+    console.print(t)
+    if out is not None:
+        console.print(f"wrote {len(d['outputs']['maps'])} difference map(s), tables and {d['outputs']['report']}",
+                      markup=False, highlight=False)
 
 
 @app.command("export-table")

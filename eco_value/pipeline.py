@@ -397,6 +397,10 @@ def compute_valuation(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progr
         raise InputError(probs)
     say("uncertainty (Monte Carlo)", None)
     result = _assemble(cat, rules, opts, ctx, computed, run_id, inputs)
+    # actual (used) GEP beside potential: a post-step over the per-zone results (issue 15 item 4)
+    from .accounts.actual import apply_actual
+
+    apply_actual(result, cat, ctx)
     result["summary"]["input_warnings"] = [str(w) for w in warnings_from_stats(computed["checks"], cat)]
     return result, ctx
 

@@ -83,6 +83,8 @@ class ServiceValue(SQLModel, table=True):
     unit: str
     value_cny: float
     price_year: int
+    used_share: float | None = None          # actual (used) share of the supply (eco_value/accounts/actual.py)
+    actual_value_cny: float | None = None    # actual GEP = value_cny × used_share
 
 
 class CarbonValue(SQLModel, table=True):
