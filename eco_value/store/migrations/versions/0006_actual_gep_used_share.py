@@ -1,7 +1,7 @@
 """actual (used) GEP: used share and actual value of every service result
 
-Revision ID: 0005_actual_gep
-Revises: 0004
+Revision ID: 0006_actual_gep
+Revises: 0005
 Create Date: 2026-11-29
 
 Rows stored before this revision keep NULL (their actual GEP was not computed).
@@ -10,8 +10,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0005_actual_gep'
-down_revision = '0004'
+revision = '0006_actual_gep'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
