@@ -65,8 +65,8 @@ def test_pools_sum_to_the_stored_total_stock_per_parcel(package):
         n_checked += 1
     assert n_checked == 2 * len(carbon.index.intersection({r["id"] for r in parcels}))
     # the afforested parcels gained above- and below-ground biomass between the monitoring dates
-    ok = {r["id"] for r in parcels if r["credited"] == "yes"}
-    proj = {r["date"]: r for r in rows if r["level"].startswith("project")}
+    ok = {r["id"] for r in parcels if r["eligible"] == "yes"}
+    proj = {r["date"]: r for r in rows if r["level"] == "eligible parcels"}
     assert float(proj["2023-12-31"]["above_ground_tc"]) > float(proj["2020-01-01"]["above_ground_tc"])
     assert float(proj["2023-12-31"]["below_ground_tc"]) > float(proj["2020-01-01"]["below_ground_tc"])
     assert float(proj["2020-01-01"]["total_tc"]) == pytest.approx(
@@ -75,9 +75,13 @@ def test_pools_sum_to_the_stored_total_stock_per_parcel(package):
     strata = _read(out, "strata.csv")
     parcels_csv = _read(out, "parcels.csv")
     assert sum(float(s["area_ha"]) for s in strata) == pytest.approx(sum(float(p["area_ha"]) for p in parcels_csv), rel=REL)
-    assert sum(float(s["credited_area_ha"]) for s in strata) == pytest.approx(
+    assert sum(float(s["eligible_parcels_area_ha"]) for s in strata) == pytest.approx(
         sum(float(p["area_ha"]) for p in parcels_csv if p["eligible"] == "yes"), rel=REL)
-    assert "afforestation" in {s["land_use_change"] for s in strata}
+    # under CCER-14-001 only the afforested land of eligible parcels is credited
+    for s in strata:
+        want = float(s["eligible_parcels_area_ha"]) if s["land_use_change"] == "afforestation" else 0.0
+        assert float(s["credited_area_ha"]) == want, s
+    assert sum(float(s["credited_area_ha"]) for s in strata) > 0
     for d in ("2020-01-01", "2023-12-31"):
         assert sum(float(r["total_tc"]) for r in rows if r["level"] == "stratum" and r["date"] == d) == pytest.approx(
             sum(float(r["total_tc"]) for r in parcels if r["date"] == d), rel=REL)
@@ -107,6 +111,8 @@ def test_parameters_carry_value_unit_source_verified_and_uncertainty(package):
     rows = {r["parameter"]: r for r in _read(out, "parameters.csv")}
     assert rows["eligibility.plot_area.min_m2"]["value"] == "400.0" and rows["eligibility.plot_area.min_m2"]["verified"] == "true"
     assert rows["uncertainty.precision"]["verified"] == "false" and rows["uncertainty.precision"]["source"] == "cdm_ar_tool"
+    assert rows["uncertainty.precision"]["citation"].startswith("CDM EB (2009) AR tool")
+    assert rows["eligibility.plot_area.min_m2"]["citation"].startswith("MEE (2023) CCER-14-001-V01")
     rs = [n for n in rows if n.startswith("carbon.species.") and n.endswith(".root_shoot")]
     assert rs and rows[rs[0]]["uncertainty"].startswith("95% ")
     assert rows["carbon.soil_transition_years"]["unit"] == "yr"
@@ -170,3 +176,34 @@ def test_interpolated_dates_planned_vintages_and_refusals(package, capsys, tmp_p
     assert code == 2 and "exists and is not empty" in msg
     code, msg = _cli(capsys, "project", "package", "NOPE", "--out", tmp_path / "y", "--db", store.url)
     assert code == 2 and "no project 'NOPE'" in msg and not (tmp_path / "y").exists()
+
+
+def test_pools_that_do_not_re_add_to_the_stored_stock_are_refused(package, monkeypatch):
+    """If the recomputed pools drift from the run's stored totals (e.g. a changed coefficient), no package is made."""
+    import eco_value.exchange.package as P
+
+    store, *_ = package
+    real = P._pixel_pools
+
+    def drifted(rules, vals, nodata_id):
+        out = real(rules, vals, nodata_id)
+        out["t2"]["soil_tc"] = out["t2"]["soil_tc"] * (1 + 1e-6)
+        return out
+
+    monkeypatch.setattr(P, "_pixel_pools", drifted)
+    with pytest.raises(P.PackageError, match=r"do not add up to the stored total stock for \d+ parcel-date\(s\) \(.* at t2: pools"):
+        P.build_package(store, "QLAFF", PERIOD)
+
+
+def test_removals_tie_to_the_stock_change_of_the_credited_land(package):
+    """Σ removals in deductions.csv = (ΔB + ΔDOM + ΔSOC·Δt/D_soil)·44/12 of the credited land in stocks.csv."""
+    store, run, *_, out = package
+    rows = {r["date"]: r for r in _read(out, "stocks.csv") if r["level"] == "credited land"}
+    a, b = rows["2020-01-01"], rows["2023-12-31"]
+    d = {k: float(b[k]) - float(a[k]) for k in ("above_ground_tc", "below_ground_tc", "biomass_unsplit_tc",
+                                                 "dead_organic_matter_tc", "soil_tc")}
+    assert d["above_ground_tc"] > 0 and d["soil_tc"] > 0          # cropland/grassland → forest: biomass and soil gain
+    dt = run.period_end - run.period_start
+    stock_change = (sum(v for k, v in d.items() if k != "soil_tc") + d["soil_tc"] * dt / 20.0) * 44.0 / 12.0
+    removals = sum(float(r["removals_tco2e"]) for r in _read(out, "deductions.csv"))
+    assert stock_change == pytest.approx(removals, rel=REL)

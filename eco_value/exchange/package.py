@@ -49,6 +49,8 @@ POOL_LABELS = {"above_ground_tc": ("above-ground biomass", "地上生物量"),
                "dead_organic_matter_tc": ("dead organic matter", "枯落物与枯死木"),
                "soil_tc": ("soil organic carbon", "土壤有机碳")}
 LUCC_NAMES = {1: "forest_remaining_forest", 2: "afforestation", 3: "deforestation", 4: "other"}
+CREDITED_LUCC = {"afforestation": (2,), "forest_management": (1, 3)}   # land-use change each component credits (run's LUCC)
+POOL_SUM_REL = 1e-9          # pools must re-add to the run's stored total stock (float summation order only)
 AGE_CLASS = "n/a (the run has no stand-age layer)"
 DEDUCTION_FIELDS = ("removals_tco2e", "baseline_tco2e", "leakage_tco2e", "uncertainty_deduction_tco2e", "buffer_tco2e",
                     "credits_tco2e", "remainder_tco2e")
@@ -178,12 +180,16 @@ def build_package(store, project_id: str, monitoring: str | None = None) -> Pack
     """Every table of the calculation package (nothing is written)."""
     from shapely import from_wkb
 
-    from ..pipeline import stored_run_context
+    from ..audit import _run_context
     from ..rules.ecosystem import NODATA_ID, ecosystem_types, species_groups
     from ..roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2
 
     pr, meth, facts, eligible = load_project(store, project_id)
-    run, cat, rules, _opts = stored_run_context(store, pr.run_id, "a calculation package")
+    run, cat, rules, _opts, changed = _run_context(store, pr.run_id)
+    if changed:
+        raise PackageError(f"run {run.id[:8]} of project {pr.id}: input layer(s) {', '.join(changed)} changed since the run "
+                           "(SHA-256 differs from the run's manifest), so its stocks cannot be split into pools from them. "
+                           "Fix: restore the run's inputs, or run a new valuation and create the project on it")
     d0, d1 = _monitoring(pr, run, monitoring)
     s0, s1 = run_span(run.period_start, run.period_end)
     ids = sorted(facts)
@@ -234,7 +240,8 @@ def build_package(store, project_id: str, monitoring: str | None = None) -> Pack
     order = {pid: i for i, pid in enumerate(w.ids)}
 
     # strata: land-use change × ecosystem type at t1 and t2 × species group at t2 (× age class: none in the inputs)
-    credited = np.array([eligible[w.ids[z]] for z in range(n)])[w.zone]
+    in_eligible = np.array([eligible[w.ids[z]] for z in range(n)])[w.zone]
+    credited = in_eligible & np.isin(lucc, CREDITED_LUCC[comp]) & valid      # the land the methodology credits
     sp_key = np.where(sp2 != NODATA_ID, sp2, -1)
     m = valid
     uniq, inv = np.unique(np.stack([lucc[m], lc1[m], lc2[m], sp_key[m]], axis=1), axis=0, return_inverse=True)
@@ -252,11 +259,13 @@ def build_package(store, project_id: str, monitoring: str | None = None) -> Pack
         srow.append({"stratum": name, "land_use_change": LUCC_NAMES[k[0]], "ecosystem_type_t1": tname.get(k[1], str(k[1])),
                      "ecosystem_type_t2": tname.get(k[2], str(k[2])), "species_group_t2": gname.get(k[3], "none"),
                      "age_class": AGE_CLASS, "area_ha": float(np.sum(wha[sel])),
+                     "eligible_parcels_area_ha": float(np.sum(wha[sel & in_eligible])),
                      "credited_area_ha": float(np.sum(wha[sel & credited])),
-                     "parcels": int(len(np.unique(w.zone[sel]))), "credited_parcels": int(len(np.unique(w.zone[sel & credited])))})
+                     "parcels": int(len(np.unique(w.zone[sel]))),
+                     "eligible_parcels": int(len(np.unique(w.zone[sel & in_eligible])))})
     scols = list(srow[0]) if srow else ["stratum", "land_use_change", "ecosystem_type_t1", "ecosystem_type_t2",
-                                        "species_group_t2", "age_class", "area_ha", "credited_area_ha", "parcels",
-                                        "credited_parcels"]
+                                        "species_group_t2", "age_class", "area_ha", "eligible_parcels_area_ha",
+                                        "credited_area_ha", "parcels", "eligible_parcels"]
     by_stratum = {t: {k: np.bincount(np.where(m, skey, len(keys)), weights=wha * x, minlength=len(keys) + 1)[:len(keys)]
                       for k, x in pools[t].items()} for t in ("t1", "t2")}
 
@@ -271,7 +280,8 @@ def build_package(store, project_id: str, monitoring: str | None = None) -> Pack
         return (d - s0).days / span, f"interpolated by days between the inventories of {run.period_start} and {run.period_end}"
 
     dates = sorted({d0, d1} | ({s0} if d0 == s0 else set()) | ({s1} if d1 == s1 else set()))
-    stcols = ["level", "id", "credited", "date", "basis", *POOLS, "total_tc", "total_tco2e", "stored_total_tc"]
+    credited_pools = {t: {k: float(np.sum(wha[credited] * x[credited])) for k, x in pools[t].items()} for t in ("t1", "t2")}
+    stcols = ["level", "id", "eligible", "date", "basis", *POOLS, "total_tc", "total_tco2e", "stored_total_tc"]
     strow = []
     co2 = rules.value("constants.molar_ratio_co2_c")
     stored_tot = {pid: (float(carbon.loc[pid, "stock_t1_tc"]), float(carbon.loc[pid, "stock_t2_tc"])) for pid in ids}
@@ -280,7 +290,7 @@ def build_package(store, project_id: str, monitoring: str | None = None) -> Pack
         fr, basis = at(d)
         for pid in ids:
             i = order[pid]
-            row = {"level": "parcel", "id": pid, "credited": "yes" if eligible[pid] else "no", "date": d.isoformat(), "basis": basis}
+            row = {"level": "parcel", "id": pid, "eligible": "yes" if eligible[pid] else "no", "date": d.isoformat(), "basis": basis}
             for k in POOLS:
                 row[k] = (1 - fr) * by_parcel["t1"][k][i] + fr * by_parcel["t2"][k][i]
             row["total_tc"] = sum(row[k] for k in POOLS)
@@ -292,28 +302,46 @@ def build_package(store, project_id: str, monitoring: str | None = None) -> Pack
                 for k in POOLS:
                     project_pools[d][k] += row[k]
         for idx, name in sorted(sid.items(), key=lambda kv: kv[1]):
-            row = {"level": "stratum", "id": name, "credited": "", "date": d.isoformat(), "basis": basis}
+            row = {"level": "stratum", "id": name, "eligible": "", "date": d.isoformat(), "basis": basis}
             for k in POOLS:
                 row[k] = (1 - fr) * by_stratum["t1"][k][idx] + fr * by_stratum["t2"][k][idx]
             row["total_tc"] = sum(row[k] for k in POOLS)
             row["total_tco2e"] = row["total_tc"] * co2
             row["stored_total_tc"] = ""
             strow.append(row)
-        row = {"level": "project (credited parcels)", "id": pr.id, "credited": "yes", "date": d.isoformat(), "basis": basis,
+        row = {"level": "credited land", "id": f"{pr.id}: {comp} land of eligible parcels", "eligible": "yes",
+               "date": d.isoformat(), "basis": basis,
+               **{k: (1 - fr) * credited_pools["t1"][k] + fr * credited_pools["t2"][k] for k in POOLS}}
+        row["total_tc"] = sum(row[k] for k in POOLS)
+        row["total_tco2e"] = row["total_tc"] * co2
+        row["stored_total_tc"] = ""
+        strow.append(row)
+        row = {"level": "eligible parcels", "id": pr.id, "eligible": "yes", "date": d.isoformat(), "basis": basis,
                **project_pools[d]}
         row["total_tc"] = sum(project_pools[d].values())
         row["total_tco2e"] = row["total_tc"] * co2
         row["stored_total_tc"] = sum((1 - fr) * stored_tot[p][0] + fr * stored_tot[p][1] for p in ids if eligible[p])
         strow.append(row)
 
+    bad = [(pid, t, float(sum(by_parcel[t][k][order[pid]] for k in POOLS)), stored_tot[pid][j]) for pid in ids
+           for j, t in enumerate(("t1", "t2"))]
+    bad = [b for b in bad if abs(b[2] - b[3]) > POOL_SUM_REL * max(abs(b[3]), 1.0)]
+    if bad:
+        shown = "; ".join(f"{p} at {t}: pools {x:,.6f} t C, stored {y:,.6f} t C" for p, t, x, y in bad[:5])
+        raise PackageError(f"run {run.id[:8]}: the carbon pools recomputed from the run's inputs do not add up to the stored "
+                           f"total stock for {len(bad)} parcel-date(s) ({shown}); the package would contradict the run. "
+                           "Fix: re-run the valuation (`eco-value rerun` shows which stored results differ)")
+
     # parameters.csv -------------------------------------------------------------------------------------
-    par = [{"parameter": p["name"], "value": p["value"], "unit": p["unit"], "source": p["source"], "verified": p["verified"],
+    par = [{"parameter": p["name"], "value": p["value"], "unit": p["unit"], "source": p["source"],
+            "citation": meth.sources.get(str(p["source"]).split(" ", 1)[0].rstrip(";,"), {}).get("citation", ""),
+            "verified": p["verified"],
             "uncertainty": "not stated in the methodology file", "from": f"methodology {meth.code}-{meth.version}",
             "used_for": "eligibility" if p["name"].startswith("eligibility.") else "deductions"} for p in meth.parameters()]
     sp_ids = set(np.unique(vals[FOREST_TYPE_T1][0][valid]).tolist()) | set(np.unique(sp2[valid]).tolist())
     type_ids = set(np.unique(lc1[valid]).tolist()) | set(np.unique(lc2[valid]).tolist())
     par += _carbon_parameters(rules, sp_ids, type_ids)
-    parcols = ["parameter", "value", "unit", "source", "verified", "uncertainty", "from", "used_for"]
+    parcols = ["parameter", "value", "unit", "source", "citation", "verified", "uncertainty", "from", "used_for"]
 
     # deductions.csv: per vintage; issued where an issuance of this period exists, else the plan ----------
     drow = _deductions(store, pr, meth, facts, eligible, run, d0, d1)
@@ -321,7 +349,14 @@ def build_package(store, project_id: str, monitoring: str | None = None) -> Pack
 
     totals = {k: sum(r[k] for r in drow) for k in DEDUCTION_FIELDS}
     totals |= {"parcels": len(ids), "eligible_parcels": sum(eligible.values()), "refused_parcels": len(ids) - sum(eligible.values()),
-               "area_ha": sum(r["area_ha"] for r in prow), "credited_area_ha": sum(r["area_ha"] for r in prow if r["eligible"] == "yes")}
+               "area_ha": sum(r["area_ha"] for r in prow), "eligible_parcels_area_ha": sum(r["area_ha"] for r in prow if r["eligible"] == "yes"),
+               "credited_area_ha": sum(r["credited_area_ha"] for r in srow)}
+    # removals tie to the stock change of the credited land: (ΔB + ΔDOM + ΔSOC·Δt/D_soil)·CO2/C over the inventories,
+    # scaled to the monitoring period's days like the credits
+    dt = float(run.period_end - run.period_start)
+    dp = {k: credited_pools["t2"][k] - credited_pools["t1"][k] for k in POOLS}
+    per_run = (sum(v for k, v in dp.items() if k != "soil_tc") + dp["soil_tc"] * dt / rules.value("carbon.soil_transition_years")) * co2
+    totals["removals_from_stock_change_tco2e"] = per_run * ((d1 - d0).days + 1) / ((s1 - s0).days + 1)
     notes = [
         "Stocks by pool are recomputed from the run's stored inputs and rule set on each parcel's pixels (exact coverage "
         "weights, as the run used); stored_total_tc is the run's stored total stock.",

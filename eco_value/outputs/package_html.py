@@ -18,7 +18,9 @@ TOTAL_LABELS = {
     "buffer_tco2e": ("buffer", "缓冲库"), "credits_tco2e": ("credits", "减排量"), "remainder_tco2e": ("remainder kept", "留存余量"),
     "parcels": ("parcels", "地块数"), "eligible_parcels": ("eligible parcels", "合格地块数"),
     "refused_parcels": ("refused parcels", "不合格地块数"), "area_ha": ("area, ha", "面积（公顷）"),
-    "credited_area_ha": ("credited area, ha", "计入面积（公顷）"),
+    "eligible_parcels_area_ha": ("area of eligible parcels, ha", "合格地块面积（公顷）"),
+    "credited_area_ha": ("credited land (the land-use change the methodology credits), ha", "计入土地面积（公顷）"),
+    "removals_from_stock_change_tco2e": ("removals from the stock change of the credited land (check)", "按计入土地碳储量变化核算的碳汇量（校核）"),
 }
 
 _TEMPLATE = """<!doctype html>
