@@ -932,11 +932,14 @@ def project_package(
 ):
     """Calculation package for a CCER verifier: strata, parcels and eligibility, stocks by pool, parameters, deductions."""
     from .exchange.package import build_package, write_package
-    from .safe_write import safe_output
+    from .exchange.projects import project_summary
+    from .safe_write import run_files, safe_output, store_files
     from .store import Store
 
-    target = safe_output(out, "dir", overwrite)
-    pkg = build_package(Store(db), project_id, monitoring)
+    st = Store(db)
+    rid = project_summary(st, project_id)["run_id"]
+    target = safe_output(out, "dir", overwrite, store_files(st) + run_files(st, rid))
+    pkg = build_package(st, project_id, monitoring)
     with target.staging() as tmp:
         names = write_package(pkg, tmp)
     t = pkg.totals

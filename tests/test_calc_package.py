@@ -174,6 +174,9 @@ def test_interpolated_dates_planned_vintages_and_refusals(package, capsys, tmp_p
     (tmp_path / "full" / "keep.txt").write_text("x")
     code, msg = _cli(capsys, "project", "package", "QLAFF", "--out", tmp_path / "full", "--db", store.url)
     assert code == 2 and "exists and is not empty" in msg
+    db_dir = Path(store.url.removeprefix("sqlite:///")).parent
+    code, msg = _cli(capsys, "project", "package", "QLAFF", "--out", db_dir, "--overwrite", "--db", store.url)
+    assert code == 2 and "the database" in msg and Path(store.url.removeprefix("sqlite:///")).exists()
     code, msg = _cli(capsys, "project", "package", "NOPE", "--out", tmp_path / "y", "--db", store.url)
     assert code == 2 and "no project 'NOPE'" in msg and not (tmp_path / "y").exists()
 
