@@ -210,3 +210,30 @@ def test_removals_tie_to_the_stock_change_of_the_credited_land(package):
     stock_change = (sum(v for k, v in d.items() if k != "soil_tc") + d["soil_tc"] * dt / 20.0) * 44.0 / 12.0
     removals = sum(float(r["removals_tco2e"]) for r in _read(out, "deductions.csv"))
     assert stock_change == pytest.approx(removals, rel=REL)
+
+
+def test_forest_management_package_credits_existing_forest_against_its_baseline(package, tmp_path):
+    """Under fm-bau-v01 the credited land is forest remaining forest (and its losses); the baseline is deducted."""
+    from eco_value.exchange.package import build_package
+    from eco_value.exchange.projects import create_project
+
+    store, run, special, frf, issued, out = package
+    table = tmp_path / "fm.csv"
+    table.write_text("parcel_id,林权证号,基线碳汇量\n" + "".join(f"{p},川(2019)第{i}号,1.5\n" for i, p in enumerate(frf)),
+                     encoding="utf-8")
+    create_project(store, project_id="QLFM", name="邛崃 森林经营", developer="邛崃市林业局", methodology="fm-bau-v01",
+                   start="2020-01-01", run_id=run.id, parcel_table=table)
+    pkg = build_package(store, "QLFM", PERIOD)
+    assert pkg.methodology["code"] == "ECV-FM-BAU" and "business-as-usual" in pkg.methodology["credits"]
+    strata = pkg.tables["strata.csv"][1]
+    assert all(s["credited_area_ha"] == 0.0 for s in strata if s["land_use_change"] in ("afforestation", "other"))
+    assert sum(s["credited_area_ha"] for s in strata if s["land_use_change"] == "forest_remaining_forest") > 0
+    ded = pkg.tables["deductions.csv"][1]
+    n_ok = pkg.totals["eligible_parcels"]
+    # 1.5 t/yr per parcel × the 3 years between the inventories (the credits engine spreads them over the 4-year span)
+    assert n_ok > 0 and sum(r["baseline_tco2e"] for r in ded) == pytest.approx(1.5 * n_ok * (run.period_end - run.period_start),
+                                                                               rel=1e-9)
+    for r in ded:
+        assert r["removals_tco2e"] - r["baseline_tco2e"] - r["leakage_tco2e"] - r["uncertainty_deduction_tco2e"] - \
+            r["buffer_tco2e"] == pytest.approx(r["credits_tco2e"] + r["remainder_tco2e"], abs=1e-9)
+    assert pkg.totals["removals_from_stock_change_tco2e"] == pytest.approx(pkg.totals["removals_tco2e"], rel=1e-9)

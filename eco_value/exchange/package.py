@@ -38,7 +38,8 @@ import numpy as np
 from sqlmodel import select
 
 from ..errors import EcoValueError
-from ..store.models import Issuance, IssuanceLine, ProjectParcel, Zone
+from ..rules import RuleSetError
+from ..store.models import Issuance, Zone
 from .methodology import meth_component, parse_period, run_span, vintage_days
 from .projects import eligibility_lines, load_project
 
@@ -106,14 +107,16 @@ def _read_parcel_pixels(cat, parcels: list[tuple[str, object]]):
     import geopandas as gpd
 
     from ..accounts.zonal import zone_weights
-    from ..audit import CARBON_LAYERS, _read_cells
+    from ..audit import _read_cells
     from ..inputs.readers import reference_grid
+    from ..roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
 
     grid = reference_grid(cat)
     gdf = gpd.GeoDataFrame({"pid": [p for p, _ in parcels]}, geometry=[g for _, g in parcels], crs=grid.crs)
     w = zone_weights(gdf, "pid", grid, str(cat.path_of(cat.layers[cat.catalog.reference_layer].path)))
     rows, cols = w.pixel // grid.width, w.pixel % grid.width
-    vals = {k: _read_cells(cat, k, rows, cols) for k in CARBON_LAYERS if k in cat.layers}
+    vals = {k: _read_cells(cat, k, rows, cols)
+            for k in (LAND_COVER_T1, LAND_COVER_T2, FOREST_TYPE_T1, FOREST_TYPE_T2, VOLUME_T1, VOLUME_T2)}
     return grid, w, vals
 
 
@@ -121,7 +124,7 @@ def _read_parcel_pixels(cat, parcels: list[tuple[str, object]]):
 def _uncertainty_text(rules, name: str) -> str:
     try:
         lo, hi, dist, basis = rules.uncertainty_range(name)
-    except Exception:       # a list-valued parameter or one without a range: say so rather than guess
+    except (RuleSetError, TypeError, ValueError):   # no range of its own nor an evidence class: say so, never guess
         return "not stated"
     return f"95% {lo:.6g} to {hi:.6g} ({dist}; {basis})"
 
@@ -194,8 +197,8 @@ def build_package(store, project_id: str, monitoring: str | None = None) -> Pack
     s0, s1 = run_span(run.period_start, run.period_end)
     ids = sorted(facts)
     with store.session() as s:
-        zones = {z.zone_id: z for z in s.exec(select(Zone).where(Zone.run_id == run.id, Zone.kind == "parcel",
-                                                                  Zone.zone_id.in_(ids))).all()}
+        zones = {z.zone_id: z for z in s.exec(select(Zone).where(Zone.run_id == run.id, Zone.kind == "parcel")).all()
+                 if z.zone_id in facts}      # no IN (…) list: a project may hold more parcels than SQLite binds
     carbon = store.table("carbon", run.id)
     carbon = carbon[carbon.zone_kind == "parcel"].set_index("zone_id")
     lines: dict[str, dict[str, dict]] = {}
