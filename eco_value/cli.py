@@ -956,6 +956,33 @@ def project_show(project_id: str = typer.Argument(...), db: Optional[str] = DbOp
         console.print(f"  {n} parcel(s) fail {rule}", markup=False)
 
 
+@project_app.command("package")
+def project_package(
+    project_id: str = typer.Argument(...),
+    out: Path = typer.Option(..., "--out", help="New folder for the calculation package (CSV tables and summary.html)."),
+    monitoring: Optional[str] = typer.Option(None, "--monitoring", help="START..END (ISO dates); default: the run's dates "
+                                             "inside the crediting period."),
+    overwrite: bool = OverwriteOpt,
+    db: Optional[str] = DbOpt,
+):
+    """Calculation package for a CCER verifier: strata, parcels and eligibility, stocks by pool, parameters, deductions."""
+    from .exchange.package import build_package, write_package
+    from .exchange.projects import project_summary
+    from .safe_write import run_files, safe_output, store_files
+    from .store import Store
+
+    st = Store(db)
+    rid = project_summary(st, project_id)["run_id"]
+    target = safe_output(out, "dir", overwrite, store_files(st) + run_files(st, rid))
+    pkg = build_package(st, project_id, monitoring)
+    with target.staging() as tmp:
+        names = write_package(pkg, tmp)
+    t = pkg.totals
+    console.print(f"wrote {out}: {', '.join(names)} (project {project_id}, {pkg.methodology['code']}-{pkg.methodology['version']}, "
+                  f"monitoring {pkg.monitoring[0]}..{pkg.monitoring[1]}: {t['credits_tco2e']:,} t CO2e credits, "
+                  f"{t['eligible_parcels']} of {t['parcels']} parcels eligible)", markup=False)
+
+
 @issuance_app.command("verify")
 def issuance_verify(
     issuance_ids: list[str] = typer.Argument(..., help="Issuance ids (all vintages of a monitoring period)."),
