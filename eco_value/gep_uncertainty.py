@@ -28,7 +28,7 @@ ranges are clipped at 0; lognormal ranges keep the nominal value as the mean (μ
 Price years and the price index are not drawn.
 
 Sensitivity: one-at-a-time (GEP at each parameter's 2.5 % and 97.5 % bounds, others nominal: the
-tornado) and Sobol first-order shares S_i = Var(E[Y|X_i]) / Var(Y) from the same draws, by the
+tornado; its share is swing² / Σ swing², the variance share of a linear model) and Sobol first-order shares S_i = Var(E[Y|X_i]) / Var(Y) from the same draws, by the
 given-data binning estimator (equal-count bins of X_i, bias-corrected for the within-bin noise).
 """
 

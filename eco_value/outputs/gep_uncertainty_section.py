@@ -27,7 +27,7 @@ def tornado_png(rows: list[dict], gep0: float) -> str | None:
         ax.barh(i, hi, color="#d95f0e")
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(range(len(rows)), [r["parameter"].removeprefix("gep.") for r in rows], fontsize=8)
-    ax.set_xlabel(f"change of GEP (亿元) from {gep0 / 1e8:,.2f}; blue: parameter at its low bound, orange: high")
+    ax.set_xlabel(f"change of GEP (1e8 CNY) from {gep0 / 1e8:,.2f}; blue: parameter at its low bound, orange: high")
     ax.set_title("One-at-a-time sensitivity of GEP (95 % range of each parameter)", fontsize=10)
     return _png(fig)
 
