@@ -23,7 +23,9 @@ from .pipeline import compute_valuation, input_manifest, stored_run_context
 from .roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
 from .rules import RuleSet
 from .rules.ecosystem import NODATA_ID, ecosystem_types, species_groups
-from .services.base import MM_PER_M, price_factor
+from .carbon.stock import net_sink_tco2e_per_ha_yr, volume_to_carbon_tc_per_m3
+from .services.base import price_factor
+from .services.water_conservation import water_conservation_m3
 
 CARBON_LAYERS = (LAND_COVER_T1, LAND_COVER_T2, FOREST_TYPE_T1, FOREST_TYPE_T2, VOLUME_T1, VOLUME_T2,
                  "precip", "aet")
@@ -144,8 +146,9 @@ def explain(store, run_id: str, parcel: str | None = None, pixel: tuple[float, f
             if sv1 == 0 and sv2 == 0:
                 continue
             ps = [_p(rules, f"carbon.species.{key}.{n}") for n in ("wood_density", "bef", "root_shoot", "carbon_fraction")]
-            k = ps[0]["value"] * ps[1]["value"] * (1 + ps[2]["value"]) * ps[3]["value"]
-            term = k * (sv2 - sv1) / dt
+            k = volume_to_carbon_tc_per_m3(*(x["value"] for x in ps))
+            # the engine's stock-difference equation on the parcel's summed volume (biomass only)
+            term = net_sink_tco2e_per_ha_yr(k * sv1, k * sv2, 0.0, 0.0, 0.0, 0.0, dt, 1.0, 1.0)
             terms.append({"what": f"{key} ({code}) living biomass from volume", "equation": "D * BEF * (1 + R) * CF * (SV_t2 - SV_t1) / dt",
                           "inputs": {"SV_t1_m3": sv1, "SV_t2_m3": sv2, "dt_yr": dt}, "parameters": ps,
                           "intermediate": {"k_tc_per_m3": k}, "result_tc_per_yr": term})
@@ -160,7 +163,9 @@ def explain(store, run_id: str, parcel: str | None = None, pixel: tuple[float, f
         if ca1 == ca2:
             continue
         pb, pd_, ps = (_p(rules, types.required_param(rules, "carbon.class", name, n)) for n in ("biomass", "dom", "soc"))
-        term = (pb["value"] * cf["value"] + pd_["value"]) * (ca2 - ca1) / dt + ps["value"] * (ca2 - ca1) / soil_t["value"]
+        bio = pb["value"] * cf["value"]
+        term = net_sink_tco2e_per_ha_yr(bio * ca1, bio * ca2, pd_["value"] * ca1, pd_["value"] * ca2, ps["value"] * ca1,
+                                        ps["value"] * ca2, dt, soil_t["value"], 1.0)
         terms.append({"what": f"land-use change: {name}", "equation": "(B_class * CF + DOM) * dA / dt + SOC * dA / D_soil",
                       "inputs": {"A_t1_ha": ca1, "A_t2_ha": ca2, "dt_yr": dt}, "parameters": [pb, cf, pd_, ps, soil_t],
                       "result_tc_per_yr": term})
@@ -185,7 +190,7 @@ def explain(store, run_id: str, parcel: str | None = None, pixel: tuple[float, f
         sp = float(np.sum(w_m2 * p * m))
         se = float(np.sum(w_m2 * et * m))
         a = _p(rules, pname)
-        qq = (sp - sp * a["value"] - se) / MM_PER_M
+        qq = float(water_conservation_m3(sp, se, a["value"], 1.0))   # the engine's equation on Σ A·P, Σ A·ET
         wc_terms.append({"class": name, "inputs": {"sum_A_P_m2mm": sp, "sum_A_ET_m2mm": se}, "parameters": [a],
                          "equation": "(sum A*P - alpha * sum A*P - sum A*ET) / 1000", "result_m3": qq})
         q += qq

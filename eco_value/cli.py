@@ -156,8 +156,9 @@ def run(
         "run_id": res.run_id, "reused_existing_run": res.reused, "region": s["region"], "period": s["period"],
         "carbon": {"net_sink_tco2e_per_yr": s["carbon"]["net_sink_tco2e_per_yr"],
                    "ci95_tco2e_per_yr": s["carbon"]["ci95_tco2e_per_yr"], "stock_tc": s["carbon"]["stock_tc"]},
-        "gep": {"total_cny": s["gep"]["total_cny"],
-                "by_service": {k: {"quantity": v["quantity"], "unit": v["unit"], "value_cny": v["value_cny"]}
+        "gep": {"total_cny": s["gep"]["total_cny"], "actual_total_cny": s["gep"].get("actual_total_cny"),
+                "by_service": {k: {"quantity": v["quantity"], "unit": v["unit"], "value_cny": v["value_cny"],
+                                   "used_share": v.get("used_share"), "actual_value_cny": v.get("actual_value_cny")}
                                for k, v in s["gep"]["by_service"].items()},
                 "ci95_cny": _gep_ci(s, None),
                 "by_service_ci95_cny": {k: _gep_ci(s, k) for k in s["gep"]["by_service"]}},
@@ -183,6 +184,9 @@ def _print_summary(s: dict, run_id: str, reused: bool = False) -> None:
         t.add_row(k.replace("_", " "), f"{v['quantity']:,.0f}", v["unit"], f"{v['value_cny'] / 1e8:,.2f}")
     t.add_row("[b]GEP total[/]", "", "", f"[b]{s['gep']['total_cny'] / 1e8:,.2f}[/]")
     console.print(t)
+    if s["gep"].get("actual_total_cny") is not None:
+        console.print(f"actual (used) GEP {s['gep']['actual_total_cny'] / 1e8:,.2f} 亿元 "
+                      f"({100 * s['gep']['actual']['share_of_potential']:.0f} % of potential)", highlight=False)
     c = s["carbon"]
     lo, hi = c["ci95_tco2e_per_yr"]
     console.print(f"carbon sink {c['net_sink_tco2e_per_yr']:,.0f} t CO2e/yr (95 % CI {lo:,.0f} – {hi:,.0f}); "
@@ -294,6 +298,37 @@ def diff(run_a: str, run_b: str, db: Optional[str] = DbOpt, json_out: bool = Jso
     for k, v in d["services"].items():
         t.add_row(k, f"{v['a'] / 1e8:,.2f}", f"{v['b'] / 1e8:,.2f}", f"{v['change_pct']:+.2f}" if v["change_pct"] is not None else "")
     console.print(t)
+
+
+@app.command()
+def compare(run_a: str, run_b: str,
+            out: Optional[Path] = typer.Option(None, "--out", help="Folder for the difference maps (COG, B − A), tables (CSV) and compare.html."),
+            db: Optional[str] = DbOpt, overwrite: bool = OverwriteOpt, json_out: bool = JsonOpt):
+    """Scenario comparison B − A: by service and township (quantity, value), difference maps with --out."""
+    from .outputs.compare import compare_runs, write_compare_outputs
+    from .safe_write import run_files, safe_output, store_files
+    from .store import Store
+
+    st = Store(db)
+    d = compare_runs(st, run_a, run_b)
+    if out is not None:
+        results = [(Path(f), f"the results of run {r[:8]}") for r in (d["a"], d["b"])
+                   if (f := json.loads(st.run(r).summary_json or "{}").get("outputs", {}).get("rasters"))]
+        target = safe_output(out, "dir", overwrite, store_files(st) + run_files(st, d["a"]) + run_files(st, d["b"]) + results)
+        with target.staging() as tmp:
+            d["outputs"] = write_compare_outputs(st, d, tmp, final_folder=out)
+    if json_out:
+        _echo_json(d)
+        return
+    t = Table("service", "A (亿元)", "B (亿元)", "B − A (亿元)", "change")
+    for r in d["services"]:
+        if r["zone_kind"] == "county":
+            t.add_row(r["service"], f"{r['value_a_cny'] / 1e8:,.3f}", f"{r['value_b_cny'] / 1e8:,.3f}",
+                      f"{r['value_diff_cny'] / 1e8:+,.3f}", "–" if r["value_rel"] is None else f"{100 * r['value_rel']:+.2f} %")
+    console.print(t)
+    if out is not None:
+        console.print(f"wrote {len(d['outputs']['maps'])} difference map(s), tables and {d['outputs']['report']}",
+                      markup=False, highlight=False)
 
 
 @app.command("export-table")
@@ -491,10 +526,14 @@ def explain(
     parcel: Optional[str] = typer.Option(None, "--parcel", help="Parcel id (e.g. 510183-P00042)."),
     pixel: Optional[str] = typer.Option(None, "--pixel", help="X,Y map coordinates in the run's CRS."),
     policy: Optional[str] = typer.Option(None, "--policy", help="Id of a stored land-unit, damage or allocation result."),
+    project: Optional[str] = typer.Option(None, "--project", help="With --parcel: the parcel's eligibility under this "
+                                          "project's methodology (RUN_ID may then be the project id)."),
     db: Optional[str] = DbOpt,
     json_out: bool = JsonOpt,
 ):
     """The chain behind one number: pixels read, equations, parameters with sources, the result."""
+    if project:
+        return _explain_eligibility(project, parcel, db, json_out)
     from .audit import explain as do_explain
     from .audit import explain_policy
     from .store import Store
@@ -565,8 +604,14 @@ def rerun(run_id: str, db: Optional[str] = DbOpt, json_out: bool = JsonOpt):
 
 @app.command()
 def issue(
-    run_id: str = typer.Argument(...),
-    vintage: int = typer.Option(..., "--vintage", help="Monitoring (vintage) year inside the run's period."),
+    run_id: str = typer.Argument(..., help="Run id, or with --monitoring a project id."),
+    vintage: Optional[int] = typer.Option(None, "--vintage", help="Vintage year (required without --monitoring)."),
+    monitoring: Optional[str] = typer.Option(None, "--monitoring", help="START..END: issue PROJECT's credits of this "
+                                             "monitoring period under its methodology, one issuance per vintage."),
+    verification_body: str = typer.Option("", "--verification-body", help="With --monitoring: verification body."),
+    verification_approach: str = typer.Option("", "--verification-approach", help="With --monitoring: how it was verified."),
+    verification_date: str = typer.Option("", "--verification-date", help="With --monitoring: verification report date; "
+                                          "without body, approach and date the units are pending."),
     parcels: Optional[str] = typer.Option(None, "--parcels", help="Comma-separated parcel ids (default: every eligible parcel)."),
     project: str = typer.Option("FC1", "--project", help="Project id (letters and digits; part of the serial)."),
     include_declared: bool = typer.Option(False, "--include-declared", help="Also issue parcels declared in another programme."),
@@ -578,6 +623,11 @@ def issue(
     from .exchange.registry import issue as do_issue
     from .store import Store
 
+    if monitoring:
+        return _issue_project(run_id, monitoring, vintage, verification_body, verification_approach, verification_date,
+                              head_file, db, json_out)
+    if vintage is None:
+        raise EcoValueError("give --vintage YEAR (credits of a run), or --monitoring START..END (credits of a project)")
     plist = [p.strip() for p in parcels.split(",") if p.strip()] if parcels else None
     d = do_issue(Store(db), run_id, vintage, plist, project, include_declared)
     _anchor_head(d["head"], head_file, json_out)
@@ -819,6 +869,38 @@ def methods(rules: str = typer.Option("cn2011-mee2020", "--rules"), out: Optiona
         sys.stdout.write(text)
 
 
+@app.command()
+def serve(
+    db: Optional[str] = DbOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback only unless --public)."),
+    port: int = typer.Option(8700, "--port"),
+    public: bool = typer.Option(False, "--public", help="Allow a non-loopback --host (serve the network; cookies then need HTTPS)."),
+    users: Optional[Path] = typer.Option(None, "--users", help="Users file (default: web_users.json in the user config folder)."),
+    trusted_key: Optional[Path] = typer.Option(None, "--trusted-key", help="Issuer public key (hex) the bundle verifier trusts."),
+    max_upload_mb: int = typer.Option(64, "--max-upload-mb", help="Largest upload accepted."),
+    add_user: Optional[str] = typer.Option(None, "--add-user", help="Add (or reset) a user and exit; the password is asked for."),
+    role: str = typer.Option("viewer", "--role", help="Role of --add-user: viewer, bureau or operator."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read --add-user's password from standard input."),
+):
+    """Local web console: runs, map with explain chains, land-unit values, bundle verification, status files."""
+    from .web.app import WebConfig
+    from .web.auth import add_user as do_add_user
+    from .web.auth import default_users_file
+    from .web.server import read_trusted_key
+    from .web.server import serve as do_serve
+
+    ufile = users or default_users_file()
+    if add_user:
+        pw = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("password", hide_input=True,
+                                                                                   confirmation_prompt=True)
+        do_add_user(ufile, add_user, role, pw)
+        console.print(f"user {add_user} ({role}) saved in {ufile} (password hashed with argon2id)", markup=False)
+        return
+    cfg = WebConfig(db=db, users_file=ufile, trusted_key_hex=read_trusted_key(trusted_key),
+                    max_upload_bytes=max_upload_mb * 1024 * 1024)
+    do_serve(cfg, host, port, public)
+
+
 def _secrets(argv: list[str]) -> list[str]:
     """Passwords the user handed us (``--db`` values, ``$ECO_VALUE_DB``): never echoed back."""
     from .store.db import ENV_VAR, url_secrets
@@ -847,6 +929,134 @@ def _is_usage_error(exc: BaseException) -> bool:
 
     kinds = tuple(k for k in (click.exceptions.ClickException, getattr(typer.exceptions, "TyperException", None)) if k)
     return isinstance(exc, kinds) and hasattr(exc, "show")
+
+
+# --- crediting projects (methodologies as data, eligibility per parcel, monitoring periods) ----------------
+project_app = typer.Typer(no_args_is_help=True, help="Crediting projects: parcels of a run under a methodology.")
+issuance_app = typer.Typer(no_args_is_help=True, help="Issuances: record a verification.")
+app.add_typer(project_app, name="project")
+app.add_typer(issuance_app, name="issuance")
+
+
+@project_app.command("create")
+def project_create(
+    project_id: str = typer.Option(..., "--id", help="Project id (letters and digits; part of every serial)."),
+    name: str = typer.Option(..., "--name"),
+    developer: str = typer.Option(..., "--developer", help="Project developer (项目业主)."),
+    methodology: str = typer.Option(..., "--methodology", help="accounting_rules/methodologies/NAME.toml, e.g. ccer-14-001-v01."),
+    start: str = typer.Option(..., "--start", help="Project start date (ISO)."),
+    run_id: str = typer.Option(..., "--run", help="The stored run whose parcels, land cover and removals the project uses."),
+    parcels: Path = typer.Option(..., "--parcels", help="CSV: parcel_id (地块编号) and tenure_certificate (林权证号), "
+                                 "forest_category (林种), planting_year (造林年份), planted_area_m2, wetland, other_programme, "
+                                 "baseline_tco2e_per_yr."),
+    crediting_end: Optional[str] = typer.Option(None, "--crediting-end", help="End of the crediting period (default: the "
+                                                "methodology's shortest)."),
+    validation_body: str = typer.Option("", "--validation-body"),
+    validation_date: str = typer.Option("", "--validation-date"),
+    db: Optional[str] = DbOpt,
+    json_out: bool = JsonOpt,
+):
+    """Create a project; every parcel is judged against every eligibility rule, each a stored line with its reason."""
+    from .exchange.projects import create_project
+    from .store import Store
+
+    d = create_project(Store(db), project_id=project_id, name=name, developer=developer, methodology=methodology, start=start,
+                       run_id=run_id, parcel_table=parcels, crediting_end=crediting_end, validation_body=validation_body,
+                       validation_date=validation_date)
+    if json_out:
+        _echo_json(d)
+        return
+    console.print(f"project {d['id']} ({d['methodology_code']}-{d['methodology_version']}, {d['start_date']}..{d['crediting_end']}): "
+                  f"{d['eligible']} of {d['parcels']} parcels pass every rule", markup=False)
+    for rule, n in sorted(d["refused_by_rule"].items()):
+        console.print(f"  {n} parcel(s) fail {rule}", markup=False)
+
+
+@project_app.command("show")
+def project_show(project_id: str = typer.Argument(...), db: Optional[str] = DbOpt, json_out: bool = JsonOpt):
+    """A project and how many parcels each rule refused (`explain --project ID --parcel P` for the lines)."""
+    from .exchange.projects import project_summary
+    from .store import Store
+
+    d = project_summary(Store(db), project_id)
+    if json_out:
+        _echo_json(d)
+        return
+    for k in ("id", "name", "developer", "methodology", "start_date", "crediting_end", "status", "validation_body",
+              "validation_date", "parcels", "eligible"):
+        console.print(f"{k}: {d[k]}", markup=False)
+    console.print(f"credits: {d['description']}", markup=False)
+    for rule, n in sorted(d["refused_by_rule"].items()):
+        console.print(f"  {n} parcel(s) fail {rule}", markup=False)
+
+
+@issuance_app.command("verify")
+def issuance_verify(
+    issuance_ids: list[str] = typer.Argument(..., help="Issuance ids (all vintages of a monitoring period)."),
+    body: str = typer.Option(..., "--verification-body"),
+    approach: str = typer.Option(..., "--verification-approach"),
+    when: str = typer.Option(..., "--verification-date"),
+    db: Optional[str] = DbOpt,
+    json_out: bool = JsonOpt,
+):
+    """Record the verification of pending issuances: their units become held (and can be exported)."""
+    from .exchange.credits import verify_issuances
+    from .store import Store
+
+    d = verify_issuances(Store(db), issuance_ids, body, approach, when)
+    if json_out:
+        _echo_json(d)
+    else:
+        console.print(f"verified {d['verified_issuances']} issuance(s); {d['blocks_released']} pending block(s) are now held")
+
+
+def _issue_project(project_id, monitoring, vintage, body, approach, when, head_file, db, json_out) -> None:
+    from .exchange.credits import issue_project
+    from .store import Store
+
+    d = issue_project(Store(db), project_id, monitoring, vintage, body, approach, when)
+    _anchor_head(d["head"], head_file, json_out)
+    if json_out:
+        _echo_json(d)
+        return
+    t = d["totals"]
+    console.print(f"project {d['project_id']} ({d['methodology']}), monitoring {d['monitoring']}: {t['net_issued_tco2e']:,} "
+                  f"t CO2e issued, units {d['status']}", markup=False)
+    console.print(f"  removals {t['gross_removals_tco2e']:,.2f}; baseline {t['baseline_tco2e']:,.2f}; leakage "
+                  f"{t['leakage_tco2e']:,.2f}; uncertainty {t['uncertainty_deduction_tco2e']:,.2f}; buffer {t['buffer_tco2e']:,}; "
+                  f"remainder kept {t['remainder_tco2e']:,.2f}", markup=False)
+    for i in d["issuances"]:
+        console.print(f"  vintage {i['vintage']}: issuance {i['issuance_id']}  {i['net_issued_tco2e']:,} t in "
+                      f"{len(i['serial_blocks'])} block(s)", markup=False)
+    if d["status"] == "pending":
+        console.print("units are pending until the verification is recorded: `eco-value issuance verify ID… "
+                      "--verification-body --verification-approach --verification-date`", markup=False)
+
+
+def _explain_eligibility(project_id, parcel, db, json_out) -> None:
+    from .exchange.methodology import load_methodology
+    from .exchange.projects import eligibility_lines, project_summary
+    from .store import Store
+
+    store = Store(db)
+    pr = project_summary(store, project_id)
+    if not parcel:
+        raise EcoValueError("give --parcel PARCEL_ID with --project (the parcel's eligibility lines)")
+    lines = eligibility_lines(store, project_id, parcel)
+    meth = load_methodology(pr["methodology"])
+    d = {"project": project_id, "methodology": f"{meth.code}-{meth.version}", "credits": meth.credits, "parcel": parcel,
+         "eligible": all(x["passed"] for x in lines), "lines": lines,
+         "parameters": [p for p in meth.parameters() if p["name"].startswith("eligibility.")]}
+    if json_out:
+        _echo_json(d)
+        return
+    console.print(f"parcel {parcel} under {d['methodology']} (project {project_id}): "
+                  f"{'ELIGIBLE' if d['eligible'] else 'REFUSED'}", markup=False)
+    for x in lines:
+        console.print(f"  [{'pass' if x['passed'] else 'FAIL'}] {x['rule']}: {x['reason']}", markup=False)
+    for p in d["parameters"]:
+        console.print(f"    {p['name']} = {p['value']} {p['unit']}  [{p['source']}]{'' if p['verified'] else ' (unverified)'}",
+                      markup=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -399,6 +399,10 @@ def compute_valuation(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progr
         raise InputError(probs)
     say("uncertainty (Monte Carlo)", None)
     result = _assemble(cat, rules, opts, ctx, computed, run_id, inputs)
+    # actual (used) GEP beside potential: a post-step over the per-zone results (issue 15 item 4)
+    from .accounts.actual import apply_actual
+
+    apply_actual(result, cat, ctx)
     result["summary"]["input_warnings"] = [str(w) for w in warnings_from_stats(computed["checks"], cat)]
     return result, ctx
 
@@ -411,7 +415,7 @@ def stored_run_context(store, run_id: str, purpose: str = "this"):
     if run.status != "complete":
         raise StoreError(f"run {run.id} is {run.status}; {purpose} needs a complete run")
     cat = load_catalog(run.catalog_path)
-    rules = RuleSet.from_canonical(store.rules_json(run.ruleset_hash))
+    rules = RuleSet.from_canonical(store.rules_json(run.ruleset_hash), origin=f"stored with run {run.id}")
     if rules.content_hash != run.ruleset_hash:
         raise StoreError(f"stored rule set of run {run.id} does not reproduce its hash")
     o = json.loads(run.options_json)

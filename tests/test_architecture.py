@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import eco_value
@@ -34,25 +35,52 @@ def test_verifier_stands_alone():
     assert {m.split(".")[0] for m in mods} <= stdlib | {"jsonschema", "nacl"}
 
 
+PRINT = re.compile(r"(?<![\w.])print\(")
+# file I/O below inputs/, outputs/ and store/: open(), raster/vector/table readers and writers
+FILE_IO = re.compile(r"(?<![\w])(open|read_file|read_csv|read_excel|read_parquet|to_csv|to_file|to_parquet|to_excel|"
+                     r"to_raster|write_text|write_bytes|read_text|read_bytes|savez?|loadtxt|exact_extract)\(")
+IO_LIBS = ("rasterio", "rioxarray", "geopandas", "fiona", "osgeo", "csv", "sqlalchemy", "sqlmodel", "pyogrio")
+PURE = ("carbon", "services", "accounts")
+# known violations, each named in issue 16 (moving them is a separate change); new ones fail
+KNOWN_IO = {("carbon", "invest.py"), ("accounts", "zonal.py")}
+
+
+def _files(sub):
+    return sorted((ROOT / sub).rglob("*.py"))
+
+
 def test_science_modules_touch_no_store_output_or_screen():
-    for sub in ("carbon", "services"):
-        for f in (ROOT / sub).glob("*.py"):
+    checked = 0
+    for sub in PURE:
+        for f in _files(sub):
             mods = imports_of(f)
             bad = {m for m in mods if m.startswith(("eco_value.store", "eco_value.outputs", "eco_value.cli", "rich", "typer"))}
             assert not bad, (f.name, bad)
-            import re
-        assert not re.search(r"(?<![\w.])print\(", f.read_text(encoding="utf-8")), f
+            assert not PRINT.search(f.read_text(encoding="utf-8")), f
+            checked += 1
+    assert checked >= 15   # every file of each folder, not the last one only
 
 
 def test_science_modules_open_no_files():
-    """carbon/ and services/ are pure functions: no raster/vector/table I/O library, no open()."""
-    import re
-    io_libs = ("rasterio", "rioxarray", "geopandas", "fiona", "osgeo", "csv", "sqlalchemy", "sqlmodel")
-    for sub in ("carbon", "services"):
-        for f in (ROOT / sub).glob("*.py"):
-            bad = {m for m in imports_of(f) if m.split(".")[0] in io_libs}
-            assert not bad, (f.name, bad)
-            assert not re.search(r"(?<![\w.])open\(|read_csv\(|\.to_csv\(|to_raster\(", f.read_text(encoding="utf-8")), f
+    """carbon/, services/ and accounts/ are pure functions: no file I/O library, no open() or writer."""
+    seen = set()
+    for sub in PURE:
+        for f in _files(sub):
+            if (sub, f.name) in KNOWN_IO:
+                seen.add((sub, f.name))
+                continue
+            bad = {m for m in imports_of(f) if m.split(".")[0] in IO_LIBS}
+            assert not bad, (f, bad)
+            hit = FILE_IO.search(f.read_text(encoding="utf-8"))
+            assert not hit, (f, hit and hit.group(0))
+    assert seen == KNOWN_IO, "a known violation is gone: remove it from KNOWN_IO"
+
+
+def test_file_io_patterns_are_caught():
+    for bad in ("with open(p) as f:", "rasterio.open(path)", "gpd.read_file(x)", "df.to_csv(p)", "p.write_text(s)"):
+        assert FILE_IO.search(bad), bad
+    for ok in ("reopen_count = 1", "self.opened", "x.to_numpy()"):
+        assert not FILE_IO.search(ok), ok
 
 
 def test_store_computes_nothing():
@@ -66,5 +94,4 @@ def test_nothing_below_cli_prints():
     for f in ROOT.rglob("*.py"):
         if f.name in allowed or "migrations" in f.parts:
             continue
-        import re
-        assert not re.search(r"(?<![\w.])print\(", f.read_text(encoding="utf-8")), f
+        assert not PRINT.search(f.read_text(encoding="utf-8")), f

@@ -44,12 +44,17 @@ def _commands(tmp):
         "value-unit": ["value-unit", "nosuchrun", "--polygon", tmp / "p.geojson"],
         "damage": ["damage", "nosuchrun", "--after-lulc", tmp / "a.tif", "--polygon", tmp / "p.geojson"],
         "allocate": ["allocate", "nosuchrun", "--total", "10", "--unit", "t"],
+        "project create": ["project", "create", "--id", "QL1", "--name", "n", "--developer", "d", "--methodology",
+                           "ccer-14-001-v01", "--start", "2020-01-01", "--run", "nosuchrun", "--parcels", tmp / "parcels.csv"],
+        "project show": ["project", "show", "NOSUCH"],
+        "issuance verify": ["issuance", "verify", "nosuchissuance", "--verification-body", "b", "--verification-approach", "a",
+                            "--verification-date", "2024-01-01"],
     }
 
 
 COMMANDS = [
     "run", "demo", "runs", "show", "diff", "export-table", "report", "explain", "rerun", "issue", "export",
-    "apply-status", "audit log", "value-unit", "damage", "allocate"]
+    "apply-status", "audit log", "value-unit", "damage", "allocate", "project create", "project show", "issuance verify"]
 
 
 def test_the_sweep_covers_every_command_that_takes_db():

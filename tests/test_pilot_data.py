@@ -25,7 +25,7 @@ def test_same_seed_gives_byte_identical_rasters(tmp_path):
     b = generate_pilot("dayi", tmp_path / "b", resolution_m=240, seed=11)
     c = generate_pilot("dayi", tmp_path / "c", resolution_m=240, seed=12)
     ha, hb, hc = _hashes(a.parent), _hashes(b.parent), _hashes(c.parent)
-    assert len(ha) == 14
+    assert len(ha) == 15          # 14 layers of the valuation + the t0 land cover for crediting eligibility
     assert ha == hb
     assert ha["lulc_2020.tif"] != hc["lulc_2020.tif"]
 

@@ -97,3 +97,18 @@ def test_no_parameter_literals_in_science_code():
             text = f.read_text(encoding="utf-8")
             for lit in ("0.307", "1.634", "0.47", "44 / 12", "44/12 *", "6.1107", "68.15"):
                 assert lit not in text.replace('"44/12"', ""), (f, lit)
+
+
+def test_stored_rule_set_missing_a_newer_parameter_names_it_and_the_run():
+    """Issue 16: a rule set stored before a parameter existed raised IndexError (files[-1] of no files)."""
+    import pytest as _pt
+    from eco_value.errors import RuleSetError
+    from eco_value.rules import RuleSet, load_rules
+    data = load_rules("cn2011-mee2020").canonical()
+    del data["params"]["gep.climate_regulation.humidifier_energy"]
+    del data["params"]["gep.price_index.cpi"]
+    old = RuleSet.from_canonical(data, origin="stored with run r-123")
+    for call in (lambda: old.value("gep.climate_regulation.humidifier_energy"), lambda: old.values("gep.price_index.cpi")):
+        with _pt.raises(RuleSetError, match=r"stored with run r-123.*has no parameter 'gep\.(climate_regulation\.humidifier_energy|price_index\.cpi)'.*predates"):
+            call()
+    assert old.content_hash == RuleSet.from_canonical(data).content_hash   # origin is not content

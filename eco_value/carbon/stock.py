@@ -51,11 +51,95 @@ def class_param(rules: RuleSet, type_name: str, what: str) -> str:
     return ecosystem_types().required_param(rules, "carbon.class", type_name, what)
 
 
+def volume_to_carbon_tc_per_m3(wood_density, bef, root_shoot, carbon_fraction):
+    """Carbon in living biomass per cubic metre of stem volume (IPCC biomass expansion).
+
+    ``k = D * BEF * (1 + R) * CF``
+
+    Parameters
+    ----------
+    wood_density : float or array-like
+        Basic wood density D [t dry matter / m3 stem volume].
+    bef : float or array-like
+        Biomass expansion factor BEF [-] (stem → above-ground biomass).
+    root_shoot : float or array-like
+        Root-to-shoot ratio R [-].
+    carbon_fraction : float or array-like
+        Carbon fraction of dry matter CF [t C / t dm].
+
+    Returns
+    -------
+    k [t C / m3 of stem volume].
+
+    References
+    ----------
+    IPCC 2006 Guidelines Vol. 4 Ch. 4, Eq. 2.8 / 4.5; China's forest carbon parameters (Fang et al.).
+    """
+    return wood_density * bef * (1.0 + root_shoot) * carbon_fraction
+
+
+def biomass_carbon_tc_per_ha(volume_m3_per_ha, k_tc_per_m3, per_area_tc_per_ha, class_biomass_tc_per_ha):
+    """Living biomass carbon (above + below ground) of one pixel.
+
+    ``B = V * k(species) + a(species) + b(ecosystem type)``
+
+    Parameters
+    ----------
+    volume_m3_per_ha : array-like
+        Growing stock (stem volume) V [m3/ha]; 0 where none.
+    k_tc_per_m3 : array-like
+        Volume-to-carbon factor k of the pixel's species group [t C/m3] (:func:`volume_to_carbon_tc_per_m3`;
+        0 for groups without stem volume).
+    per_area_tc_per_ha : array-like
+        Per-area biomass carbon a of the species group [t C/ha] (bamboo, shrub; else 0).
+    class_biomass_tc_per_ha : array-like
+        Non-forest biomass carbon b of the ecosystem type [t C/ha] (biomass * default CF).
+
+    Returns
+    -------
+    Biomass carbon B [t C/ha].
+    """
+    return volume_m3_per_ha * k_tc_per_m3 + per_area_tc_per_ha + class_biomass_tc_per_ha
+
+
+def net_sink_tco2e_per_ha_yr(biomass_t1, biomass_t2, dom_t1, dom_t2, soc_t1, soc_t2, years, soil_transition_yr,
+                             co2_per_c):
+    """Annual net carbon sink of one pixel by the stock-difference method.
+
+    ``S = ((B2 - B1 + DOM2 - DOM1) / dt + (SOC2 - SOC1) / D_soil) * 44/12``
+
+    Parameters
+    ----------
+    biomass_t1, biomass_t2 : array-like
+        Living biomass carbon at the two inventories [t C/ha].
+    dom_t1, dom_t2 : array-like
+        Dead organic matter carbon [t C/ha].
+    soc_t1, soc_t2 : array-like
+        Soil organic carbon [t C/ha].
+    years : float
+        Time between the inventories dt [yr] (> 0).
+    soil_transition_yr : float
+        Years D_soil over which soil carbon moves to its new equilibrium after a land-use change [yr].
+    co2_per_c : float
+        Mass ratio CO2 / C [t CO2 / t C] (44/12).
+
+    Returns
+    -------
+    Net sink S [t CO2e/ha/yr]; positive = removal from the atmosphere, negative = emission.
+
+    References
+    ----------
+    IPCC 2006 Guidelines Vol. 4 Ch. 2, Eq. 2.5 (stock difference) and Eq. 2.25 (soil carbon, default
+    transition 20 years).
+    """
+    return ((biomass_t2 - biomass_t1 + dom_t2 - dom_t1) / years + (soc_t2 - soc_t1) / soil_transition_yr) * co2_per_c
+
+
 def species_k(rules: RuleSet, key: str) -> float:
     """D * BEF * (1 + R) * CF for one species group [t C per m3]."""
     p = f"carbon.species.{key}"
-    return (rules.value(f"{p}.wood_density") * rules.value(f"{p}.bef")
-            * (1.0 + rules.value(f"{p}.root_shoot")) * rules.value(f"{p}.carbon_fraction"))
+    return volume_to_carbon_tc_per_m3(rules.value(f"{p}.wood_density"), rules.value(f"{p}.bef"),
+                                      rules.value(f"{p}.root_shoot"), rules.value(f"{p}.carbon_fraction"))
 
 
 def coefficients(rules: RuleSet) -> CarbonCoefficients:
@@ -100,7 +184,8 @@ def biomass_tc_per_ha(volume_m3_per_ha: xr.DataArray, species: xr.DataArray, lul
     v = xr.where(_valid(volume_m3_per_ha), volume_m3_per_ha.astype("float64"), 0.0)
     sp = xr.where(_valid(species), species, 0)
     lc = xr.where(_valid(lulc), lulc, 0)
-    out = v * _take(coef.k_vol_tc_per_m3, sp) + _take(coef.area_tc_per_ha, sp) + _take(coef.class_bio_tc_per_ha, lc)
+    out = biomass_carbon_tc_per_ha(v, _take(coef.k_vol_tc_per_m3, sp), _take(coef.area_tc_per_ha, sp),
+                                   _take(coef.class_bio_tc_per_ha, lc))
     out.attrs = {"units": "t C/ha", "long_name": "living biomass carbon per hectare"}
     return out
 
@@ -132,8 +217,8 @@ def stock_difference(v1, sp1, lc1, v2, sp2, lc2, years: tuple[int, int], coef: C
     b2 = biomass_tc_per_ha(v2, sp2, lc2, coef)
     dom1, dom2 = _take(coef.class_dom_tc_per_ha, l1), _take(coef.class_dom_tc_per_ha, l2)
     soc1, soc2 = _take(coef.class_soc_tc_per_ha, l1), _take(coef.class_soc_tc_per_ha, l2)
-    rate_c = (b2 - b1 + dom2 - dom1) / dt + (soc2 - soc1) / coef.soil_transition_yr
-    sink = (rate_c * coef.co2_per_c).where(valid)
+    sink = net_sink_tco2e_per_ha_yr(b1, b2, dom1, dom2, soc1, soc2, dt, coef.soil_transition_yr,
+                                    coef.co2_per_c).where(valid)
     sink.attrs = {"units": "t CO2e/ha/yr", "long_name": "net carbon sink per hectare per year (stock difference)"}
     s1 = (b1 + dom1 + soc1).where(valid)
     s2 = (b2 + dom2 + soc2).where(valid)

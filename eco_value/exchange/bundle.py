@@ -118,6 +118,11 @@ def export_bundle(store, issuance_id: str, out_dir: str | Path, issuer: str = "e
 
     issuance_id = issuance_summary(store, issuance_id)["issuance_id"]
     target = safe_output(out_dir, "dir", overwrite, store_files(store) + [(key_dir() / KEY_NAME, "the signing key")])
+    from .bundle_v2 import export_bundle_v2, group_of
+
+    project, group = group_of(store, issuance_id)
+    if project is not None:   # a project's monitoring period: CAD Trust records (eco-value-bundle/2)
+        return export_bundle_v2(store, project, group, target, issuer)
     recs = build_records(store, issuance_id)
     out = Path(out_dir)
     with target.staging() as work:

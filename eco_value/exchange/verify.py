@@ -42,6 +42,18 @@ SERIAL_RE = re.compile(r"^ECV1-([0-9]{6})-([A-Za-z0-9]+)-([0-9]{4})-([0-9]{12})-
 SCHEMA_FILES = {"credit_block": "credit_block.v1.json", "issuance": "issuance.v1.json", "gep_statement": "gep_statement.v1.json"}
 CSV_KEYS = {"credit_block": "serial", "issuance": "issuanceId"}
 BUNDLE_FORMAT = "eco-value-bundle/1"
+FORMAT_V2 = "eco-value-bundle/2"      # CAD Trust records: unit, issuance and project (exchange_export/schemas/v2)
+# what each bundle format holds: record kind -> the verifier's own schema (under its schema folder), the
+# schema's name inside the bundle, the CSV key column; which kind holds the unit blocks
+PROFILES = {
+    BUNDLE_FORMAT: {"schemas": dict(SCHEMA_FILES), "in_bundle": {k: f"schemas/{fn}" for k, fn in SCHEMA_FILES.items()},
+                    "csv_keys": dict(CSV_KEYS), "blocks": "credit_block"},
+    FORMAT_V2: {"schemas": {"unit": "v2/unit.v2.json", "issuance": "v2/issuance.v2.json", "project": "v2/project.v2.json"},
+                "in_bundle": {"unit": "schemas/unit.v2.json", "issuance": "schemas/issuance.v2.json",
+                              "project": "schemas/project.v2.json"},
+                "csv_keys": {"unit": "serial", "issuance": "id", "project": "projectId"}, "blocks": "unit"},
+}
+BUFFER_STATUSES = ("buffer", "Buffer")   # /1 and /2 (CAD Trust case)
 SIGNED = ("manifest.json", "manifest.sig")      # the two files the manifest cannot list
 TOL = 1e-6                                      # relative tolerance of recomputed sums (float rounding only)
 
@@ -373,9 +385,10 @@ def _parse_manifest(mbytes: bytes, out: _Problems) -> tuple[dict | None, dict[st
     if not isinstance(m, dict):
         out.add("bad-manifest", "manifest.json", f"must be a JSON object, not {type(m).__name__}")
         return None, {}, set()
-    if m.get("bundle_format") != BUNDLE_FORMAT:
-        out.add("bad-manifest", "manifest.json", f"bundle_format is {m.get('bundle_format')!r}; this verifier reads "
-                f"{BUNDLE_FORMAT!r} (use a verifier of the bundle's version)")
+    if m.get("bundle_format") not in PROFILES:
+        out.add("unknown-format", "manifest.json", f"bundle format {_show(repr(m.get('bundle_format')), 80)} is not one this "
+                f"verifier reads ({', '.join(PROFILES)}); use a verifier of the bundle's version")
+        return None, {}, set()
     files, sizes = m.get("files"), m.get("file_sizes")
     if not isinstance(files, dict):
         out.add("bad-manifest", "manifest.json", f"'files' must be an object of path: SHA-256, not {type(files).__name__}")
@@ -507,10 +520,10 @@ def _read_json_small(reader):
     return _loads(data)
 
 
-def _jsonl_consumer(kind: str, validator, keep):
+def _jsonl_consumer(kind: str, validator, keep, ckey: str | None = None):
     """Parse JSON Lines: every line a JSON object valid against the verifier's schema. Returns
     (line count, key of every record for the CSV comparison, compact form of each valid record, problems)."""
-    ckey = CSV_KEYS.get(kind)
+    ckey = ckey or CSV_KEYS.get(kind)
 
     def consume(reader):
         n, keys, valid, probs = 0, [], [], []
@@ -532,9 +545,9 @@ def _jsonl_consumer(kind: str, validator, keep):
     return consume
 
 
-def _csv_consumer(kind: str):
+def _csv_consumer(kind: str, ckey: str | None = None):
     """CSV rows: (row count, the key column or None when absent)."""
-    ckey = CSV_KEYS.get(kind)
+    ckey = ckey or CSV_KEYS.get(kind)
 
     def consume(reader):
         rows = csv.reader(line.decode("utf-8") for line in _lines(reader))
@@ -657,6 +670,17 @@ def _keep_block(r: dict, n: int) -> _Block:
                   sys.intern(r["startDate"]), sys.intern(r["endDate"]))
 
 
+def _keep_unit_v2(r: dict, n: int) -> _Block:
+    """A CAD Trust unit (/2) as a block: string bounds as numbers; the monitoring dates come from its issuance."""
+    return _Block(n, r["serial"], int(r["unitBlockStart"]), int(r["unitBlockEnd"]), r["unitCount"], r["vintageYear"],
+                  sys.intern(r["unitStatus"]), sys.intern(r["unitOwner"]), sys.intern(r["issuanceId"]),
+                  sys.intern(r["regionAdcode"]), tuple(sys.intern(p) for p in r["parcels"]), "", "")
+
+
+def _keep_issuance_v2(r: dict, n: int) -> tuple[int, dict]:
+    return n, {**r, "issuanceId": r["id"]}
+
+
 def verify(bundle: str | Path, public_key_hex: str | None, holdings: list | None = None) -> list[Problem]:
     """Return every problem as (check, path, message); an empty list means the bundle verifies."""
     out = _Problems()
@@ -705,10 +729,14 @@ def _verify(b: Path, public_key_hex: str | None, holdings: list | None, out: _Pr
     if manifest is None:
         return
     _unlisted(b, listed, out)
+    prof = PROFILES[manifest["bundle_format"]]
+    v2 = manifest["bundle_format"] == FORMAT_V2
+    kinds, ckeys_of, block_kind = prof["schemas"], prof["csv_keys"], prof["blocks"]
+    blocks_rel = f"records/{block_kind}s.jsonl"
     # 3. the verifier's own schemas
     try:
         sdir = own_schema_dir()
-        own = {k: json.loads((sdir / fn).read_text(encoding="utf-8")) for k, fn in SCHEMA_FILES.items()}
+        own = {k: json.loads((sdir / fn).read_text(encoding="utf-8")) for k, fn in kinds.items()}
     except (OSError, ValueError) as exc:
         out.add("verifier-install", "schemas", f"the verifier's own schemas cannot be read ({exc}); reinstall it")
         return
@@ -717,21 +745,22 @@ def _verify(b: Path, public_key_hex: str | None, holdings: list | None, out: _Pr
     # 4. every listed file, once, within its declared size; records parsed on the way
     jsonl: dict[str, tuple] = {}
     csvs: dict[str, tuple] = {}
-    kind_of = {f"records/{k}s.jsonl": k for k in SCHEMA_FILES}
-    csv_of = {f"records/{k}s.csv": k for k in SCHEMA_FILES}
-    schema_of = {f"schemas/{fn}": k for k, fn in SCHEMA_FILES.items()}
+    kind_of = {f"records/{k}s.jsonl": k for k in kinds}
+    csv_of = {f"records/{k}s.csv": k for k in kinds}
+    schema_of = {rel: k for k, rel in prof["in_bundle"].items()}
     for rel, ent in sorted(entries.items()):
         if rel in kind_of:
             k = kind_of[rel]
-            keep = _keep_block if k == "credit_block" else (lambda r, n: (n, r))
-            got = _read_listed(b, rel, ent, out, _jsonl_consumer(k, validators[k], keep))
+            keep = (_keep_unit_v2 if v2 else _keep_block) if k == block_kind else \
+                (_keep_issuance_v2 if v2 and k == "issuance" else (lambda r, n: (n, r)))
+            got = _read_listed(b, rel, ent, out, _jsonl_consumer(k, validators[k], keep, ckeys_of.get(k)))
             if got is not None:
                 n, keys, valid, probs = got
                 for check, msg in probs:
                     out.add(check, rel, msg)
                 jsonl[k] = (n, keys, valid)
         elif rel in csv_of:
-            got = _read_listed(b, rel, ent, out, _csv_consumer(csv_of[rel]))
+            got = _read_listed(b, rel, ent, out, _csv_consumer(csv_of[rel], ckeys_of.get(csv_of[rel])))
             if got is not None:
                 csvs[csv_of[rel]] = got
         elif rel in schema_of:
@@ -740,7 +769,7 @@ def _verify(b: Path, public_key_hex: str | None, holdings: list | None, out: _Pr
                 out.add("schema-differs", rel, f"differs from the verifier's {schema_of[rel]} schema")
         else:
             _read_listed(b, rel, ent, out, _drain)
-    for k in SCHEMA_FILES:
+    for k in kinds:
         rel = f"records/{k}s.jsonl"
         if rel not in listed:
             out.add("missing-records", rel, "not listed in the manifest (every bundle carries all three record files)")
@@ -756,25 +785,30 @@ def _verify(b: Path, public_key_hex: str | None, holdings: list | None, out: _Pr
             crel = f"records/{k}s.csv"
             if rows != n:
                 out.add("csv-jsonl-differ", crel, f"{rows} rows, the JSON Lines file {n} records")
-            elif k in CSV_KEYS:
+            elif k in ckeys_of:
                 if ckeys is None:
-                    out.add("csv-jsonl-differ", crel, f"no {CSV_KEYS[k]} column")
+                    out.add("csv-jsonl-differ", crel, f"no {ckeys_of[k]} column")
                 elif ckeys != [None if x is None else str(x) for x in keys]:
                     out.add("csv-jsonl-differ", crel, "holds different records from the JSON Lines file")
         c = counts.get(k)
         if counts and c != n:
             out.add("record-count", rel, f"the manifest says {c!r} records, the file has {n} (record removed or added?)")
     # 6. serial blocks
-    blocks: list[_Block] = jsonl.get("credit_block", (0, [], []))[2]
+    blocks: list[_Block] = jsonl.get(block_kind, (0, [], []))[2]
     issuances: list[tuple[int, dict]] = jsonl.get("issuance", (0, [], []))[2]
-    _check_blocks(blocks, out)
+    if v2:
+        _check_project_v2(jsonl.get("project", (0, [], []))[2], issuances, blocks, out)
+        period = {iss["id"]: (iss["startDate"], iss["endDate"]) for _, iss in issuances}
+        blocks = [r._replace(start_date=period.get(r.issuance, ("", ""))[0], end_date=period.get(r.issuance, ("", ""))[1])
+                  for r in blocks]
+    _check_blocks(blocks, out, blocks_rel)
     _check_double_counting(blocks, issuances, out)
     if holdings is not None:
-        _check_holdings(blocks, holdings, out)
+        _check_holdings(blocks, holdings, out, blocks_rel)
     # 7. totals and deductions, recomputed (only when the record files could be read)
-    if "credit_block" in jsonl and "issuance" in jsonl:
+    if block_kind in jsonl and "issuance" in jsonl:
         _check_issuances(blocks, issuances, out)
-    if "credit_block" in jsonl:
+    if block_kind in jsonl:
         totals = manifest.get("totals")
         by: dict[str, dict[str, int]] = {}
         for r in blocks:
@@ -789,7 +823,23 @@ BLOCKS = "records/credit_blocks.jsonl"
 ISSUANCES = "records/issuances.jsonl"
 
 
-def _check_blocks(blocks: list[_Block], out: _Problems) -> None:
+def _check_project_v2(projects: list[tuple[int, dict]], issuances: list[tuple[int, dict]], blocks: list[_Block],
+                      out: _Problems) -> None:
+    """/2: one project record; every issuance and unit names it; every unit's issuance is in the bundle."""
+    rel = "records/projects.jsonl"
+    if len(projects) != 1:
+        out.add("project", rel, f"a /2 bundle holds exactly one valid project record, not {len(projects)}")
+    ids = {p["projectId"] for _, p in projects}
+    for n, iss in issuances:
+        if iss["warehouseProjectId"] not in ids:
+            out.add("project", ISSUANCES, f"line {n}: project {iss['warehouseProjectId']} has no project record")
+    known = {iss["id"] for _, iss in issuances}
+    for r in blocks:
+        if r.issuance not in known:
+            out.add("issuance", "records/units.jsonl", f"line {r.line} ({r.serial}): issuance {r.issuance} is not in the bundle")
+
+
+def _check_blocks(blocks: list[_Block], out: _Problems, BLOCKS: str = BLOCKS) -> None:
     for r in blocks:
         s, f, l_ = r.serial, r.start, r.end
         where = f"line {r.line} ({s})"
@@ -805,7 +855,7 @@ def _check_blocks(blocks: list[_Block], out: _Problems) -> None:
         sd, ed = r.start_date, r.end_date
         if sd[:4].isdigit() and ed[:4].isdigit() and not (int(sd[:4]) <= r.vintage <= int(ed[:4])):
             out.add("vintage", BLOCKS, f"{where}: vintage {r.vintage} outside the monitoring period {sd}..{ed}")
-        if r.status == "buffer" and r.owner != "BUFFER-POOL":
+        if r.status in BUFFER_STATUSES and r.owner != "BUFFER-POOL":
             out.add("buffer-holder", BLOCKS, f"{where}: buffer units must sit in BUFFER-POOL, not {r.owner}")
     reach, reach_serial = None, None
     for r in sorted(blocks, key=lambda r: (r.start, r.end)):
@@ -839,7 +889,7 @@ def _check_double_counting(blocks: list[_Block], issuances: list[tuple[int, dict
                 f"(e.g. {_examples(keys)}): the same parcel and vintage issued twice is double counting")
 
 
-def _check_holdings(blocks: list[_Block], holdings: list, out: _Problems) -> None:
+def _check_holdings(blocks: list[_Block], holdings: list, out: _Problems, BLOCKS: str = BLOCKS) -> None:
     valid = []
     for i, h in enumerate(holdings, 1):
         why = _holding_problem(h)

@@ -369,6 +369,14 @@ def _generate(name, p, gen, settings, res, seed, crs, out: Path, say: Progress) 
     vol1[sp1 >= 7] = 0.0
     vol2[sp2 >= 7] = 0.0
     age1 = np.where(forest1, par_age[safe_pid], 0.0)
+    # t0 land cover (crediting eligibility): as in t1 except stands younger than t1 - t0 were not yet
+    # forest, and some afforested parcels were forest in t0 and cleared before t1 (no random draws here,
+    # so every other layer stays as it was)
+    y0 = int(gen["land_cover_t0_year"])
+    lulc0 = lulc.copy()
+    lulc0[forest1 & (age1 < y1 - y0)] = CLCD["grassland"]
+    cleared = np.sort(afforested)[:: int(gen["cleared_before_t0_every"])]
+    lulc0[np.isin(pid, cleared) & in_aff] = CLCD["forest"]
 
     # --- climate and soil -----------------------------------------------------------------------
     say("climate and soil")
@@ -399,6 +407,7 @@ def _generate(name, p, gen, settings, res, seed, crs, out: Path, say: Progress) 
         "dem": (f32(dem), "elevation", "m", None, "SRTM-like DEM (synthetic)"),
         roles.LAND_COVER_T1: (lulc, "land_cover", "class", y1, lc_product),
         roles.LAND_COVER_T2: (lulc2, "land_cover", "class", y2, lc_product),
+        "land_cover_t0": (lulc0, "land_cover", "class", y0, f"{lc_product}, t0 snapshot for crediting eligibility"),
         roles.FOREST_TYPE_T1: (sp1, "forest_type", "class", y1, "forest inventory 二类调查 (synthetic)"),
         roles.FOREST_TYPE_T2: (np.where(mask, sp2, NODATA_U8).astype(np.uint8), "forest_type", "class", y2, "forest inventory 二类调查 (synthetic)"),
         roles.STAND_AGE_T1: (f32(age1), "stand_age", "yr", y1, "forest inventory 二类调查 (synthetic)"),

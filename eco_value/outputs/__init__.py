@@ -75,10 +75,13 @@ def write_seea_tables(folder: Path, summary: dict) -> dict[str, str]:
             row["total"] = v["quantity"] if kind == "physical" else v["value_cny"]
             if kind == "monetary":
                 row["share_of_gep"] = v["value_cny"] / g["total_cny"] if g["total_cny"] else 0.0
+                if "actual_value_cny" in v:   # actual (used) GEP beside the supply (eco_value/accounts/actual.py)
+                    row["used_share"] = v["used_share"]
+                    row["actual_used_cny"] = v["actual_value_cny"]
             rows.append(row)
         df = pd.DataFrame(rows)
         if kind == "monetary":
-            tot = {c: df[c].sum() for c in df.columns if c not in ("service", "service_zh", "category", "unit", "share_of_gep")}
+            tot = {c: df[c].sum() for c in df.columns if c not in ("service", "service_zh", "category", "unit", "share_of_gep", "used_share")}
             df = pd.concat([df, pd.DataFrame([{"service": "GEP total", "unit": "CNY", **tot, "share_of_gep": 1.0}])], ignore_index=True)
         p = folder / f"seea_{kind}_supply.csv"
         df.to_csv(p, index=False)

@@ -7,6 +7,10 @@ from ..rules import RuleSet
 from ..services import SERVICES
 
 
+DERIVED = {"carbon_sink": "the carbon engine's net sink (t CO2e/ha/yr; from volume, forest type and land cover "
+                          "at t1 and t2 and the `carbon.*` parameters, see Forest carbon)"}
+
+
 def render_methods(rules: RuleSet) -> str:
     lines = [f"# eco-value methods — rule set `{rules.name}`", "", rules.meta.title, "",
              f"Content hash: `{rules.content_hash}`", "", "## Forest carbon", "", CARBON_DOC.strip(), "",
@@ -17,7 +21,13 @@ def render_methods(rules: RuleSet) -> str:
         status = "" if key in wanted else " (not in this rule set)"
         lines += [f"### {s.name_en} {s.name_zh}{status}", "", f"- category: {s.category}",
                   f"- equation: `{s.equation}`", f"- quantity unit: {s.quantity_unit} (per pixel; maps per km²)",
-                  f"- inputs: {', '.join(s.layers)}", f"- source: {s.source}", ""]
+                  f"- layers: {', '.join(f'{x.key} [{x.unit}]' for x in s.layers)}",
+                  f"- parameters: {', '.join(f'`{p}`' for p in s.parameters) or 'none'}"]
+        if s.tables:
+            lines.append(f"- tables: {', '.join(s.tables)}")
+        if s.derived:
+            lines.append(f"- derived: {', '.join(DERIVED.get(d, d) for d in s.derived)}")
+        lines += [f"- source: {s.source}", ""]
     lines += ["## Parameters", "", "| parameter | value | unit | source | 95 % uncertainty | verified |", "|---|---|---|---|---|---|"]
     for k, p in sorted(rules.params.items()):
         u = ""

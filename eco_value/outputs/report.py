@@ -173,8 +173,15 @@ def write_report(store, run_id: str, out: Path, rasters: Path | None = None) -> 
     srows = "".join(
         f"<tr><td>{html.escape(k.replace('_', ' '))}</td><td>{html.escape(v.get('name_zh', ''))}</td><td>{v.get('category', '')}</td>"
         f"<td class=n>{_fmt(v['quantity'])}</td><td>{html.escape(v['unit'])}</td><td class=n>{v['value_cny'] / 1e8:,.2f}</td>"
-        f"<td class=n>{100 * v['value_cny'] / g['total_cny']:.1f} %</td></tr>"
+        f"<td class=n>{100 * v['value_cny'] / g['total_cny']:.1f} %</td>"
+        f"<td class=n>{_fmt(100 * v['used_share'] if 'used_share' in v else None)}{' %' if 'used_share' in v else ''}</td>"
+        f"<td class=n>{v['actual_value_cny'] / 1e8 if 'actual_value_cny' in v else 0:,.2f}</td></tr>"
         for k, v in sorted(g["by_service"].items(), key=lambda kv: -kv[1]["value_cny"]))
+    act = g.get("actual")
+    actual_note = (f"<p>Actual (used) GEP <b>{act['total_cny'] / 1e8:,.2f} 亿元</b> = {100 * act['share_of_potential']:.0f} % of potential: "
+                   f"each service's supply times the share its beneficiaries use (inputs: {html.escape(', '.join(act['inputs']) or 'none')}; "
+                   f"a service without its beneficiary input takes the default share {act['default_use_share']:.2f}). "
+                   f"Method: {html.escape(act['method'])}.</p>") if act and act.get("share_of_potential") is not None else ""
     prows = "".join(
         f"<tr><td><code>{html.escape(k)}</code></td><td class=n>{html.escape(json.dumps(p['value']))}</td><td>{html.escape(p['unit'])}</td>"
         f"<td>{html.escape(p['source'])}{'' if p.get('verified', True) else ' <span class=warn>unverified</span>'}</td></tr>"
@@ -208,13 +215,14 @@ img{{max-width:100%}} .banner{{background:#fff4d6;border:1px solid #e0b84a;paddi
 <main>{synth}
 <div class=kpis>
 <div class=kpi><b>{g['total_cny'] / 1e8:,.1f} 亿元</b><span>GEP per year ({g['total_cny']:,.0f} CNY)</span></div>
+{f"<div class=kpi><b>{g['actual_total_cny'] / 1e8:,.1f} 亿元</b><span>actual (used) GEP per year</span></div>" if g.get('actual_total_cny') is not None else ''}
 <div class=kpi><b>{g['cny_per_km2'] / 1e4:,.0f} 万元/km²</b><span>GEP per km² over {s['area_km2']:,.0f} km²</span></div>
 <div class=kpi><b>{c['net_sink_tco2e_per_yr']:,.0f} t CO₂e/yr</b><span>net forest carbon sink, 95 % CI {lo:,.0f} – {hi:,.0f}</span></div>
 <div class=kpi><b>{cov:.1f} %</b><span>forest coverage (forest class); {cov2:.1f} % with shrubland</span></div>
 </div>
 <section><h2>Maps</h2><div class=grid>{img('gep')}{img('sink')}</div>{img('stock')}</section>
-<section><h2>GEP by service</h2><div class=grid><div><img alt="GEP by service" src="{bar}"></div><div><table><tr><th>service</th><th>服务</th><th>type</th><th>quantity</th><th>unit</th><th>亿元</th><th>share</th></tr>{srows}
-<tr><th colspan=5>total GEP</th><th class=n>{g['total_cny'] / 1e8:,.2f}</th><th class=n>100 %</th></tr></table></div></div></section>
+<section><h2>GEP by service</h2><div class=grid><div><img alt="GEP by service" src="{bar}"></div><div><table><tr><th>service</th><th>服务</th><th>type</th><th>quantity</th><th>unit</th><th>potential 亿元</th><th>share</th><th>used</th><th>actual 亿元</th></tr>{srows}
+<tr><th colspan=5>total GEP</th><th class=n>{g['total_cny'] / 1e8:,.2f}</th><th class=n>100 %</th><th></th><th class=n>{_fmt(g['actual_total_cny'] / 1e8 if g.get('actual_total_cny') is not None else None, 2)}</th></tr></table>{actual_note}</div></div></section>
 {gep_uncertainty_section(g)}
 <section><h2>Carbon account</h2><table>
 <tr><th>item</th><th>value</th></tr>

@@ -97,19 +97,26 @@ class RuleSet:
     params: dict[str, Parameter]
     files: list[Path] = field(default_factory=list)
     evidence_classes: dict[str, EvidenceClass] = field(default_factory=dict)
+    origin: str = ""   # where a rule set not loaded from files comes from ("stored with run <id>")
 
     @property
     def name(self) -> str:
         return self.meta.name
 
+    def _missing(self, name: str) -> RuleSetError:
+        if self.files:
+            return RuleSetError(f"rule set '{self.name}' has no parameter '{name}'; add it to {self.files[-1].name} "
+                                "with value, unit and source")
+        where = self.origin or "stored with a run"
+        return RuleSetError(f"rule set '{self.name}' ({where}) has no parameter '{name}': the stored rule set predates "
+                            "this parameter, so this release cannot recompute that run with the rule set it was run "
+                            "with; run the catalog again with a current rule set (eco-value run --rules NAME)")
+
     def value(self, name: str) -> float:
         try:
             v = self.params[name].value
         except KeyError:
-            raise RuleSetError(
-                f"rule set '{self.name}' has no parameter '{name}'; add it to {self.files[-1].name} "
-                "with value, unit and source"
-            ) from None
+            raise self._missing(name) from None
         if isinstance(v, list):
             raise RuleSetError(f"parameter '{name}' is a list; use values()")
         return float(v)
@@ -120,6 +127,8 @@ class RuleSet:
         return self.params[name]
 
     def values(self, name: str) -> list[float]:
+        if name not in self.params:
+            raise self._missing(name)
         v = self.params[name].value
         return [float(x) for x in (v if isinstance(v, list) else [v])]
 
@@ -169,24 +178,25 @@ class RuleSet:
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
 
     @classmethod
-    def from_canonical(cls, data: dict) -> "RuleSet":
-        """Rebuild a rule set from its stored canonical JSON (the run's own copy, not today's file)."""
+    def from_canonical(cls, data: dict, origin: str = "") -> "RuleSet":
+        """Rebuild a rule set from its stored canonical JSON (the run's own copy, not today's file).
+        ``origin`` (e.g. ``"stored with run <id>"``) is named in the error for a parameter it lacks."""
         return cls(RuleSetMeta.model_validate(data["meta"]),
                    {k: Source.model_validate(v) for k, v in data["sources"].items()},
                    {k: Parameter.model_validate(v) for k, v in data["params"].items()},
                    evidence_classes={k: EvidenceClass.model_validate(v)
-                                     for k, v in data.get("evidence_classes", {}).items()})
+                                     for k, v in data.get("evidence_classes", {}).items()}, origin=origin)
 
     def with_value(self, name: str, value: float) -> "RuleSet":
         """A copy with one parameter changed (for sensitivity tests and what-ifs)."""
         params = copy.deepcopy(self.params)
         params[name] = params[name].model_copy(update={"value": value})
-        return RuleSet(self.meta, self.sources, params, self.files, self.evidence_classes)
+        return RuleSet(self.meta, self.sources, params, self.files, self.evidence_classes, self.origin)
 
     def with_uncertainty(self, name: str, **kw) -> "RuleSet":
         params = copy.deepcopy(self.params)
         params[name] = params[name].model_copy(update={"uncertainty": Uncertainty(**kw)})
-        return RuleSet(self.meta, self.sources, params, self.files, self.evidence_classes)
+        return RuleSet(self.meta, self.sources, params, self.files, self.evidence_classes, self.origin)
 
 
 def _dump(p: Parameter) -> dict:

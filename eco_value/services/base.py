@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -20,16 +20,114 @@ DAYS_PER_YEAR = 365.0  # calendar
 
 
 @dataclass(frozen=True)
+class LayerSpec:
+    """One input layer a service reads: its catalog key (``role`` or ``role@period``) and unit."""
+
+    key: str
+    unit: str
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
+    """What a service reads and computes; the single source of its inputs (checked when it runs, see
+    :meth:`ServiceContext.bind`) and of its entry in the methods document.
+
+    ``parameters`` are rule-set names: a name is read itself, or is the prefix of a type-keyed group
+    (``gep.water_conservation.runoff_coefficient`` covers ``...runoff_coefficient.forest``).
+    ``derived`` names results of other engines the service reads (``carbon_sink``: the carbon engine's
+    net sink per hectare, from volume, forest type and land cover at t1 and t2 and the ``carbon.*``
+    parameters).
+    """
+
     key: str
     name_en: str
     name_zh: str
     category: str               # provisioning | regulating | cultural
-    layers: tuple[str, ...]
-    parameters: tuple[str, ...]  # rule-set prefixes the service reads
+    layers: tuple[LayerSpec, ...]
+    parameters: tuple[str, ...]  # rule-set names (or group prefixes) the service reads
     quantity_unit: str
     equation: str
     source: str
+    tables: tuple[str, ...] = ()
+    derived: tuple[str, ...] = ()
+
+    @property
+    def layer_keys(self) -> tuple[str, ...]:
+        return tuple(x.key for x in self.layers)
+
+    def declares_parameter(self, name: str) -> bool:
+        return any(name == p or name.startswith(p + ".") for p in self.parameters)
+
+
+# parameters every service that rebases a price reads (CPI index of the rule set)
+PRICE_INDEX = ("gep.price_index.years", "gep.price_index.cpi")
+LAND_COVER = LayerSpec(roles.LAND_COVER_T2, "ecosystem type id")
+CARBON_SINK = "carbon_sink"
+
+
+class UndeclaredInput(LookupError):
+    """A service read an input its :class:`ServiceSpec` does not declare (a programming error)."""
+
+
+@dataclass
+class Reads:
+    """What a bound context handed out: layers, parameters, tables and derived inputs."""
+
+    layers: set = field(default_factory=set)
+    parameters: set = field(default_factory=set)
+    tables: set = field(default_factory=set)
+    derived: set = field(default_factory=set)
+
+
+class _Declared(dict):
+    """Read-only view of a mapping that hands out only the declared keys and logs each read."""
+
+    def __init__(self, data, allowed, log: set, what: str, service: str):
+        super().__init__({k: v for k, v in data.items() if k in allowed})
+        self._allowed, self._log, self._what, self._service, self._all = set(allowed), log, what, service, data
+
+    def __getitem__(self, key):
+        if key not in self._allowed:
+            raise UndeclaredInput(f"service '{self._service}' reads {self._what} '{key}' that its SPEC does not declare "
+                                  f"(declared: {', '.join(sorted(self._allowed)) or 'none'})")
+        self._log.add(key)
+        return self._all[key]
+
+    def get(self, key, default=None):
+        return self[key] if key in self._all or key not in self._allowed else default
+
+
+class DeclaredRules:
+    """A rule set that answers only the parameters a service declares, logging each name read."""
+
+    def __init__(self, rules: RuleSet, spec: ServiceSpec, log: set):
+        self._rules, self._spec, self._log = rules, spec, log
+        self.meta, self.sources = rules.meta, rules.sources
+
+    @property
+    def name(self) -> str:
+        return self._rules.name
+
+    def _check(self, name: str) -> str:
+        if not self._spec.declares_parameter(name):
+            raise UndeclaredInput(f"service '{self._spec.key}' reads parameter '{name}' that its SPEC does not declare")
+        self._log.add(name)
+        return name
+
+    def value(self, name: str) -> float:
+        return self._rules.value(self._check(name))
+
+    def values(self, name: str) -> list[float]:
+        return self._rules.values(self._check(name))
+
+    def param(self, name: str):
+        return self._rules.param(self._check(name))
+
+    def has(self, name: str) -> bool:
+        return self._rules.has(self._check(name))
+
+    def group(self, prefix: str):
+        return self._rules.group(self._check(prefix))
 
 
 @dataclass
@@ -47,6 +145,34 @@ class ServiceContext:
     region_coverage: xr.DataArray | None = None  # share of each pixel inside the region (exact)
     region_class_px: np.ndarray | None = None     # Σ coverage of the region's pixels by type id, if known
     types: EcosystemTypes = field(default_factory=ecosystem_types)
+    spec: ServiceSpec | None = None             # set by bind(): the service this view serves
+    reads: Reads | None = None
+
+    def bind(self, spec: ServiceSpec) -> "ServiceContext":
+        """This context as seen by one service: only the layers, parameters, tables and derived inputs
+        ``spec`` declares are handed out (anything else raises :class:`UndeclaredInput`), and every
+        read is logged in ``.reads`` (tests compare it with the spec)."""
+        if self.spec is not None:
+            if self.spec.key != spec.key:
+                raise UndeclaredInput(f"context bound to '{self.spec.key}' passed to '{spec.key}'")
+            return self
+        reads = Reads()
+        return replace(self, spec=spec, reads=reads,
+                       layers=_Declared(self.layers, spec.layer_keys, reads.layers, "layer", spec.key),
+                       tables=_Declared(self.tables, spec.tables, reads.tables, "table", spec.key),
+                       rules=DeclaredRules(self.rules, spec, reads.parameters))
+
+    def derived(self, name: str):
+        """A declared result of another engine (``carbon_sink``: t CO2e/ha/yr per pixel)."""
+        if self.spec is not None:
+            if name not in self.spec.derived:
+                raise UndeclaredInput(f"service '{self.spec.key}' reads derived input '{name}' that its SPEC does not declare")
+            self.reads.derived.add(name)
+        if name == CARBON_SINK:
+            if self.carbon_sink_tco2e_per_ha_yr is None:
+                raise ValueError("this service needs the carbon engine's sink in the context")
+            return self.carbon_sink_tco2e_per_ha_yr
+        raise KeyError(name)
 
     def density_share(self, class_weight: np.ndarray) -> xr.DataArray:
         """Per-pixel share of a regional total allocated by land-cover class: ``w / Σ(w · coverage)``.
@@ -95,6 +221,7 @@ class ServiceContext:
         return self.lookup(self.class_table(prefix, default))
 
     def masked_float(self, key: str) -> xr.DataArray:
+        """Layer ``key`` as float64 with its nodata as NaN."""
         a = self.layers[key]
         nod = a.attrs.get("nodata")
         x = a.astype("float64")
@@ -140,3 +267,11 @@ def finish(spec: ServiceSpec, ctx: ServiceContext, quantity: xr.DataArray, value
     q.attrs = {"units": f"{spec.quantity_unit} per pixel", "service": spec.key}
     v.attrs = {"units": "CNY per pixel", "service": spec.key}
     return ServiceResult(spec.key, q, v, spec.quantity_unit, details)
+
+
+def nan_to_zero(x):
+    """NaN → 0 on a numpy array or a (dask-backed) DataArray, staying lazy."""
+    if isinstance(x, xr.DataArray):
+        return x.fillna(0.0)
+    x = np.asarray(x, dtype="float64")
+    return np.where(np.isnan(x), 0.0, x)

@@ -5,14 +5,21 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from .base import ServiceContext, ServiceSpec, finish
+from .base import LAND_COVER, PRICE_INDEX, LayerSpec, ServiceContext, ServiceSpec, finish
 
 SPEC = ServiceSpec(
     key="soil_conservation", name_en="Soil conservation", name_zh="土壤保持", category="regulating",
-    layers=("erosivity", "erodibility", "dem", "fvc", "bulk_density", "land_cover@t2"),
-    parameters=("gep.soil_conservation",),
+    layers=(LayerSpec("erosivity", "MJ mm/(ha h yr)"), LayerSpec("erodibility", "t ha h/(ha MJ mm)"),
+            LayerSpec("dem", "m"), LayerSpec("fvc", "1"), LayerSpec("bulk_density", "t/m3"), LAND_COVER),
+    parameters=("gep.soil_conservation.c_factor_a", "gep.soil_conservation.c_factor_b", "gep.soil_conservation.p_factor",
+                "gep.soil_conservation.silting_share", "gep.soil_conservation.dredging_cost",
+                "gep.soil_conservation.price_year", "gep.soil_conservation.soil_n_content",
+                "gep.soil_conservation.soil_p_content", "gep.soil_conservation.fertiliser_price",
+                "gep.soil_conservation.fertiliser_price_year", "gep.soil_conservation.fertiliser_n_content",
+                "gep.soil_conservation.fertiliser_p_content", *PRICE_INDEX),
     quantity_unit="t",
-    equation="Q = R*K*LS*(1 - C*P) * A_ha; V = lambda*Q/rho*c_dredge + Q*(N% * p_fert/N_fert + P% * p_fert/P_fert)",
+    equation="Q = R*K*LS*(1 - C*P) * A_ha; V = lambda*Q/rho*c_dredge + Q*(N% * p_fert/N_fert + P% * p_fert/P_fert); "
+             "slope by central differences, one-sided on the raster's outer ring",
     source="MEE 2020 guideline (RUSLE, Wischmeier & Smith 1978; C after Cai et al. 2000; S after McCool 1987 / Liu 1994); "
            "N and P valued as fertiliser (LY/T 1721-2008: fertiliser price / nutrient content of the fertiliser)",
 )
@@ -25,16 +32,52 @@ STEEP_SLOPE_DEG = 10.0
 
 
 def slope_radians(dem: np.ndarray, res_m: float) -> np.ndarray:
-    """Slope [rad] by central differences (exact for a plane)."""
+    """Slope angle of a DEM by finite differences.
+
+    ``theta = arctan(hypot(dz/dx, dz/dy))``, central differences inside the array and one-sided
+    (first-order) differences on its outer ring, so a plane gives its exact slope everywhere.
+
+    Parameters
+    ----------
+    dem : numpy array, 2-D (at least 2 x 2)
+        Elevation [m]; NaN marks no data (its neighbours get NaN).
+    res_m : float
+        Cell size [m] (square cells).
+
+    Returns
+    -------
+    Slope [rad], same shape. Inside the array it equals GDAL's ``gdaldem slope -alg ZevenbergenThorne``
+    (tested); on the outer ring gdaldem gives no data (or, with ``-compute_edges``, half the slope across
+    the edge, as it repeats the edge value outwards); here the one-sided difference keeps the slope.
+
+    References
+    ----------
+    Zevenbergen & Thorne 1987, Earth Surf. Process. Landf. 12, 47-56 (second-order finite differences).
+    """
     gy, gx = np.gradient(dem.astype(np.float64), res_m)
     return np.arctan(np.hypot(gx, gy))
 
 
 def ls_factor(theta: np.ndarray, cell_m: float) -> np.ndarray:
-    """RUSLE LS for slope angle ``theta`` [rad] with slope length = cell size [m].
+    """RUSLE slope length and steepness factor LS for slope angle ``theta`` with slope length = cell size.
 
-    L = (lambda / 22.13)^m, m = 0.2/0.3/0.4/0.5 for tan < 1 % / < 3 % / < 5 % / >= 5 %;
-    S = 10.8 sin + 0.03 (tan < 9 %), 16.8 sin - 0.5 (9 % .. 10 deg), 21.91 sin - 0.96 (> 10 deg).
+    ``L = (lambda / 22.13)^m``, m = 0.2 / 0.3 / 0.4 / 0.5 for tan < 1 % / < 3 % / < 5 % / >= 5 %;
+    ``S = 10.8 sin + 0.03`` (tan < 9 %), ``16.8 sin - 0.5`` (9 % .. 10 deg), ``21.91 sin - 0.96`` (> 10 deg).
+
+    Parameters
+    ----------
+    theta : numpy array
+        Slope angle [rad].
+    cell_m : float
+        Slope length lambda = cell size [m].
+
+    Returns
+    -------
+    LS [-], same shape.
+
+    References
+    ----------
+    Wischmeier & Smith 1978 (L); McCool et al. 1987 (S up to 10 deg); Liu et al. 1994 (S, steep slopes).
     """
     tan = np.tan(theta)
     sin = np.sin(theta)
@@ -45,33 +88,132 @@ def ls_factor(theta: np.ndarray, cell_m: float) -> np.ndarray:
     return length * s
 
 
-def c_factor(fvc: xr.DataArray, a: float, b: float) -> xr.DataArray:
-    """C = 1 (FVC = 0), a - b*log10(100*FVC) (0 < FVC <= 78.3 %), 0 above (Cai et al. 2000)."""
+def ls_from_dem(dem, res_m: float):
+    """LS [-] of a DEM [m] (NaN = no data) on a numpy array or a (dask-backed) DataArray.
+
+    Dask chunks overlap by one pixel, so chunk edges see their true neighbours; only the raster's outer
+    ring uses one-sided differences (:func:`slope_radians`). Pixels next to no data get NaN.
+    """
+    if isinstance(dem, xr.DataArray):
+        data = dem.data
+        if hasattr(data, "map_overlap"):
+            out = data.map_overlap(lambda b: ls_factor(slope_radians(b, res_m), res_m), depth=1,
+                                   boundary="none", dtype="float64")
+        else:
+            out = ls_factor(slope_radians(np.asarray(data), res_m), res_m)
+        return xr.DataArray(out, dims=dem.dims, coords=dem.coords)
+    return ls_factor(slope_radians(np.asarray(dem), res_m), res_m)
+
+
+def c_factor(fvc, a: float, b: float):
+    """RUSLE cover-management factor C from fractional vegetation cover.
+
+    ``C = 1`` (FVC = 0); ``a - b * log10(100 * FVC)`` clipped to 0..1 (above 78.3 % it is 0 with the
+    published a = 0.6508, b = 0.3436).
+
+    Parameters
+    ----------
+    fvc : array-like
+        Fractional vegetation cover [-], 0..1.
+    a, b : float
+        Coefficients of the regression [-].
+
+    Returns
+    -------
+    C [-], 0..1.
+
+    References
+    ----------
+    Cai Chongfa et al. 2000, J. Soil Water Conserv. 14(2) (C from vegetation cover).
+    """
     pct = (fvc * 100.0).clip(min=1e-6)
     c = (a - b * np.log10(pct)).clip(0.0, 1.0)
     return xr.where(fvc <= 0, 1.0, c)
 
 
+def soil_conservation_t(erosivity, erodibility, ls, c, p, pixel_area_ha):
+    """Soil kept in place by the vegetation and practices of one pixel: potential minus actual erosion.
+
+    ``Q = R * K * LS * (1 - C * P) * A``
+
+    Parameters
+    ----------
+    erosivity : array-like
+        Rainfall erosivity R [MJ mm/(ha h yr)].
+    erodibility : array-like
+        Soil erodibility K [t ha h/(ha MJ mm)].
+    ls : array-like
+        Slope length and steepness factor LS [-] (:func:`ls_from_dem`).
+    c : array-like
+        Cover-management factor C [-] (:func:`c_factor`).
+    p : array-like or float
+        Support-practice factor P [-].
+    pixel_area_ha : float
+        Pixel area A [ha].
+
+    Returns
+    -------
+    Soil conservation Q [t/yr per pixel]; >= 0 when 0 <= C, P <= 1.
+
+    References
+    ----------
+    Wischmeier & Smith 1978 (USLE); Renard et al. 1997 (RUSLE); MEE 2020 GEP guideline (土壤保持).
+    """
+    return erosivity * erodibility * ls * (1.0 - c * p) * pixel_area_ha
+
+
+def soil_conservation_value_cny(q_t, silting_share, bulk_density_t_per_m3, dredging_cny_per_m3, soil_n_content,
+                                n_price_cny_per_t, soil_p_content, p_price_cny_per_t):
+    """Value of soil conservation: reduced sedimentation plus the N and P kept in the soil.
+
+    ``V = Q * lambda / rho * c_dredge + Q * (N% * p_N + P% * p_P)``
+
+    Parameters
+    ----------
+    q_t : array-like
+        Soil conservation Q [t/yr].
+    silting_share : float
+        Share lambda of the eroded soil that silts up reservoirs and rivers [-].
+    bulk_density_t_per_m3 : array-like
+        Soil bulk density rho [t/m3] (= g/cm3).
+    dredging_cny_per_m3 : float
+        Dredging cost [CNY/m3].
+    soil_n_content, soil_p_content : float
+        N and P content of the soil [-] (mass fraction).
+    n_price_cny_per_t, p_price_cny_per_t : float
+        Price of one tonne of pure N, resp. P [CNY/t] (:func:`nutrient_prices`).
+
+    Returns
+    -------
+    Value V [CNY/yr].
+
+    References
+    ----------
+    MEE 2020 GEP guideline (土壤保持); LY/T 1721-2008 (nutrients valued as fertiliser).
+    """
+    return q_t * silting_share / bulk_density_t_per_m3 * dredging_cny_per_m3 \
+        + q_t * (soil_n_content * n_price_cny_per_t + soil_p_content * p_price_cny_per_t)
+
+
 def compute(ctx: ServiceContext):
+    ctx = ctx.bind(SPEC)
     r = ctx.rules
     dem = ctx.masked_float("dem")
     res = ctx.grid.res_m
-    # pixels next to nodata get NaN slope and no soil-conservation value (a one-pixel ring at the border)
-    ls_data = dem.data.map_overlap(lambda b: ls_factor(slope_radians(b, res), res), depth=1,
-                                   boundary="nearest", dtype="float64")
-    ls = xr.DataArray(ls_data, dims=dem.dims, coords=dem.coords).fillna(0.0)
+    # pixels next to nodata get NaN slope and no soil-conservation value
+    ls = ls_from_dem(dem, res).fillna(0.0)
     R = ctx.masked_float("erosivity")
     K = ctx.masked_float("erodibility")
     C = c_factor(ctx.masked_float("fvc"), r.value("gep.soil_conservation.c_factor_a"), r.value("gep.soil_conservation.c_factor_b"))
     P = ctx.by_class("gep.soil_conservation.p_factor", default=r.value("gep.soil_conservation.p_factor.other"))
     eligible = ctx.class_mask("cropland", "forest", "shrub", "grassland", "wetland")
-    potential = R * K * ls
-    q = (potential * (1.0 - C * P) * ctx.pixel_area_ha).where(eligible & dem.notnull(), 0.0)
+    q = soil_conservation_t(R, K, ls, C, P, ctx.pixel_area_ha).where(eligible & dem.notnull(), 0.0)
     dredge = ctx.rebase(r.value("gep.soil_conservation.dredging_cost"), int(r.value("gep.soil_conservation.price_year")))
     pn, pp = nutrient_prices(ctx)
     rho = ctx.masked_float("bulk_density")  # g/cm3 == t/m3
-    value = q * r.value("gep.soil_conservation.silting_share") / rho * dredge \
-        + q * (r.value("gep.soil_conservation.soil_n_content") * pn + r.value("gep.soil_conservation.soil_p_content") * pp)
+    value = soil_conservation_value_cny(q, r.value("gep.soil_conservation.silting_share"), rho, dredge,
+                                        r.value("gep.soil_conservation.soil_n_content"), pn,
+                                        r.value("gep.soil_conservation.soil_p_content"), pp)
     return finish(SPEC, ctx, q, value.fillna(0.0), ls=ls, c_factor=C, n_price_cny_per_t=pn, p_price_cny_per_t=pp)
 
 

@@ -83,6 +83,8 @@ class ServiceValue(SQLModel, table=True):
     unit: str
     value_cny: float
     price_year: int
+    used_share: float | None = None          # actual (used) share of the supply (eco_value/accounts/actual.py)
+    actual_value_cny: float | None = None    # actual GEP = value_cny × used_share
 
 
 class CarbonValue(SQLModel, table=True):
@@ -128,6 +130,7 @@ class Issuance(SQLModel, table=True):
     ruleset_hash: str
     verification_body: str = ""
     verification_date: str = ""
+    verification_approach: str = ""
 
 
 class IssuanceLine(SQLModel, table=True):
@@ -204,3 +207,63 @@ class PolicyResult(SQLModel, table=True):
     params_json: str = Field(default="{}", sa_column=Column(Text))
     result_json: str = Field(default="{}", sa_column=Column(Text))
     geometry_wkb: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+
+
+class Project(SQLModel, table=True):
+    """A crediting project: parcels of one run under one methodology, with its dates and validation."""
+
+    __tablename__ = "projects"
+    id: str = Field(primary_key=True, max_length=40)   # letters and digits: part of every serial
+    name: str
+    developer: str
+    methodology: str                  # file id in accounting_rules/methodologies, e.g. ccer-14-001-v01
+    methodology_code: str = ""
+    methodology_version: str = ""
+    start_date: str                   # ISO date
+    crediting_start: str
+    crediting_end: str
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    adcode: str = ""
+    country: str = "China"
+    location_crs: str = ""
+    location_wkb: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    validation_body: str = ""
+    validation_date: str = ""
+    status: str = "Listed"            # CAD Trust projectStatusValues
+    description: str = Field(default="", sa_column=Column(Text))
+    created: datetime
+
+
+class ProjectParcel(SQLModel, table=True):
+    """A parcel of a project: the facts its eligibility was judged on, and the verdict."""
+
+    __tablename__ = "project_parcels"
+    __table_args__ = (UniqueConstraint("project_id", "parcel_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: str = Field(foreign_key="projects.id", index=True)
+    parcel_id: str = Field(index=True)
+    eligible: bool = False
+    facts_json: str = Field(default="{}", sa_column=Column(Text))
+
+
+class EligibilityLine(SQLModel, table=True):
+    """One eligibility test of one parcel of a project: rule, pass/fail and the reason."""
+
+    __tablename__ = "eligibility_lines"
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: str = Field(foreign_key="projects.id", index=True)
+    parcel_id: str = Field(index=True)
+    rule: str
+    passed: bool
+    reason: str = Field(default="", sa_column=Column(Text))
+
+
+class IssuanceVerification(SQLModel, table=True):
+    """The verification of an issuance recorded after it was issued (its units were pending until then)."""
+
+    __tablename__ = "issuance_verifications"
+    issuance_id: str = Field(foreign_key="issuances.id", primary_key=True)
+    body: str
+    approach: str
+    report_date: str
+    created: datetime

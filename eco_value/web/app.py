@@ -1,0 +1,497 @@
+"""The console's routes. Every page calls the library functions the CLI calls:
+
+========================  ==============================================  =========================
+page / endpoint           library call                                    CLI twin
+========================  ==============================================  =========================
+/runs, /api/runs          ``Store.runs``                                   ``runs --json``
+/runs/{id}, /api/runs/id  ``Store.run`` (+ summary JSON)                   ``show RUN --json``
+/runs/compare             ``store.queries.diff_runs``                      ``diff A B --json``
+/api/runs/{id}/explain    ``audit.explain``                                ``explain RUN --parcel``
+/api/runs/{id}/value-unit ``policy.value_unit``                            ``value-unit``
+/api/runs/{id}/issue      ``exchange.registry.issue``                      ``issue``
+/exchange/verify          ``exchange.verify.verify``                       ``verify``
+/exchange/apply-status    ``read_status_file`` + ``registry.apply_status`` ``apply-status``
+/exchange (event log)     ``exchange.registry.audit_log``                  ``audit log``
+========================  ==============================================  =========================
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import jinja2
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from ..errors import EcoValueError
+from . import layers as L
+from .auth import ACTIONS_FILE_NAME, PERMISSIONS, ROLES, ActionLog, Session, Sessions, check_password, read_users
+from .uploads import DEFAULT_MAX_MEMBERS, DEFAULT_MAX_UNZIPPED_BYTES, DEFAULT_MAX_UPLOAD_BYTES, BodyLimit, UploadError, safe_unzip
+
+HERE = Path(__file__).parent
+COOKIE = "ecov_session"
+LOGIN_COOKIE = "ecov_login"
+STATUS_SUFFIXES = (".csv", ".json", ".jsonl")
+EVENTS_SHOWN = 50
+BLOCKS_SHOWN = 200
+# the verifier's problem codes, grouped into the checks it names ("signature, hashes, schemas, serials,
+# vintages and totals"); a code the verifier adds later is shown under "other"
+CHECKS = (
+    ("signature", "signature by the trusted issuer key", {"missing-manifest", "no-trusted-key", "bad-signature", "bad-manifest"}),
+    ("hashes", "every file's SHA-256 as in the manifest; no unlisted files", {"missing-file", "hash-mismatch", "unlisted-file"}),
+    ("schemas", "records valid against the verifier's own schemas; CSV = JSON Lines; record counts",
+     {"schema-differs", "missing-records", "bad-record", "schema-invalid", "csv-jsonl-differ", "record-count"}),
+    ("serials", "serial ranges, counts, check digits, fields, no overlaps",
+     {"serial-range", "serial-count", "serial-check", "serial-fields", "serial-overlap", "serial-overlap-held"}),
+    ("vintages", "vintage inside the monitoring period; buffer units in the buffer pool", {"vintage", "buffer-holder"}),
+    ("totals", "issuance totals and deductions recomputed; manifest totals", {"totals", "deductions", "manifest-totals"}),
+)
+CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+@dataclass
+class WebConfig:
+    db: str | None
+    users_file: Path
+    actions_file: Path | None = None
+    trusted_key_hex: str | None = None
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_unzipped_bytes: int = DEFAULT_MAX_UNZIPPED_BYTES
+    max_members: int = DEFAULT_MAX_MEMBERS
+    secure_cookie: bool = False
+    temp_dir: Path | None = None
+
+
+class _LoginRequired(Exception):
+    pass
+
+
+class _Forbidden(Exception):
+    def __init__(self, msg: str):
+        self.msg = msg
+
+
+def _jsonable(o):
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=_jsonable)
+
+
+def show_payload(store, run_id: str) -> dict:
+    """What ``eco-value show RUN --json`` prints."""
+    r = store.run(run_id)
+    return {"run_id": r.id, "status": r.status, "error": r.error, "summary": json.loads(r.summary_json or "{}")}
+
+
+def runs_payload(store) -> list[dict]:
+    """What ``eco-value runs --json`` prints."""
+    return [{"run_id": r.id, "status": r.status, "region": r.region, "period": [r.period_start, r.period_end],
+             "rules": r.ruleset_name, "started": r.started, "error": r.error} for r in store.runs()]
+
+
+def group_problems(problems: list[tuple[str, str]]) -> list[dict]:
+    """The verifier's (code, message) list as one row per check: ok or the failing codes and messages."""
+    rows, seen = [], set()
+    for key, what, codes in CHECKS:
+        mine = [(c, m) for c, m in problems if c in codes]
+        seen |= codes
+        rows.append({"check": key, "what": what, "ok": not mine, "problems": [{"code": c, "message": m} for c, m in mine]})
+    other = [(c, m) for c, m in problems if c not in seen]
+    if other:
+        rows.append({"check": "other", "what": "further checks of the verifier", "ok": False,
+                     "problems": [{"code": c, "message": m} for c, m in other]})
+    return rows
+
+
+def _fmt_num(v, digits: int = 0) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:,.{digits}f}"
+
+
+def create_app(cfg: WebConfig):
+    """The ASGI application (a FastAPI app wrapped in the upload cap); ``.inner`` is the FastAPI app."""
+    from ..store import Store
+    from ..store.db import display_url, mask_secrets, url_secrets
+
+    store = Store(cfg.db)
+    secrets_ = url_secrets(store.url)
+    sessions = Sessions()
+    actions = ActionLog(cfg.actions_file or Path(cfg.users_file).parent / ACTIONS_FILE_NAME)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["exact"] = lambda v: repr(float(v)) if v is not None else ""
+    env.filters["num"] = _fmt_num
+    env.filters["yi"] = lambda v: _fmt_num(v / 1e8, 2) if v is not None else "–"
+    env.filters["wan"] = lambda v: _fmt_num(v / 1e4, 1) if v is not None else "–"
+    templates = Jinja2Templates(env=env)
+    app = FastAPI(title="eco-value console", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.state.store, app.state.sessions, app.state.actions, app.state.cfg = store, sessions, actions, cfg
+
+    def masked(msg: str) -> str:
+        return mask_secrets(str(msg), secrets_)
+
+    def is_api(request: Request) -> bool:
+        return request.url.path.startswith(("/api/", "/tiles/"))
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        resp = await call_next(request)
+        resp.headers["Content-Security-Policy"] = CSP
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["X-Frame-Options"] = "DENY"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        if not request.url.path.startswith("/static/"):
+            resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @app.exception_handler(_LoginRequired)
+    async def _login(request: Request, exc):
+        if is_api(request) or request.method != "GET":
+            return JSONResponse({"error": "log in first"}, status_code=401)
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+
+    @app.exception_handler(_Forbidden)
+    async def _forbidden(request: Request, exc: _Forbidden):
+        if is_api(request):
+            return JSONResponse({"error": exc.msg}, status_code=403)
+        return page(request, "error.html", {"title": "refused", "message": exc.msg}, status=403)
+
+    @app.exception_handler(EcoValueError)
+    async def _user_error(request: Request, exc: EcoValueError):
+        msg = masked(str(exc))
+        if is_api(request):
+            return JSONResponse({"error": msg}, status_code=400)
+        return page(request, "error.html", {"title": "error", "message": msg}, status=400)
+
+    def current(request: Request) -> Session | None:
+        return sessions.get(request.cookies.get(COOKIE))
+
+    def need(request: Request, action: str) -> Session:
+        s = current(request)
+        if s is None:
+            raise _LoginRequired()
+        if not s.may(action):
+            raise _Forbidden(f"user {s.user} ({s.role}) may not {action}; ask for the "
+                             f"{' or '.join(r for r in ROLES if action in PERMISSIONS[r])} role")
+        return s
+
+    def check_csrf(request: Request, s: Session, token: str | None = None) -> None:
+        got = token if token is not None else request.headers.get("x-csrf-token", "")
+        if not got or not secrets.compare_digest(str(got), s.csrf):
+            raise _Forbidden("the form's CSRF token is missing or stale; reload the page and try again")
+
+    def page(request: Request, name: str, ctx: dict, status: int = 200):
+        s = current(request)
+        base = {"user": s, "csrf": s.csrf if s else "", "db": display_url(store.url), "title": ctx.get("title", "eco-value")}
+        return templates.TemplateResponse(request, name, base | ctx, status_code=status)
+
+    def json_response(obj, status: int = 200):
+        return Response(_dumps(obj), media_type="application/json", status_code=status)
+
+    def summary_of(run_id: str) -> tuple[dict, dict]:
+        d = show_payload(store, run_id)
+        return d, d["summary"]
+
+    # -- login --------------------------------------------------------------------------------------
+    @app.get("/login", response_class=HTMLResponse)
+    async def login_form(request: Request, next: str = "/runs"):
+        tok = secrets.token_urlsafe(24)
+        resp = page(request, "login.html", {"title": "log in", "next": next, "login_csrf": tok, "message": ""})
+        resp.set_cookie(LOGIN_COOKIE, tok, httponly=True, samesite="strict", secure=cfg.secure_cookie)
+        return resp
+
+    @app.post("/login")
+    async def login(request: Request):
+        form = await request.form()
+        tok = request.cookies.get(LOGIN_COOKIE, "")
+        if not tok or not secrets.compare_digest(tok, str(form.get("csrf", ""))):
+            raise _Forbidden("the login form's CSRF token is missing or stale; reload the page and try again")
+        name, pw = str(form.get("user", "")), str(form.get("password", ""))
+        role = check_password(read_users(cfg.users_file), name, pw)
+        nxt = str(form.get("next", "/runs"))
+        if not nxt.startswith("/") or nxt.startswith("//"):
+            nxt = "/runs"
+        if role is None:
+            new = secrets.token_urlsafe(24)
+            resp = page(request, "login.html", {"title": "log in", "next": nxt, "login_csrf": new,
+                                                "message": "unknown user or wrong password"}, status=401)
+            resp.set_cookie(LOGIN_COOKIE, new, httponly=True, samesite="strict", secure=cfg.secure_cookie)
+            return resp
+        token, _ = sessions.new(name, role)
+        resp = RedirectResponse(nxt, status_code=303)
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=cfg.secure_cookie)
+        resp.delete_cookie(LOGIN_COOKIE)
+        return resp
+
+    @app.post("/logout")
+    async def logout(request: Request):
+        s = need(request, "read")
+        form = await request.form()
+        check_csrf(request, s, str(form.get("csrf", "")))
+        sessions.drop(request.cookies.get(COOKIE))
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(COOKIE)
+        return resp
+
+    # -- runs ---------------------------------------------------------------------------------------
+    @app.get("/")
+    async def root():
+        return RedirectResponse("/runs", status_code=303)
+
+    @app.get("/api/runs")
+    def api_runs(request: Request):
+        need(request, "read")
+        return json_response(runs_payload(store))
+
+    @app.get("/api/runs/{run_id}")
+    def api_run(request: Request, run_id: str):
+        need(request, "read")
+        return json_response(show_payload(store, run_id))
+
+    @app.get("/runs", response_class=HTMLResponse)
+    def runs_page(request: Request, q: str = ""):
+        need(request, "read")
+        rows = []
+        for r in store.runs():
+            s = json.loads(r.summary_json or "{}")
+            hay = f"{r.id} {r.region} {r.status} {r.ruleset_name} {r.period_start}-{r.period_end}".lower()
+            if q and q.lower() not in hay:
+                continue
+            rows.append({"run": r, "gep": (s.get("gep") or {}).get("total_cny"),
+                         "sink": (s.get("carbon") or {}).get("net_sink_tco2e_per_yr")})
+        return page(request, "runs.html", {"title": "runs", "rows": rows, "q": q})
+
+    @app.get("/runs/compare", response_class=HTMLResponse)
+    def compare_page(request: Request, a: str, b: str):
+        from ..store.queries import diff_runs
+
+        need(request, "read")
+        return page(request, "compare.html", {"title": "compare runs", "d": diff_runs(store, a, b), "a": a, "b": b})
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    def run_page(request: Request, run_id: str):
+        from ..outputs.report import FOREST_TARGETS_PCT
+
+        s = need(request, "read")
+        d, summ = summary_of(run_id)
+        services = sorted(((summ.get("gep") or {}).get("by_service") or {}).items(), key=lambda kv: -kv[1]["value_cny"])
+        intervals = any(k.startswith("ci95") for _, v in services for k in v)
+        return page(request, "run.html", {"title": f"run {d['run_id'][:8]}", "d": d, "s": summ, "services": services,
+                                          "intervals": intervals, "targets": FOREST_TARGETS_PCT, "may_issue": s.may("issue")})
+
+    # -- map ----------------------------------------------------------------------------------------
+    @app.get("/runs/{run_id}/map", response_class=HTMLResponse)
+    def map_page(request: Request, run_id: str):
+        need(request, "read")
+        d, summ = summary_of(run_id)
+        return page(request, "map.html", {"title": f"map {d['run_id'][:8]}", "d": d, "s": summ})
+
+    @app.get("/api/runs/{run_id}/layers")
+    def api_layers(request: Request, run_id: str):
+        need(request, "read")
+        _, summ = summary_of(run_id)
+        return json_response(L.layer_index(summ))
+
+    @app.get("/tiles/{run_id}/{layer}/{z}/{x}/{y}.png")
+    def tile(request: Request, run_id: str, layer: str, z: int, x: int, y: int):
+        need(request, "read")
+        _, summ = summary_of(run_id)
+        lays = L.run_layers(summ)
+        if layer not in lays:
+            return PlainTextResponse(f"run {run_id} has no layer {layer!r}", status_code=404)
+        png = L.render_tile(lays[layer], z, x, y)
+        return Response(png if png is not None else L.empty_tile(), media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/api/runs/{run_id}/zones/{kind}.geojson")
+    def zones(request: Request, run_id: str, kind: str):
+        need(request, "read")
+        _, summ = summary_of(run_id)
+        return Response(L.zones_geojson(summ, kind), media_type="application/geo+json")
+
+    @app.get("/api/runs/{run_id}/explain")
+    def api_explain(request: Request, run_id: str, parcel: str):
+        from ..audit import explain
+
+        need(request, "read")
+        return json_response(explain(store, run_id, parcel=parcel))
+
+    @app.post("/api/runs/{run_id}/value-unit")
+    async def api_value_unit(request: Request, run_id: str):
+        from ..policy import value_unit
+
+        s = need(request, "value-unit")
+        check_csrf(request, s)
+        try:
+            body = json.loads(await request.body())
+            geom = body["geometry"]
+            assert isinstance(geom, dict) and geom.get("type") in ("Polygon", "MultiPolygon")
+        except (ValueError, KeyError, TypeError, AssertionError):
+            raise UploadError("value-unit needs JSON {\"geometry\": a GeoJSON Polygon or MultiPolygon in longitude/latitude}") from None
+        years, rate = body.get("years"), body.get("discount_rate")
+        tmp = Path(tempfile.mkdtemp(prefix="eco-value-unit-", dir=cfg.temp_dir))
+        try:
+            p = tmp / "unit.geojson"
+            p.write_text(json.dumps({"type": "FeatureCollection", "features": [
+                {"type": "Feature", "properties": {"name": "drawn unit"}, "geometry": geom}]}), encoding="utf-8")
+            d = value_unit(store, run_id, p, None, years, rate)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        actions.write(s, "value-unit", run_id=d["run_id"], policy_result_id=d["policy_result_id"], area_ha=d["area_ha"])
+        return json_response(d)
+
+    @app.post("/api/runs/{run_id}/issue")
+    async def api_issue(request: Request, run_id: str):
+        from ..exchange.registry import issue
+
+        s = need(request, "issue")
+        check_csrf(request, s)
+        try:
+            body = json.loads(await request.body())
+            vintage = int(body["vintage"])
+        except (ValueError, KeyError, TypeError):
+            raise UploadError("issue needs JSON {\"vintage\": YEAR, \"project\": ID}") from None
+        d = issue(store, run_id, vintage, body.get("parcels"), str(body.get("project", "FC1")), bool(body.get("include_declared")))
+        actions.write(s, "issue", run_id=run_id, issuance_id=d["issuance_id"], net_issued_tco2e=d["net_issued_tco2e"], head=d["head"])
+        return json_response(d)
+
+    # -- exchange -----------------------------------------------------------------------------------
+    def exchange_ctx() -> dict:
+        from sqlmodel import select
+
+        from ..exchange.registry import audit_log
+        from ..store.models import CreditBlock, Issuance, StatusEvent
+
+        with store.session() as ses:
+            blocks = ses.exec(select(CreditBlock).order_by(CreditBlock.first)).all()
+            issuances = ses.exec(select(Issuance).order_by(Issuance.created.desc())).all()
+            events = ses.exec(select(StatusEvent).order_by(StatusEvent.id.desc()).limit(EVENTS_SHOWN)).all()
+        hold: dict[tuple, int] = {}
+        totals: dict[tuple, list] = {}
+        for b in blocks:
+            n = b.last - b.first + 1
+            k = (b.holder_id, b.status, b.vintage)
+            hold[k] = hold.get(k, 0) + n
+            t = totals.setdefault((b.status, b.vintage), [0, set()])
+            t[0] += n
+            t[1].add(b.holder_id)
+        return {"holdings": [{"holder_id": k[0], "status": k[1], "vintage": k[2], "units": v}
+                             for k, v in sorted(hold.items())][:BLOCKS_SHOWN], "n_holdings": len(hold),
+                "totals": [{"status": k[0], "vintage": k[1], "units": v[0], "holders": len(v[1])} for k, v in sorted(totals.items())],
+                "blocks": blocks[:BLOCKS_SHOWN], "n_blocks": len(blocks), "issuances": issuances, "events": events,
+                "audit": audit_log(store)}
+
+    @app.get("/exchange", response_class=HTMLResponse)
+    def exchange_page(request: Request):
+        s = need(request, "read")
+        return page(request, "exchange.html", {"title": "exchange", **exchange_ctx(), "may_verify": s.may("verify"),
+                                               "may_apply": s.may("apply-status"), "result": None})
+
+    async def _save_upload(form, field: str, tmp: Path, suffixes: tuple[str, ...]) -> tuple[Path, str]:
+        up = form.get(field)
+        if up is None or not hasattr(up, "read"):
+            raise UploadError(f"choose a file to upload (form field '{field}')")
+        name = Path(str(up.filename or "upload")).name
+        suffix = Path(name).suffix.lower()
+        if suffix not in suffixes:
+            raise UploadError(f"{name}: expected a {' or '.join(suffixes)} file, not '{suffix or 'no suffix'}'")
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[-100:] or f"upload{suffix}"
+        p = tmp / safe
+        total = 0
+        with open(p, "wb") as f:
+            while chunk := await up.read(1024 * 1024):
+                total += len(chunk)
+                if total > cfg.max_upload_bytes:
+                    raise UploadError(f"{name}: larger than {cfg.max_upload_bytes:,} bytes")
+                f.write(chunk)
+        return p, name
+
+    @app.post("/exchange/verify", response_class=HTMLResponse)
+    async def exchange_verify(request: Request):
+        from ..exchange.verify import verify
+
+        s = need(request, "verify")       # before the body is read
+        form = await request.form()
+        check_csrf(request, s, str(form.get("csrf", "")))
+        key = str(form.get("public_key", "") or "").strip() or cfg.trusted_key_hex
+        tmp = Path(tempfile.mkdtemp(prefix="eco-value-bundle-", dir=cfg.temp_dir))
+        try:
+            p, name = await _save_upload(form, "bundle", tmp, (".zip",))
+            dest = tmp / "unpacked"
+            dest.mkdir()
+            root = safe_unzip(p, dest, cfg.max_members, cfg.max_unzipped_bytes, label=name)
+            problems = [(c, m.replace(str(root), name)) for c, m in verify(root, key, None)]
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        actions.write(s, "verify", bundle=name, ok=not problems, codes=sorted({c for c, _ in problems}))
+        result = {"kind": "verify", "name": name, "ok": not problems, "checks": group_problems(problems),
+                  "key_given": bool(key)}
+        return page(request, "exchange.html", {"title": "exchange", **exchange_ctx(), "may_verify": s.may("verify"),
+                                               "may_apply": s.may("apply-status"), "result": result})
+
+    @app.post("/exchange/apply-status", response_class=HTMLResponse)
+    async def exchange_apply(request: Request):
+        from ..exchange.registry import apply_status, read_status_file
+
+        s = need(request, "apply-status")   # before the body is read
+        form = await request.form()
+        check_csrf(request, s, str(form.get("csrf", "")))
+        tmp = Path(tempfile.mkdtemp(prefix="eco-value-status-", dir=cfg.temp_dir))
+        try:
+            p, name = await _save_upload(form, "status_file", tmp, STATUS_SUFFIXES)
+            try:
+                changes = read_status_file(p)
+                d = apply_status(store, changes, actor=f"web:{s.user}", source=name)
+            except EcoValueError as exc:
+                actions.write(s, "apply-status refused", file=name)
+                msg = masked(str(exc)).replace(str(p), name)
+                result = {"kind": "apply", "name": name, "ok": False, "message": msg}
+            else:
+                actions.write(s, "apply-status", file=name, applied=d["applied"], head=d["head"])
+                result = {"kind": "apply", "name": name, "ok": True, "applied": d["applied"], "changes": d["changes"],
+                          "head": d["head"]}
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return page(request, "exchange.html", {"title": "exchange", **exchange_ctx(), "may_verify": s.may("verify"),
+                                               "may_apply": s.may("apply-status"), "result": result},
+                    status=200 if result["ok"] else 400)
+
+    @app.get("/api/exchange/audit")
+    def api_audit(request: Request):
+        from ..exchange.registry import audit_log
+
+        need(request, "read")
+        return json_response(audit_log(store))
+
+    outer = BodyLimit(app, cfg.max_upload_bytes)
+    outer.inner = app
+    return outer
+
+
+def load_users_or_refuse(path: Path) -> dict:
+    users = read_users(path)
+    if not users:
+        raise EcoValueError(f"no console users in {path}; add one first: "
+                            "`eco-value serve --add-user NAME --role operator` (roles: viewer, bureau, operator)")
+    return users
