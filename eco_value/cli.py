@@ -118,6 +118,13 @@ def _progress_runner():
     return prog, report
 
 
+def _gep_ci(s: dict, service: str | None):
+    """[low, high] of GEP (or one service) from the run's GEP Monte Carlo, None if it has none."""
+    u = s["gep"].get("uncertainty") or {}
+    x = u.get("total") if service is None else (u.get("by_service") or {}).get(service)
+    return [x["low"], x["high"]] if x else None
+
+
 @app.command()
 def run(
     catalog: Path = typer.Argument(..., help="catalog.toml of the region (see `eco-value pilot-data`)."),
@@ -152,7 +159,9 @@ def run(
         "gep": {"total_cny": s["gep"]["total_cny"], "actual_total_cny": s["gep"].get("actual_total_cny"),
                 "by_service": {k: {"quantity": v["quantity"], "unit": v["unit"], "value_cny": v["value_cny"],
                                    "used_share": v.get("used_share"), "actual_value_cny": v.get("actual_value_cny")}
-                               for k, v in s["gep"]["by_service"].items()}},
+                               for k, v in s["gep"]["by_service"].items()},
+                "ci95_cny": _gep_ci(s, None),
+                "by_service_ci95_cny": {k: _gep_ci(s, k) for k in s["gep"]["by_service"]}},
         "outputs": res.outputs,
     }
     if json_out:
@@ -244,6 +253,31 @@ def show(run_id: str = typer.Argument(...), db: Optional[str] = DbOpt, json_out:
         console.print(f"run {r.id}: {r.status} {r.error}", markup=False, highlight=False)
         raise typer.Exit(0)
     _print_summary(s, r.id)
+
+
+@app.command()
+def sensitivity(run_id: str = typer.Argument(...), db: Optional[str] = DbOpt, top: int = typer.Option(10, "--top", min=1,
+                help="Rows to print (all with --json)."), json_out: bool = JsonOpt):
+    """Which GEP parameters to source first: ranked first-order Sobol and one-at-a-time shares of GEP variance."""
+    from .gep_uncertainty import stored_sensitivity
+    from .store import Store
+
+    r = Store(db).run(run_id)
+    t = stored_sensitivity(json.loads(r.summary_json or "{}"), r.id)
+    if json_out:
+        _echo_json(t)
+        return
+    mc = t["mc"]
+    console.print(f"GEP {t['gep_cny'] / 1e8:,.2f} 亿元; Monte Carlo ({t['draws']} draws) mean {mc['mean'] / 1e8:,.2f}, "
+                  f"95 % interval {mc['low'] / 1e8:,.2f} - {mc['high'] / 1e8:,.2f} 亿元", markup=False, highlight=False)
+    tab = Table("#", "parameter", "value", "range (95 %)", "basis", "Sobol S1", "OAT share", "GEP at low / high (亿元)")
+    for p in t["parameters"][:top]:
+        oat = "" if p["gep_at_low"] is None else f"{p['gep_at_low'] / 1e8:,.2f} / {p['gep_at_high'] / 1e8:,.2f}"
+        tab.add_row(str(p["rank"]), p["parameter"], f"{p['value']:.4g}", f"{p['low']:.4g} - {p['high']:.4g} {p['dist']}",
+                    p["basis"], f"{max(p['sobol_first_order'], 0.0):.3f}", f"{p['oat_share']:.3f}", oat)
+    console.print(tab)
+    if t["held_fixed"]:
+        console.print(f"held at their values (no rule-set parameter): {', '.join(t['held_fixed'])}", markup=False)
 
 
 @app.command()

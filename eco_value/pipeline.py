@@ -29,6 +29,7 @@ from . import __version__
 from .accounts.zonal import class_coverage, coverage_raster, zonal_sums_many, zone_weights
 from .carbon import LUCC, coefficients, stock_difference
 from .carbon.uncertainty import SufficientStats, approach1_pct, monte_carlo
+from . import gep_uncertainty as gep_mc
 from .errors import EcoValueError, InputError
 from .grid import Grid
 from .inputs.catalog import Catalog, load_catalog
@@ -250,6 +251,7 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
     }
     lc = positions(lc2)
     by_class = {f"cls:{k}": (lc, v, n_types) for k, v in values.items() if k.startswith(("v:", "q:"))}
+    by_class.update(gep_mc.by_type_sums(ctx, services))   # GEP Monte Carlo sums (eco_value.gep_uncertainty)
     maps = {
         f"carbon_stock_{y2}_tc_per_ha": carbon["stock_t2_tc_per_ha"],
         "carbon_sink_tco2e_per_ha_yr": carbon["sink_tco2e_per_ha_yr"],
@@ -590,4 +592,6 @@ def _assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, compute
                    "forest_and_shrub_coverage_pct": 100.0 * (forest_ha + area2["shrub"]) / area_ha},
         "population": population,
     }
+    summary["gep"]["uncertainty"] = gep_mc.for_run(rules, county, stats, by_service, price_year,
+                                                   opts.mc_draws, opts.mc_seed)
     return {"rows": rows, "summary": summary, "tables": tables}

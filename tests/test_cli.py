@@ -18,7 +18,7 @@ def cli(*args, check=False, env=None):
 def test_help_lists_every_command_with_one_line():
     out = cli("--help", check=True).stdout
     for cmd in ("pilot-data", "validate", "run", "runs", "show", "diff", "export-table", "report", "rules",
-                "carbon-stock", "methods", "demo"):
+                "carbon-stock", "methods", "demo", "sensitivity"):
         assert cmd in out
 
 
@@ -34,6 +34,9 @@ def test_run_json_has_the_documented_keys_and_services_sum_to_total(pilot_dir, t
     assert all({"quantity", "unit", "value_cny"} <= set(v) for v in services.values())
     assert sum(v["value_cny"] for v in services.values()) == pytest.approx(j["gep"]["total_cny"], rel=1e-12)
     assert all(v["value_cny"] >= 0 for v in services.values())
+    lo, hi = j["gep"]["ci95_cny"]   # GEP Monte Carlo (eco_value.gep_uncertainty)
+    assert lo < j["gep"]["total_cny"] < hi
+    assert set(j["gep"]["by_service_ci95_cny"]) == set(services)
     for key in ("report", "geopackage", "parcel_csv", "township_csv"):
         assert os.path.exists(j["outputs"][key]), key
     # per km2 GEP within the published range for county GEP studies (README results section)

@@ -142,6 +142,8 @@ def _policy_section(store, run_id: str, folder: Path) -> str:
 def write_report(store, run_id: str, out: Path, rasters: Path | None = None) -> Path:
     """Write the report of ``run_id`` to ``out`` (temp file renamed into place); maps are read from
     ``rasters`` (default: the run's output folder)."""
+    from .gep_uncertainty_section import section as gep_uncertainty_section
+
     run = store.run(run_id)
     s = json.loads(run.summary_json)
     folder = Path(rasters) if rasters is not None else Path(s.get("outputs", {}).get("rasters", out.parent))
@@ -221,6 +223,7 @@ img{{max-width:100%}} .banner{{background:#fff4d6;border:1px solid #e0b84a;paddi
 <section><h2>Maps</h2><div class=grid>{img('gep')}{img('sink')}</div>{img('stock')}</section>
 <section><h2>GEP by service</h2><div class=grid><div><img alt="GEP by service" src="{bar}"></div><div><table><tr><th>service</th><th>服务</th><th>type</th><th>quantity</th><th>unit</th><th>potential 亿元</th><th>share</th><th>used</th><th>actual 亿元</th></tr>{srows}
 <tr><th colspan=5>total GEP</th><th class=n>{g['total_cny'] / 1e8:,.2f}</th><th class=n>100 %</th><th></th><th class=n>{_fmt(g['actual_total_cny'] / 1e8 if g.get('actual_total_cny') is not None else None, 2)}</th></tr></table>{actual_note}</div></div></section>
+{gep_uncertainty_section(g)}
 <section><h2>Carbon account</h2><table>
 <tr><th>item</th><th>value</th></tr>
 <tr><td>carbon stock {s['period'][0]} (t C)</td><td class=n>{c['stock_t1_tc']:,.0f}</td></tr>

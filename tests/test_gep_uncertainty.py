@@ -1,0 +1,201 @@
+"""GEP Monte Carlo and sensitivity (issue 15 items 2-3): eco_value.gep_uncertainty."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eco_value import gep_uncertainty as gm
+from eco_value.inputs.catalog import load_catalog
+from eco_value.inputs.pilot import generate_pilot
+from eco_value.inputs.readers import open_layers, read_table
+from eco_value.rules import load_rules
+from eco_value.rules.audit import _in_memory
+from eco_value.services import SERVICES, ServiceContext
+
+PILOT_RES_M = 300.0
+SEED = 7
+NO_CARBON = ("air_purification", "water_purification", "water_conservation", "flood_regulation",
+             "climate_regulation", "soil_conservation")
+
+
+# ------------------------------------------------------------------------------------------------
+# the estimator on a toy with known first-order indices
+
+def test_sobol_first_order_matches_linear_toy():
+    """Y = Σ a_i X_i, X_i ~ N(0, σ_i): S_i = a_i² σ_i² / Σ_j a_j² σ_j² (exact)."""
+    rng = np.random.default_rng(3)
+    a, sd = np.array([1.0, 2.0, 0.5]), np.array([1.0, 0.5, 2.0])
+    n = 5000
+    x = rng.normal(0.0, sd, (n, 3))
+    y = x @ a
+    exact = a ** 2 * sd ** 2 / np.sum(a ** 2 * sd ** 2)
+    est = np.array([gm.sobol_first_order(x[:, i], y) for i in range(3)])
+    assert np.allclose(est, exact, atol=0.03), (est, exact)
+    assert est.sum() <= 1.0 + 0.03
+    # brute force: Var(E[Y|X_i]) by nested sampling on fixed X_i agrees with the given-data estimate
+    brute = []
+    for i in range(3):
+        xi = rng.normal(0.0, sd[i], 400)
+        inner = rng.normal(0.0, sd, (400, 200, 3))
+        inner[:, :, i] = xi[:, None]
+        brute.append(np.var((inner @ a).mean(axis=1)) / np.var(y))
+    assert np.allclose(est, brute, atol=0.04), (est, brute)
+
+
+def test_sobol_of_an_irrelevant_input_is_about_zero_and_of_the_only_input_one():
+    rng = np.random.default_rng(0)
+    x, z = rng.normal(size=2000), rng.normal(size=2000)
+    assert gm.sobol_first_order(x, 3 * x) > 0.97
+    assert abs(gm.sobol_first_order(z, 3 * x)) < 0.03
+
+
+# ------------------------------------------------------------------------------------------------
+# the 300 m pilot: sums by type reproduce the services exactly at nominal, and brute-force re-runs
+
+@pytest.fixture(scope="module")
+def pilot300(tmp_path_factory):
+    d = tmp_path_factory.mktemp("p300") / "qionglai"
+    generate_pilot("qionglai", d, resolution_m=PILOT_RES_M, seed=SEED)
+    cat = load_catalog(d / "catalog.toml")
+    raw, grid = open_layers(cat, chunk_px=4096)
+    layers = {k: _in_memory(v) for k, v in raw.items()}   # one chunk each: cheap to re-evaluate
+    tables = {k: read_table(cat, k) for k in cat.tables}
+    y2 = cat.catalog.period[1]
+    rules = load_rules()
+
+    def ctx_of(r):
+        return ServiceContext(layers=layers, grid=grid, rules=r, year=y2, tables=tables)
+
+    def totals(r):
+        ctx = ctx_of(r)
+        return {k: float(np.nansum(SERVICES[k].compute(ctx).value_cny.values)) for k in NO_CARBON}
+
+    ctx = ctx_of(rules)
+    soil = SERVICES["soil_conservation"].compute(ctx)
+    S = {}
+    for k, (codes, v, n) in gm.channels(ctx, {"soil_conservation": soil}).items():
+        w = np.nan_to_num(np.asarray(v.values, dtype=np.float64)).ravel()
+        c = np.asarray(codes.values).ravel()
+        keep = (c >= 0) & (c < n)
+        S[k[len(gm.PREFIX):]] = np.bincount(c[keep], weights=w[keep], minlength=n)
+    to_year = rules.meta.price_year or y2
+    return rules, S, totals, to_year
+
+
+def test_sums_by_type_reproduce_every_service_at_the_nominal_values(pilot300):
+    rules, S, totals, to_year = pilot300
+    base = totals(rules)
+    got = gm.service_values(NO_CARBON, S, gm.Draws(rules, 1), to_year, base)
+    for k in NO_CARBON:
+        # soil: the C factor is evaluated per bin of log10 FVC (bin mean), not per pixel
+        assert got[k][0] == pytest.approx(base[k], rel=1e-4 if k == "soil_conservation" else 1e-9), k
+
+
+def test_draws_from_sums_match_brute_force_reruns(pilot300):
+    """Three joint draws of every parameter: exact for the linear services; the soil C-factor
+    binning (C at each bin's mean log10 FVC) within 0.5 % of a full re-run."""
+    rules, S, totals, to_year = pilot300
+    d = gm.Draws(rules, 3, np.random.default_rng(11))
+    pred = gm.service_values(NO_CARBON, S, d, to_year, {})
+    assert "gep.soil_conservation.c_factor_a" in d.drawn and "gep.climate_regulation.cooling_days" in d.drawn
+    errs = []
+    for i in range(3):
+        r = rules
+        for name, x in d.drawn.items():
+            if gm.drawable(rules, name):
+                r = r.with_value(name, float(x[i]))
+        brute = totals(r)
+        for k in NO_CARBON:
+            if k == "soil_conservation":
+                errs.append(abs(pred[k][i] / brute[k] - 1))
+            else:
+                assert pred[k][i] == pytest.approx(brute[k], rel=1e-9), (k, i)
+    print("soil binning errors vs brute force:", errs)
+    assert max(errs) < 0.005, errs
+
+
+def _symmetric(rules, names):
+    """Every named parameter with a normal range centred on its value (same half-width)."""
+    for name in names:
+        lo, hi, _dist, _b = rules.uncertainty_range(name)
+        half = (hi - lo) / 2
+        if half > 0:
+            v = rules.value(name)
+            rules = rules.with_uncertainty(name, low=v - half, high=v + half, dist="normal")
+    return rules
+
+
+def test_mc_mean_within_one_percent_of_deterministic_with_centred_ranges(pilot300):
+    rules, S, totals, to_year = pilot300
+    base = totals(rules)
+    d = gm.Draws(rules, 2, np.random.default_rng(0))
+    gm.service_values(NO_CARBON, S, d, to_year, base)
+    sym = _symmetric(rules, [n for n in d.drawn if gm.drawable(rules, n)])
+    u = gm.gep_uncertainty(sym, S, dict(base), to_year, None, n=4000, seed=1)
+    assert u["deterministic_cny"] == pytest.approx(sum(base.values()), rel=1e-6)
+    assert u["total"]["mean"] == pytest.approx(u["deterministic_cny"], rel=0.01)
+    assert u["total"]["low"] < u["deterministic_cny"] < u["total"]["high"]
+
+
+def test_widening_a_range_widens_the_interval_and_raises_its_share(pilot300):
+    rules, S, totals, to_year = pilot300
+    base = totals(rules)
+    name = "gep.water_conservation.price"
+    u0 = gm.gep_uncertainty(rules, S, dict(base), to_year, None, n=2000, seed=5)
+    v = rules.value(name)
+    wide = rules.with_uncertainty(name, low=0.2 * v, high=1.8 * v, dist="normal")
+    u1 = gm.gep_uncertainty(wide, S, dict(base), to_year, None, n=2000, seed=5)
+    w0, w1 = (u["total"]["high"] - u["total"]["low"] for u in (u0, u1))
+    assert w1 > 1.2 * w0
+    share = {u_i: {r["parameter"]: r for r in u["sensitivity"]}[name] for u_i, u in (("a", u0), ("b", u1))}
+    assert share["b"]["sobol_first_order"] > share["a"]["sobol_first_order"] + 0.1
+    assert share["b"]["oat_share"] > share["a"]["oat_share"]
+    assert share["b"]["rank"] == 1
+    for u in (u0, u1):
+        assert sum(r["sobol_first_order"] for r in u["sensitivity"]) <= 1.0 + 0.1
+
+
+# ------------------------------------------------------------------------------------------------
+# the run: summary, run --json, sensitivity CLI, report
+
+def test_run_summary_cli_and_report_carry_the_gep_interval(pilot_run, tmp_path):
+    store, res = pilot_run
+    g = res.summary["gep"]
+    u = g["uncertainty"]
+    assert u["draws"] == 500
+    # the sums by type in the run's single pass reproduce its GEP (incl. carbon via the carbon draws' sums)
+    assert u["deterministic_cny"] == pytest.approx(g["total_cny"], rel=1e-6)
+    assert u["total"]["low"] < g["total_cny"] < u["total"]["high"]
+    assert set(u["by_service"]) == set(g["by_service"])
+    assert u["by_service"]["provisioning"]["low"] == u["by_service"]["provisioning"]["high"]
+    assert u["held_fixed"] == ["provisioning", "recreation"]
+    cs = u["by_service"]["carbon_sequestration"]
+    assert cs["low"] < g["by_service"]["carbon_sequestration"]["value_cny"] < cs["high"]
+    out = subprocess.run([sys.executable, "-m", "eco_value.cli", "sensitivity", res.run_id, "--db", store.url, "--json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    t = json.loads(out.stdout)
+    ranks = [p["rank"] for p in t["parameters"]]
+    assert ranks == list(range(1, len(ranks) + 1))
+    s1 = [p["sobol_first_order"] for p in t["parameters"]]
+    assert s1 == sorted(s1, reverse=True)
+    assert sum(s1) <= 1.1
+    assert any(p["parameter"].startswith("carbon sink") for p in t["parameters"])
+    txt = subprocess.run([sys.executable, "-m", "eco_value.cli", "sensitivity", res.run_id, "--db", store.url],
+                         capture_output=True, text=True)
+    assert txt.returncode == 0 and "Monte Carlo (500 draws)" in txt.stdout and "Sobol" in txt.stdout
+    report = Path(res.outputs["report"]).read_text(encoding="utf-8")
+    assert "GEP uncertainty and sensitivity" in report and 'alt="tornado chart" src="data:image/png;base64,' in report
+
+
+def test_sensitivity_of_a_run_without_draws_is_a_clear_error():
+    from eco_value.errors import StoreError
+
+    with pytest.raises(StoreError, match="--mc-draws"):
+        gm.stored_sensitivity({"gep": {"total_cny": 1.0, "uncertainty": {"draws": 0, "sensitivity": []}}}, "r1")
