@@ -25,13 +25,11 @@ pixel), else the zones' ``population`` attribute. The per-pixel service equation
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
-from ..resources import data_dir
 
 DEFAULT = "default"
 WATER_USE_TABLE = "water_use"
@@ -50,8 +48,9 @@ class UseParams:
 
 @lru_cache(maxsize=1)
 def use_params() -> UseParams:
-    with open(data_dir("accounting_rules") / "actual_use.toml", "rb") as f:
-        d = tomllib.load(f)
+    from ..rules import load_rules_data
+
+    d = load_rules_data("actual_use.toml")
     return UseParams(float(d["default_use_share"]["value"]), tuple(d["full_use"]["services"]),
                      float(d["cooling_demand_kwh_per_person"]["value"]), float(d["flood_full_use_density"]["value"]),
                      d["sources"]["miyun2024"]["citation"])

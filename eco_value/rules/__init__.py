@@ -213,6 +213,16 @@ def rules_dir() -> Path:
     return data_dir("accounting_rules")
 
 
+def load_rules_data(file_name: str) -> dict:
+    """A data file of ``accounting_rules/`` that is not a rule set (e.g. ``actual_use.toml``), parsed."""
+    path = rules_dir() / file_name
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RuleSetError(f"{path}: cannot read it ({exc}). Fix: reinstall eco-value or repair the file") from None
+
+
 def available() -> list[str]:
     out = []
     for p in sorted(rules_dir().glob("*.toml")):
