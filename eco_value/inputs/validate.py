@@ -33,6 +33,7 @@ from ..units import KNOWN_UNITS, is_known
 from .catalog import REQUIRED_LAYERS, REQUIRED_TABLES, REQUIRED_VECTORS, Catalog
 from .classes import SCHEMES
 from .limits import load_limits
+from .remote import is_remote, remote_env, remote_problems
 from .tables import load_table
 
 M2_PER_KM2 = 1e6  # unit conversion
@@ -108,6 +109,8 @@ def check_structure(cat: Catalog, require_all: bool = True) -> list[Problem]:
         if spec.classes is not None and spec.classes not in SCHEMES:
             probs.append(Problem("unknown-class-scheme", f, key, f"class scheme '{spec.classes}' is not known",
                                  f"use one of {sorted(SCHEMES)}"))
+        if is_remote(path) and _remote_problems(path, key, probs):
+            continue
         if not path.exists():
             probs.append(Problem("missing-file", f, key, "the file does not exist",
                                  "check the path in catalog.toml (relative to the catalog) or regenerate the data"))
@@ -117,7 +120,7 @@ def check_structure(cat: Catalog, require_all: bool = True) -> list[Problem]:
                                  "point the catalog entry at the GeoTIFF file itself"))
             continue
         try:
-            with rasterio.open(path) as ds:
+            with remote_env(path), rasterio.open(path) as ds:
                 trunc = _truncated(ds, path.stat().st_size)
                 if trunc:
                     probs.append(Problem("truncated", f, key, trunc, "copy or download the file again"))
@@ -188,6 +191,13 @@ def check_structure(cat: Catalog, require_all: bool = True) -> list[Problem]:
         _df, table_probs = load_table(cat.path_of(spec.path), key, limits, region_km2)
         probs += table_probs
     return probs
+
+
+def _remote_problems(path, key: str, probs: list[Problem]) -> bool:
+    """Adds the problems of a remote input (unreachable, 404, no range support); True if there are any."""
+    found = remote_problems(path, key)
+    probs += found
+    return bool(found)
 
 
 def _check_catalog_meta(cat: Catalog, src: str) -> list[Problem]:
@@ -268,6 +278,8 @@ def _check_vectors(cat: Catalog) -> list[Problem]:
     for key, spec in cat.vectors.items():
         path = cat.path_of(spec.path)
         f = str(path)
+        if is_remote(path) and _remote_problems(path, key, probs):
+            continue
         if not path.exists():
             probs.append(Problem("missing-file", f, key, "the vector file does not exist",
                                  "check the path in catalog.toml"))
