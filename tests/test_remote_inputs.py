@@ -180,6 +180,14 @@ def test_bad_remote_inputs_give_one_clear_error_naming_the_url(remote_pilot, url
     assert "s3cret" not in str(InputError(probs))
 
 
+def test_a_remote_table_is_refused_with_the_fix(remote_pilot):
+    _local, rem, _served, base = remote_pilot
+    _point(rem, "tables.tourism", "https://bob:s3cret@example.org/tourism.csv")
+    (p,) = [p for p in check_structure(load_catalog(rem)) if p.layer == "tourism"]
+    assert (p.kind, p.file) == ("remote-table", "https://bob:***@example.org/tourism.csv")
+    assert "download the CSV" in p.fix
+
+
 def test_cli_validate_of_a_missing_remote_file_exits_2_naming_the_url(remote_pilot, tmp_path):
     from typer.testing import CliRunner
 

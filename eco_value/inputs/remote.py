@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import os
 import tomllib
 import urllib.error
@@ -140,7 +141,10 @@ class RemotePath(os.PathLike):
     is_file = exists
 
     def stat(self):
-        return SimpleNamespace(st_size=self.head().size or 0)
+        """``st_size`` from the server's Content-Length (infinite when it gives none: then no block can
+        be judged beyond the end of the file)."""
+        size = self.head().size
+        return SimpleNamespace(st_size=size if size is not None else math.inf)
 
     @property
     def http_url(self) -> str:

@@ -33,7 +33,7 @@ from ..units import KNOWN_UNITS, is_known
 from .catalog import REQUIRED_LAYERS, REQUIRED_TABLES, REQUIRED_VECTORS, Catalog
 from .classes import SCHEMES
 from .limits import load_limits
-from .remote import is_remote, remote_env, remote_problems
+from .remote import display_path, is_remote, remote_env, remote_problems
 from .tables import load_table
 
 M2_PER_KM2 = 1e6  # unit conversion
@@ -102,7 +102,7 @@ def check_structure(cat: Catalog, require_all: bool = True) -> list[Problem]:
     ref_grid = None
     for key, spec in cat.layers.items():
         path = cat.path_of(spec.path)
-        f = str(path)
+        f = display_path(path)   # a remote one as its URL, credentials masked
         if not is_known(spec.unit):
             probs.append(Problem("unknown-unit", f, key, f"unit '{spec.unit}' is not known",
                                  f"use one of: {', '.join(sorted(KNOWN_UNITS))}"))
@@ -188,6 +188,11 @@ def check_structure(cat: Catalog, require_all: bool = True) -> list[Problem]:
     region_km2 = _region_area_km2(cat, target_crs)
     limits = load_limits()
     for key, spec in cat.tables.items():   # every table the run reads, against the limits kept as data
+        if is_remote(spec.path):
+            probs.append(Problem("remote-table", display_path(cat.path_of(spec.path)), key,
+                                 "a table cannot be remote (remote paths are read through GDAL, tables are not)",
+                                 "download the CSV and point the catalog at the local copy"))
+            continue
         _df, table_probs = load_table(cat.path_of(spec.path), key, limits, region_km2)
         probs += table_probs
     return probs
@@ -277,7 +282,7 @@ def _check_vectors(cat: Catalog) -> list[Problem]:
     probs: list[Problem] = []
     for key, spec in cat.vectors.items():
         path = cat.path_of(spec.path)
-        f = str(path)
+        f = display_path(path)   # a remote one as its URL, credentials masked
         if is_remote(path) and _remote_problems(path, key, probs):
             continue
         if not path.exists():
