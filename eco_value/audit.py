@@ -16,8 +16,9 @@ import rasterio
 import shapely
 from rasterio.windows import Window
 
-from .errors import EcoValueError, StoreError
+from .errors import EcoValueError, InputError, Problem, StoreError
 from .inputs.catalog import legacy_layer_key
+from .inputs.remote import HASH_ETAG_SIZE, content_id
 from .inputs.schemes import load_scheme
 from .pipeline import compute_valuation, input_manifest, stored_run_context
 from .roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
@@ -31,15 +32,44 @@ CARBON_LAYERS = (LAND_COVER_T1, LAND_COVER_T2, FOREST_TYPE_T1, FOREST_TYPE_T2, V
                  "precip", "aet")
 
 
-def _run_context(store, run_id: str):
+def _run_context(store, run_id: str, manifest: list | None = None):
+    """The stored run, its catalog, rules, options and the inputs changed since (each compared in the
+    hash kind the run recorded); ``manifest`` receives the inputs' rows as they are now."""
     run, cat, rules, opts = stored_run_context(store, run_id, "explaining or re-running")
     stored = store.table("inputs", run.id)
-    now = {r["layer"]: r["sha256"] for r in input_manifest(cat)}
     period = (run.period_start, run.period_end)
+    kinds = {_current_key(r["layer"], period): r.get("hash_kind") for r in stored.to_dict("records")}
+    rows = input_manifest(cat, kinds)
+    if manifest is not None:
+        manifest.extend(rows)
+    now = {r["layer"]: content_id(r) for r in rows}
     # runs stored before layers were keyed by role@period name them by year (lulc_2020)
-    changed = sorted(layer for layer, h in zip(stored.layer, stored.sha256)
-                     if now.get(_current_key(layer, period)) != h)
+    changed = sorted(r["layer"] for r in stored.to_dict("records")
+                     if now.get(_current_key(r["layer"], period)) != content_id(r))
     return run, cat, rules, opts, changed
+
+
+def _refuse_changed_remote(store, run, manifest: list[dict]) -> None:
+    """A remote input whose content (SHA-256, or ETag + size) differs from the stored one refuses the
+    re-run: the file the run read is gone from the server."""
+    now = {r["layer"]: r for r in manifest}
+    period = (run.period_start, run.period_end)
+    probs = []
+    for old in store.table("inputs", run.id).to_dict("records"):
+        new = now.get(_current_key(old["layer"], period))
+        if new is None or "://" not in new["path"] or content_id(new) == content_id(old):
+            continue
+        if old.get("hash_kind") == HASH_ETAG_SIZE or new["hash_kind"] == HASH_ETAG_SIZE:
+            what = (f"ETag {old.get('etag') or '-'} and size {old['size_bytes']:,} B when run {run.id} was made, "
+                    f"now ETag {new['etag'] or '-'} and size {new['size_bytes']:,} B")
+        else:
+            what = f"SHA-256 {old['sha256'][:16]}… when run {run.id} was made, now {new['sha256'][:16]}…"
+        probs.append(Problem("remote-input-changed", new["path"], old["layer"],
+                             f"the remote file changed since the run ({what}), so the run cannot be re-run from it",
+                             "restore the file the run read on the server (or point the catalog at a copy of it), "
+                             "or value the current file in a new run with `eco-value run`"))
+    if probs:
+        raise InputError(probs)
 
 
 def _cells_of(cat, geom) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -209,8 +239,9 @@ def explain(store, run_id: str, parcel: str | None = None, pixel: tuple[float, f
 
 def rerun(store, run_id: str, progress=None) -> dict:
     """Recompute a stored run from its manifest and compare every stored result bit for bit."""
-    run, cat, rules, opts, changed = _run_context(store, run_id)
-    inputs = input_manifest(cat)
+    inputs: list[dict] = []
+    run, cat, rules, opts, changed = _run_context(store, run_id, inputs)
+    _refuse_changed_remote(store, run, inputs)
     result, _ = compute_valuation(cat, rules, opts, progress or (lambda *_: None), run.id, None, inputs)
     mism = []
     n = 0

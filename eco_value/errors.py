@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# ``scheme://user:password@host`` in a file name (a remote input): the password is never shown
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^/\s]*@")
 
 
 @dataclass(frozen=True)
@@ -14,6 +18,9 @@ class Problem:
     layer: str
     problem: str
     fix: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "file", _URL_PASSWORD.sub(r"\1***@", str(self.file)))
 
     def __str__(self) -> str:
         return f"[{self.kind}] {self.file} (layer '{self.layer}'): {self.problem}. Fix: {self.fix}."

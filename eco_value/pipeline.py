@@ -33,6 +33,7 @@ from . import gep_uncertainty as gep_mc
 from .errors import EcoValueError, InputError
 from .grid import Grid
 from .inputs.catalog import Catalog, load_catalog
+from .inputs.remote import content_id, display_path, file_identity
 from .inputs.readers import open_layers, read_full, read_table, read_vector
 from .inputs.validate import check_structure, layer_checks, problems_from_stats, region_mask, warnings_from_stats
 from .rules import RuleSet, load_rules
@@ -78,19 +79,20 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def input_manifest(cat: Catalog) -> list[dict]:
+def input_manifest(cat: Catalog, kinds: dict[str, str] | None = None) -> list[dict]:
+    """Every input with its content identity; ``kinds`` (layer → hash_kind) forces how a remote one is
+    identified (:func:`eco_value.inputs.remote.file_identity`)."""
     rows = []
     for kind, specs in (("layer", cat.layers), ("vector", cat.vectors), ("table", cat.tables)):
         for key, spec in specs.items():
-            p = cat.path_of(spec.path)
-            rows.append({"layer": key, "kind": kind, "path": str(p), "sha256": sha256_file(p),
-                         "size_bytes": p.stat().st_size, "product": getattr(spec, "product", ""),
-                         "year": getattr(spec, "year", None)})
+            p = cat.path_of(spec.path)   # a remote input: SHA-256 streamed, or ETag + size (hash_kind)
+            rows.append({"layer": key, "kind": kind, "path": display_path(p), **file_identity(p, (kinds or {}).get(key)),
+                         "product": getattr(spec, "product", ""), "year": getattr(spec, "year", None)})
     return rows
 
 
 def fingerprint(inputs: list[dict], rules: RuleSet, opts: RunOptions) -> str:
-    payload = {"inputs": sorted((r["layer"], r["sha256"]) for r in inputs), "rules": rules.content_hash,
+    payload = {"inputs": sorted((r["layer"], content_id(r)) for r in inputs), "rules": rules.content_hash,
                "options": opts.fingerprint_part(), "engine": __version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -315,7 +317,8 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
         from .safe_write import safe_output, store_files
 
         target = safe_output(out_dir, "dir", opts.overwrite,
-                             [(cat.source, "the catalog")] + [(Path(r["path"]), f"the input '{r['layer']}'") for r in inputs]
+                             [(cat.source, "the catalog")] + [(Path(r["path"]), f"the input '{r['layer']}'") for r in inputs
+                                                                    if "://" not in r["path"]]
                              + store_files(store))
     store.start_run(run)
     committed = False
@@ -338,7 +341,7 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
             summary["outputs_status"] = "pending" if tmp_dir is not None else "none"
             rows = result["rows"]
             rows["input_files"] = [dict(run_id=run_id, layer=r["layer"], path=r["path"], sha256=r["sha256"],
-                                        size_bytes=r["size_bytes"], product=r["product"] or "", year=r["year"]) for r in inputs]
+                                        hash_kind=r["hash_kind"], etag=r["etag"], size_bytes=r["size_bytes"], product=r["product"] or "", year=r["year"]) for r in inputs]
             say("store (one transaction)", None)
             store.complete_run(run_id, RuleSetRow(hash=rules.content_hash, name=rules.name, title=rules.meta.title,
                                                   content_json=rules.canonical_json()), rows, summary)

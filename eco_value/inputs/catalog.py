@@ -109,6 +109,12 @@ class Catalog(BaseModel):
         return self.source.parent if self.source else Path(".")
 
     def path_of(self, rel: str) -> Path:
+        """A catalog path: relative to the catalog file, or a remote ``https://``/``s3://`` URL as a
+        :class:`~eco_value.inputs.remote.RemotePath` (GDAL's ``/vsicurl/``, ``/vsis3/``)."""
+        from .remote import RemotePath, is_remote
+
+        if is_remote(rel):
+            return RemotePath(rel)
         p = Path(rel)
         return p if p.is_absolute() else self.root / p
 

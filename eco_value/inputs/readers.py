@@ -11,6 +11,8 @@ task that reads it: the engine only ever sees engine ids. The product's codes st
 
 from __future__ import annotations
 
+import os
+
 import geopandas as gpd
 import pandas as pd
 import rasterio
@@ -23,6 +25,7 @@ from ..errors import InputError
 from ..grid import Grid
 from ..rules.ecosystem import NODATA_ID
 from .catalog import Catalog
+from .remote import remote_env
 from .schemes import load_scheme
 from .tables import load_table
 
@@ -44,7 +47,8 @@ class SourceCodes:
 
 def reference_grid(cat: Catalog, chunk_px: int = DEFAULT_CHUNK_PX) -> Grid:
     spec = cat.layers[cat.catalog.reference_layer]
-    with rasterio.open(cat.path_of(spec.path)) as ds:
+    path = cat.path_of(spec.path)
+    with remote_env(path), rasterio.open(path) as ds:
         return Grid(crs=ds.crs.to_string(), transform=ds.transform, width=ds.width, height=ds.height,
                     chunk_px=chunk_px)
 
@@ -53,6 +57,11 @@ def open_layer(cat: Catalog, key: str, grid: Grid, raw: bool = False) -> xr.Data
     """One layer on ``grid``; categorical layers in engine ids unless ``raw`` (the product's codes)."""
     spec = cat.layers[key]
     path = cat.path_of(spec.path)
+    with remote_env(path):
+        return _open_layer(spec, key, path, grid, raw)
+
+
+def _open_layer(spec, key: str, path, grid: Grid, raw: bool) -> xr.DataArray:
     with rasterio.open(path) as ds:
         same = ds.crs is not None and ds.crs.to_string() == grid.crs and ds.transform == grid.transform \
             and ds.width == grid.width and ds.height == grid.height
@@ -90,7 +99,8 @@ def read_full(cat: Catalog, key: str, grid: Grid):
     """The whole layer as a numpy array (engine ids for a categorical layer), or None when the file
     is not on ``grid`` (then the caller falls back to a lazy path)."""
     spec = cat.layers[key]
-    with rasterio.open(cat.path_of(spec.path)) as src:
+    path = cat.path_of(spec.path)
+    with remote_env(path), rasterio.open(path) as src:
         if (src.width, src.height) != (grid.width, grid.height) or src.transform != grid.transform:
             return None
         a = src.read(spec.band)
@@ -109,7 +119,7 @@ def open_layers(cat: Catalog, chunk_px: int = DEFAULT_CHUNK_PX, keys=None,
 
 def read_vector(cat: Catalog, key: str, crs: str | None = None) -> gpd.GeoDataFrame:
     spec = cat.vectors[key]
-    gdf = gpd.read_file(cat.path_of(spec.path), layer=spec.layer)
+    gdf = gpd.read_file(os.fspath(cat.path_of(spec.path)), layer=spec.layer)   # a remote one as /vsicurl/…
     if crs is not None and gdf.crs is not None and gdf.crs.to_string() != crs:
         gdf = gdf.to_crs(crs)
     return gdf

@@ -33,6 +33,7 @@ from ..units import KNOWN_UNITS, is_known
 from .catalog import REQUIRED_LAYERS, REQUIRED_TABLES, REQUIRED_VECTORS, Catalog
 from .classes import SCHEMES
 from .limits import load_limits
+from .remote import display_path, is_remote, remote_env, remote_problems
 from .tables import load_table
 
 M2_PER_KM2 = 1e6  # unit conversion
@@ -101,13 +102,15 @@ def check_structure(cat: Catalog, require_all: bool = True) -> list[Problem]:
     ref_grid = None
     for key, spec in cat.layers.items():
         path = cat.path_of(spec.path)
-        f = str(path)
+        f = display_path(path)   # a remote one as its URL, credentials masked
         if not is_known(spec.unit):
             probs.append(Problem("unknown-unit", f, key, f"unit '{spec.unit}' is not known",
                                  f"use one of: {', '.join(sorted(KNOWN_UNITS))}"))
         if spec.classes is not None and spec.classes not in SCHEMES:
             probs.append(Problem("unknown-class-scheme", f, key, f"class scheme '{spec.classes}' is not known",
                                  f"use one of {sorted(SCHEMES)}"))
+        if is_remote(path) and _remote_problems(path, key, probs):
+            continue
         if not path.exists():
             probs.append(Problem("missing-file", f, key, "the file does not exist",
                                  "check the path in catalog.toml (relative to the catalog) or regenerate the data"))
@@ -117,7 +120,7 @@ def check_structure(cat: Catalog, require_all: bool = True) -> list[Problem]:
                                  "point the catalog entry at the GeoTIFF file itself"))
             continue
         try:
-            with rasterio.open(path) as ds:
+            with remote_env(path), rasterio.open(path) as ds:
                 trunc = _truncated(ds, path.stat().st_size)
                 if trunc:
                     probs.append(Problem("truncated", f, key, trunc, "copy or download the file again"))
@@ -185,9 +188,21 @@ def check_structure(cat: Catalog, require_all: bool = True) -> list[Problem]:
     region_km2 = _region_area_km2(cat, target_crs)
     limits = load_limits()
     for key, spec in cat.tables.items():   # every table the run reads, against the limits kept as data
+        if is_remote(spec.path):
+            probs.append(Problem("remote-table", display_path(cat.path_of(spec.path)), key,
+                                 "a table cannot be remote (remote paths are read through GDAL, tables are not)",
+                                 "download the CSV and point the catalog at the local copy"))
+            continue
         _df, table_probs = load_table(cat.path_of(spec.path), key, limits, region_km2)
         probs += table_probs
     return probs
+
+
+def _remote_problems(path, key: str, probs: list[Problem]) -> bool:
+    """Adds the problems of a remote input (unreachable, 404, no range support); True if there are any."""
+    found = remote_problems(path, key)
+    probs += found
+    return bool(found)
 
 
 def _check_catalog_meta(cat: Catalog, src: str) -> list[Problem]:
@@ -267,7 +282,9 @@ def _check_vectors(cat: Catalog) -> list[Problem]:
     probs: list[Problem] = []
     for key, spec in cat.vectors.items():
         path = cat.path_of(spec.path)
-        f = str(path)
+        f = display_path(path)   # a remote one as its URL, credentials masked
+        if is_remote(path) and _remote_problems(path, key, probs):
+            continue
         if not path.exists():
             probs.append(Problem("missing-file", f, key, "the vector file does not exist",
                                  "check the path in catalog.toml"))

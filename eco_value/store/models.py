@@ -48,7 +48,9 @@ class InputFile(SQLModel, table=True):
     run_id: str = Field(foreign_key="runs.id", index=True)
     layer: str
     path: str
-    sha256: str = Field(max_length=64)
+    sha256: str = Field(max_length=64)   # empty when hash_kind is "etag+size"
+    hash_kind: str = "sha256"             # "sha256" | "etag+size" (a large remote input; revision 0005_remote)
+    etag: str = ""                        # the server's ETag of a remote input
     size_bytes: int
     product: str = ""
     year: int | None = None

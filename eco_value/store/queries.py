@@ -9,8 +9,10 @@ def diff_runs(store, a: str, b: str) -> dict:
     ra, rb = store.run(a), store.run(b)
     ia = store.table("inputs", ra.id)
     ib = store.table("inputs", rb.id)
-    ha = dict(zip(ia.layer, ia.sha256)) if len(ia) else {}
-    hb = dict(zip(ib.layer, ib.sha256)) if len(ib) else {}
+    from ..inputs.remote import content_id
+
+    ha = {r["layer"]: content_id(r) for r in ia.to_dict("records")} if len(ia) else {}
+    hb = {r["layer"]: content_id(r) for r in ib.to_dict("records")} if len(ib) else {}
     changed = sorted(k for k in set(ha) | set(hb) if ha.get(k) != hb.get(k))
     pa = store.rules_json(ra.ruleset_hash)["params"] if ra.ruleset_hash else {}
     pb = store.rules_json(rb.ruleset_hash)["params"] if rb.ruleset_hash else {}
