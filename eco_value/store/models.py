@@ -49,7 +49,7 @@ class InputFile(SQLModel, table=True):
     layer: str
     path: str
     sha256: str = Field(max_length=64)   # empty when hash_kind is "etag+size"
-    hash_kind: str = "sha256"             # "sha256" | "etag+size" (a large remote input; revision 0005_remote)
+    hash_kind: str = "sha256"             # "sha256" | "etag+size" (a large remote input; revision 0007_remote_hash_kind)
     etag: str = ""                        # the server's ETag of a remote input
     size_bytes: int
     product: str = ""

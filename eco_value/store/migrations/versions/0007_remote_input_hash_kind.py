@@ -1,7 +1,7 @@
 """input files record how their content was identified: hash_kind ("sha256" | "etag+size") and the ETag
 
-Revision ID: 0005_remote_hash_kind
-Revises: 0004
+Revision ID: 0007_remote_hash_kind
+Revises: 0006_actual_gep
 Create Date: 2026-11-29
 
 A remote input (``https://``, ``s3://``) larger than ``max_streamed_hash_bytes``
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '0005_remote_hash_kind'
-down_revision = '0004'
+revision = '0007_remote_hash_kind'
+down_revision = '0006_actual_gep'
 branch_labels = None
 depends_on = None
 
