@@ -86,3 +86,35 @@ def test_base_grid_is_anchored_in_world_coordinates():
     yy, xx = np.mgrid[0:c.base_shape[0], 0:c.base_shape[1]].astype(float)
     out = c.sample(2.0 * xx + 3.0 * yy)
     np.testing.assert_allclose(out, 2.0 * c.base_x[None, :] + 3.0 * c.base_y[:, None], rtol=0, atol=1e-9)
+
+
+def test_ls_cell_size_effect_is_the_documented_one():
+    """The engine's L uses one cell as slope length: on a uniform 20 % slope L (hence soil conservation)
+    is √3 times larger at 90 m than at 30 m — the size the method note states. If a flow-length L
+    replaces it, this fails and the note must change with it."""
+    from eco_value.outputs.methods import ls_cell_size_note
+    from eco_value.services.soil_conservation import ls_factor, slope_radians
+
+    def plane_ls(cell_m: float) -> float:
+        y, x = np.mgrid[0:8, 0:8] * cell_m
+        return float(ls_factor(slope_radians(0.2 * x + 0.0 * y, cell_m), cell_m)[4, 4])
+
+    ratio = plane_ls(90.0) / plane_ls(30.0)
+    assert ratio == pytest.approx(3 ** 0.5, rel=1e-12)
+    note = ls_cell_size_note(90.0)
+    assert "×1.73 for a 3× coarser grid" in note
+    assert f"its L is {ratio:.2f} times that of a 30 m run" in note
+
+
+def test_method_note_in_methods_and_report(pilot_run):
+    from eco_value.outputs.methods import render_methods
+    from eco_value.rules import load_rules
+    from pathlib import Path
+
+    md = render_methods(load_rules("cn2011-mee2020"))
+    section = md.split("### Soil conservation", 1)[1].split("###", 1)[0]
+    assert "grid dependence:" in section and "Desmet & Govers 1996" in section and "67.2 / 45.0 / 26.9" in section
+    _store, res = pilot_run
+    html = Path(res.outputs["report"]).read_text(encoding="utf-8")
+    assert "Method note — grid size." in html
+    assert "This run&#x27;s cell is 90 m: on slopes ≥ 5 % its L is 1.73 times that of a 30 m run." in html
