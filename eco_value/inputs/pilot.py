@@ -65,16 +65,54 @@ def county_outline_utm(adcode: str, crs: str) -> shapely.Geometry:
 
 @dataclass
 class _Ctx:
+    """Output grid plus the fixed base grid on which every random field is made.
+
+    The base grid is anchored to the county outline in world coordinates and has the same cell size
+    (``terrain_base_resolution_m``) whatever the output resolution, so a seed gives the same continuous
+    landscape at 10, 30 or 90 m: each output pixel samples it (bilinearly) at its centre.
+    """
     rng: np.random.Generator
     shape: tuple[int, int]
     transform: Affine
-    base_factor: float
+    base_shape: tuple[int, int]
+    base_x: np.ndarray      # per output column: fractional base-grid column of the pixel centre
+    base_y: np.ndarray      # per output row: fractional base-grid row of the pixel centre
+    base_res: float
+    base_xc: np.ndarray     # x of the base-grid cell centres (one per base column)
+
+    def sample(self, base: np.ndarray) -> np.ndarray:
+        """Bilinear sample of a base-grid field at the output pixel centres (separable, little memory)."""
+        bh, bw = base.shape
+        x0 = np.clip(np.floor(self.base_x).astype(np.int64), 0, bw - 2)
+        wx = np.clip(self.base_x - x0, 0.0, 1.0)
+        y0 = np.clip(np.floor(self.base_y).astype(np.int64), 0, bh - 2)
+        wy = np.clip(self.base_y - y0, 0.0, 1.0)[:, None]
+        along_x = base[:, x0] * (1.0 - wx) + base[:, x0 + 1] * wx     # (bh, w)
+        return along_x[y0] * (1.0 - wy) + along_x[y0 + 1] * wy
 
 
-def _smooth_noise(ctx: _Ctx, scale_px_base: float, octaves: int = 4) -> np.ndarray:
-    """Fractal value noise made on the coarse base grid and interpolated to the output grid."""
-    h, w = ctx.shape
-    bh, bw = int(np.ceil(h / ctx.base_factor)) + 2, int(np.ceil(w / ctx.base_factor)) + 2
+def _make_ctx(rng, bounds, margin: float, res: float, base_res: float) -> _Ctx:
+    minx, miny, maxx, maxy = bounds
+    left = np.floor((minx - margin) / res) * res
+    top = np.ceil((maxy + margin) / res) * res
+    width = int(np.ceil((maxx + margin - left) / res))
+    height = int(np.ceil((top - (miny - margin)) / res))
+    # base grid: the county box plus the margin plus one cell each side, snapped to base_res in world
+    # coordinates (independent of res)
+    b_left = np.floor((minx - margin) / base_res) * base_res - base_res
+    b_top = np.ceil((maxy + margin) / base_res) * base_res + base_res
+    bw = int(np.ceil((maxx + margin + base_res - b_left) / base_res)) + 1
+    bh = int(np.ceil((b_top - (miny - margin - base_res)) / base_res)) + 1
+    xc = left + (np.arange(width) + 0.5) * res
+    yc = top - (np.arange(height) + 0.5) * res
+    return _Ctx(rng=rng, shape=(height, width), transform=Affine(res, 0.0, left, 0.0, -res, top),
+                base_shape=(bh, bw), base_x=(xc - b_left) / base_res - 0.5, base_y=(b_top - yc) / base_res - 0.5,
+                base_res=base_res, base_xc=b_left + (np.arange(bw) + 0.5) * base_res)
+
+
+def _noise_base(ctx: _Ctx, scale_px_base: float, octaves: int = 4) -> np.ndarray:
+    """Fractal value noise on the base grid (unit variance; ``scale_px_base`` in base cells)."""
+    bh, bw = ctx.base_shape
     out = np.zeros((bh, bw), dtype=np.float64)
     amp, total = 1.0, 0.0
     for o in range(octaves):
@@ -84,10 +122,12 @@ def _smooth_noise(ctx: _Ctx, scale_px_base: float, octaves: int = 4) -> np.ndarr
         out += amp * field
         total += amp
         amp *= 0.5
-    out /= total
-    zoom = (h / (bh - 2), w / (bw - 2))
-    up = ndimage.zoom(out[1:-1, 1:-1], zoom, order=1, mode="nearest")
-    return up[:h, :w]
+    return out / total
+
+
+def _smooth_noise(ctx: _Ctx, scale_px_base: float, octaves: int = 4) -> np.ndarray:
+    """Fractal value noise made on the fixed base grid and sampled at the output pixel centres."""
+    return ctx.sample(_noise_base(ctx, scale_px_base, octaves))
 
 
 def _quantile_pick(score: np.ndarray, eligible: np.ndarray, n: int) -> np.ndarray:
@@ -101,6 +141,14 @@ def _quantile_pick(score: np.ndarray, eligible: np.ndarray, n: int) -> np.ndarra
     order = np.argsort(-s, kind="stable")[:n]
     out[idx[order]] = True
     return out.reshape(score.shape)
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The value below which a share ``q`` of the total weight lies (lower weighted quantile)."""
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(weights[order], dtype=np.float64)
+    i = int(np.searchsorted(cum, q * cum[-1], side="left"))
+    return float(values[order][min(i, len(order) - 1)])
 
 
 def _voronoi_cells(points: np.ndarray, clip: shapely.Geometry) -> list[shapely.Geometry]:
@@ -211,37 +259,33 @@ def _generate(name, p, gen, settings, res, seed, crs, out: Path, say: Progress) 
     county = county_outline_utm(p["adcode"], crs)
     minx, miny, maxx, maxy = county.bounds
     m = gen["margin_m"]
-    left = np.floor((minx - m) / res) * res
-    top = np.ceil((maxy + m) / res) * res
-    width = int(np.ceil((maxx + m - left) / res))
-    height = int(np.ceil((top - (miny - m)) / res))
-    transform = Affine(res, 0.0, left, 0.0, -res, top)
-    ctx = _Ctx(rng=rng, shape=(height, width), transform=transform,
-               base_factor=max(gen["terrain_base_resolution_m"] / res, 1.0))
+    ctx = _make_ctx(rng, county.bounds, float(gen["margin_m"]), res, float(gen["terrain_base_resolution_m"]))
+    transform = ctx.transform
+    height, width = ctx.shape
     tile = int(gen["tile_px"])
     say(f"grid {width} x {height} px at {res:g} m ({crs})")
 
     mask = rasterize([(county, 1)], out_shape=ctx.shape, transform=transform, fill=0, dtype="uint8").astype(bool)
     n_in = int(mask.sum())
-    cols = np.arange(width)
-    rows = np.arange(height)
-    xx = left + (cols + 0.5) * res
 
     # --- terrain: plain in the east, mountains in the west --------------------------------------
+    # made on the base grid (elevation and its slope), then sampled: the same hills at every resolution
     say("terrain")
-    u = (maxx - xx) / (maxx - minx)  # 0 at the east edge, 1 at the west edge
-    u = np.clip(u, 0, 1)[None, :].repeat(height, axis=0)
+    u = np.clip((maxx - ctx.base_xc) / (maxx - minx), 0, 1)[None, :]  # 0 at the east edge, 1 at the west edge
     start = p["mountain_start"]
     t = np.clip((u - start) / (1 - start), 0, 1)
     ridge = t * t * (3 - 2 * t)
-    n_large = _smooth_noise(ctx, 40.0, 5)
-    n_small = _smooth_noise(ctx, 6.0, 3)
+    nb_large = _noise_base(ctx, 40.0, 5)
+    nb_small = _noise_base(ctx, 6.0, 3)
     lo, hi = p["plain_elevation_m"]
-    plain = lo + (hi - lo) * (0.5 + 0.25 * n_large)
-    relief = (p["max_elevation_m"] - hi) * (ridge ** 1.2) * (0.78 + 0.22 * n_large) + ridge * 180 * n_small
-    dem = np.clip(plain + np.maximum(relief, 0), lo * 0.95, p["max_elevation_m"]).astype(np.float32)
+    plain = lo + (hi - lo) * (0.5 + 0.25 * nb_large)
+    relief = (p["max_elevation_m"] - hi) * (ridge ** 1.2) * (0.78 + 0.22 * nb_large) + ridge * 180 * nb_small
+    dem_base = np.clip(plain + np.maximum(relief, 0), lo * 0.95, p["max_elevation_m"])
+    slope_base = np.hypot(*np.gradient(dem_base, ctx.base_res))
+    n_small = ctx.sample(nb_small)
+    dem = ctx.sample(dem_base).astype(np.float32)
     elev_n = (dem - lo) / (p["max_elevation_m"] - lo)
-    slope_proxy = np.hypot(*np.gradient(dem.astype(np.float64), res))
+    slope_proxy = ctx.sample(slope_base)
 
     # --- land cover (CLCD) by quantiles inside the county ---------------------------------------
     say("land cover (first inventory year)")
@@ -318,17 +362,31 @@ def _generate(name, p, gen, settings, res, seed, crs, out: Path, say: Progress) 
     par_site = rng.normal(1.0, 0.12, n_par).clip(0.6, 1.4)
     y1, y2 = gen["inventory_years"]
     dt = y2 - y1
-    n_forest_par = np.bincount(pid[lulc == CLCD["forest"]], minlength=n_par + 1)[:n_par] > 0
-    forest_par_ids = np.flatnonzero(n_forest_par)
-    harvested = rng.choice(forest_par_ids, int(len(forest_par_ids) * p["harvest_share"]), replace=False)
-    # deforestation near built-up land: forest parcels on the plain edge
-    low_forest = forest_par_ids[mean_elev[forest_par_ids] < np.quantile(mean_elev[forest_par_ids], 0.3)]
-    deforested = rng.choice(low_forest, int(len(forest_par_ids) * p["deforest_share"]), replace=False)
-    open_par = np.flatnonzero(
-        np.bincount(pid[(lulc == CLCD["cropland"]) | (lulc == CLCD["grassland"])], minlength=n_par + 1)[:n_par] > 0
-    )
-    sloped = open_par[mean_elev[open_par] > np.quantile(mean_elev[open_par], 0.6)]
-    afforested = rng.choice(sloped, min(len(sloped), int(len(open_par) * p["afforest_share"])), replace=False)
+    # Parcel events (harvest, deforestation, afforestation) are decided by a random key drawn for EVERY
+    # parcel (a fixed count, independent of the grid): an eligible parcel has the event when its key is
+    # below the event's probability. A parcel whose eligibility differs between two resolutions (a sliver
+    # of forest seen at 10 m but not at 90 m) changes only its own fate; picking n from the eligible list
+    # would reshuffle every pick. The elevation cut-offs are quantiles weighted by area for the same reason.
+    key_harvest, key_deforest, key_afforest = (rng.random(n_par) for _ in range(3))
+    aff_species_all = rng.choice([1, 2, 5], n_par, p=[0.45, 0.25, 0.30]).astype(np.uint8)
+
+    def px_by_parcel(sel: np.ndarray) -> np.ndarray:
+        return np.bincount(pid[sel], minlength=n_par + 1)[:n_par]
+
+    def pick(eligible: np.ndarray, keys: np.ndarray, prob: float) -> np.ndarray:
+        return eligible[keys[eligible] < prob]
+
+    forest_px = px_by_parcel(lulc == CLCD["forest"])
+    forest_par_ids = np.flatnonzero(forest_px > 0)
+    harvested = pick(forest_par_ids, key_harvest, p["harvest_share"])
+    # deforestation near built-up land: forest parcels on the plain edge (the lowest 30 % of forest area)
+    low_cut = _weighted_quantile(mean_elev[forest_par_ids], forest_px[forest_par_ids], 0.3)
+    low_forest = forest_par_ids[mean_elev[forest_par_ids] < low_cut]
+    deforested = pick(low_forest, key_deforest, p["deforest_share"] * len(forest_par_ids) / max(len(low_forest), 1))
+    open_px = px_by_parcel((lulc == CLCD["cropland"]) | (lulc == CLCD["grassland"]))
+    open_par = np.flatnonzero(open_px > 0)
+    sloped = open_par[mean_elev[open_par] > _weighted_quantile(mean_elev[open_par], open_px[open_par], 0.6)]
+    afforested = pick(sloped, key_afforest, p["afforest_share"] * len(open_par) / max(len(sloped), 1))
     afforested = np.setdiff1d(afforested, np.concatenate([harvested, deforested]))
 
     def growth(sp: np.ndarray, age: np.ndarray) -> np.ndarray:
@@ -356,9 +414,8 @@ def _generate(name, p, gen, settings, res, seed, crs, out: Path, say: Progress) 
     in_aff = np.isin(pid, afforested) & ((lulc == CLCD["cropland"]) | (lulc == CLCD["grassland"]))
     lulc2[in_aff] = CLCD["forest"]
     forest2 = lulc2 == CLCD["forest"]
-    aff_species = rng.choice([1, 2, 5], len(afforested), p=[0.45, 0.25, 0.30]).astype(np.uint8)
     aff_map = np.zeros(n_par, dtype=np.uint8)
-    aff_map[afforested] = aff_species
+    aff_map[afforested] = aff_species_all[afforested]
     sp2 = sp1.copy()
     sp2[in_def] = 0
     sp2[in_aff] = aff_map[safe_pid][in_aff]

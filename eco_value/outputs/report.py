@@ -139,6 +139,20 @@ def _policy_section(store, run_id: str, folder: Path) -> str:
     return "<section><h2>Policy instruments</h2>" + "".join(parts) + "</section>"
 
 
+def _ls_note(folder: Path) -> str:
+    """Method note: soil conservation's dependence on the cell size (with this run's cell, if its maps exist)."""
+    from .methods import ls_cell_size_note
+
+    cell = None
+    gep_map = folder / "gep_cny_per_km2.tif"
+    if gep_map.exists():
+        import rasterio
+
+        with rasterio.open(gep_map) as src:
+            cell = float(src.res[0])
+    return f"<p class=method><b>Method note — grid size.</b> {html.escape(ls_cell_size_note(cell))}</p>"
+
+
 def write_report(store, run_id: str, out: Path, rasters: Path | None = None) -> Path:
     """Write the report of ``run_id`` to ``out`` (temp file renamed into place); maps are read from
     ``rasters`` (default: the run's output folder)."""
@@ -161,6 +175,7 @@ def write_report(store, run_id: str, out: Path, rasters: Path | None = None) -> 
                       "YlGn", "t C/ha"),
     }
     bar = _bar(g["by_service"])
+    ls_note = _ls_note(folder) if "soil_conservation" in g["by_service"] else ""
     twp = tw[tw.zone_kind == "township"].pivot_table(index="zone_id", values="value_cny", aggfunc="sum")
     tz = zones[zones.kind == "township"].set_index("zone_id")
     tc = carbon[carbon.zone_kind == "township"].set_index("zone_id")
@@ -222,7 +237,7 @@ img{{max-width:100%}} .banner{{background:#fff4d6;border:1px solid #e0b84a;paddi
 </div>
 <section><h2>Maps</h2><div class=grid>{img('gep')}{img('sink')}</div>{img('stock')}</section>
 <section><h2>GEP by service</h2><div class=grid><div><img alt="GEP by service" src="{bar}"></div><div><table><tr><th>service</th><th>服务</th><th>type</th><th>quantity</th><th>unit</th><th>potential 亿元</th><th>share</th><th>used</th><th>actual 亿元</th></tr>{srows}
-<tr><th colspan=5>total GEP</th><th class=n>{g['total_cny'] / 1e8:,.2f}</th><th class=n>100 %</th><th></th><th class=n>{_fmt(g['actual_total_cny'] / 1e8 if g.get('actual_total_cny') is not None else None, 2)}</th></tr></table>{actual_note}</div></div></section>
+<tr><th colspan=5>total GEP</th><th class=n>{g['total_cny'] / 1e8:,.2f}</th><th class=n>100 %</th><th></th><th class=n>{_fmt(g['actual_total_cny'] / 1e8 if g.get('actual_total_cny') is not None else None, 2)}</th></tr></table>{actual_note}</div></div>{ls_note}</section>
 {gep_uncertainty_section(g)}
 <section><h2>Carbon account</h2><table>
 <tr><th>item</th><th>value</th></tr>
