@@ -85,6 +85,14 @@ def input_manifest(cat: Catalog) -> list[dict]:
             rows.append({"layer": key, "kind": kind, "path": str(p), "sha256": sha256_file(p),
                          "size_bytes": p.stat().st_size, "product": getattr(spec, "product", ""),
                          "year": getattr(spec, "year", None)})
+    if cat.sources:   # inventory / DLTB / product sources: every file they read
+        from .inputs.sources import source_files
+
+        for key in cat.sources:
+            for p in source_files(cat, key):
+                rows.append({"layer": f"{key}:{p.name}", "kind": "source", "path": str(p), "sha256": sha256_file(p),
+                             "size_bytes": p.stat().st_size, "product": cat.sources[key].product,
+                             "year": cat.sources[key].year})
     return rows
 
 
@@ -281,6 +289,10 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
     say("validate inputs", None)
     cat = load_catalog(catalog_path)
     probs = check_structure(cat)
+    if cat.sources:
+        from .inputs.sources import check_sources
+
+        probs += check_sources(cat)   # the readers' checks: unmapped codes, fields, encoding, ids
     if probs:
         raise InputError(probs)
     rules = opts.rules if isinstance(opts.rules, RuleSet) else load_rules(opts.rules)

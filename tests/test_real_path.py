@@ -1,0 +1,80 @@
+"""The pilot through the real-format path (小班 shapefiles, DLTB, MOD16-like stack, daily NetCDF via
+``[sources]``) equals the raster path it replaces (``catalog-raster.toml``, the same data as rasters).
+
+Tolerance: 1e-9 relative (of the county total of each service / of the sink's absolute sum). Why it can
+be that tight: the synthetic stands and 图斑 are the pilot's rasters polygonised along pixel edges, so
+under the centre-of-pixel rule every pixel burns back to its own value (zero rasterisation error);
+land cover differs only in the cropland sub-types DLTB carries (0101 paddy, 0201 orchard, 0202 tea
+garden, all under ``cropland``, which the rule set values through their parent); volumes pass a DBF's
+decimal text (~1e-16 relative); the products are the same decoded sums.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from eco_value.inputs.pilot import generate_pilot
+
+RES_M = 300.0
+REL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def real_pilot(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("real") / "qionglai"
+    generate_pilot("qionglai", d, resolution_m=RES_M, seed=7, fmt="real")
+    return d
+
+
+def _run(catalog: Path, tmp: Path, name: str):
+    from eco_value.pipeline import RunOptions, run_valuation
+    from eco_value.store import Store
+
+    store = Store(f"sqlite:///{tmp / (name + '.sqlite')}")
+    res = run_valuation(catalog, store, RunOptions(out_dir=tmp / name, mc_draws=50))
+    return store.table("services", res.run_id), store.table("carbon", res.run_id), res
+
+
+def test_real_files_are_in_real_formats(real_pilot):
+    import geopandas as gpd
+
+    assert (real_pilot / "xiaoban_2020.cpg").read_text() == "GBK"
+    raw = (real_pilot / "xiaoban_2020.dbf").read_bytes()
+    assert "幼龄林".encode("gbk") in raw or "中龄林".encode("gbk") in raw
+    xb = gpd.read_file(real_pilot / "xiaoban_2020.shp", encoding="gbk")
+    assert {"XIAN", "LIN_BAN", "XIAO_BAN", "DI_LEI", "YOU_SHI_SZ", "MEI_GQ_XJ", "MIAN_JI"} <= set(xb.columns)
+    assert set(xb["DI_LEI"]) <= {"030100", "030200", "030301"} and xb["DI_LEI"].str.len().eq(6).all()
+    dltb = gpd.read_file(real_pilot / "dltb_2020.gpkg", layer="DLTB")
+    assert {"0201", "0202", "0101", "0301"} <= set(dltb["DLBM"])
+    assert (dltb["TBDLMJ"] < dltb["TBMJ"]).any() and (dltb["TBDLMJ"] <= dltb["TBMJ"] + 1e-6).all()
+    assert len(list((real_pilot / "mod16").glob("MOD16A2_2023_*.tif"))) == 46
+    import xarray as xr
+
+    with xr.open_dataset(real_pilot / "precip_daily_2023.nc", engine="h5netcdf") as ds:
+        assert ds.sizes["time"] == 365
+    assert "SYNTHETIC" in (real_pilot / "catalog.toml").read_text()
+
+
+def test_real_path_equals_raster_path(real_pilot, tmp_path):
+    s_real, c_real, r_real = _run(real_pilot / "catalog.toml", tmp_path, "real")
+    s_rast, c_rast, r_rast = _run(real_pilot / "catalog-raster.toml", tmp_path, "raster")
+    key = ["zone_kind", "zone_id", "service"]
+    m = pd.merge(s_real, s_rast, on=key, suffixes=("_real", "_rast"), validate="one_to_one")
+    assert len(m) == len(s_rast) == len(s_real) and (m.zone_kind == "parcel").sum() > 1000
+    county = s_rast[s_rast.zone_kind == "county"].set_index("service")["value_cny"].abs()
+    scale = m["service"].map(county).clip(lower=1.0)
+    diff = (m["value_cny_real"] - m["value_cny_rast"]).abs() / scale
+    worst = m.loc[diff.idxmax(), key].tolist()
+    assert diff.max() <= REL, f"GEP differs by {diff.max():.3g} of the county total at {worst}"
+    ck = ["zone_kind", "zone_id"]
+    mc = pd.merge(c_real, c_rast, on=ck, suffixes=("_real", "_rast"), validate="one_to_one")
+    for col in ("net_sink_tco2e_per_yr", "stock_t1_tc", "stock_t2_tc"):
+        tot = c_rast.loc[c_rast.zone_kind == "parcel", col].abs().sum()
+        d = (mc[f"{col}_real"] - mc[f"{col}_rast"]).abs().max() / tot
+        assert d <= REL, f"{col} differs by {d:.3g} of its parcel sum"
+    assert r_real.summary["gep"] if "gep" in r_real.summary else True
