@@ -33,6 +33,8 @@ console = Console()
 err = Console(stderr=True)
 STATE = {"debug": False}
 
+FormatOpt = typer.Option("real", "--format", help="real: 小班 shapefile, DLTB, MOD16-like stack, daily NetCDF "
+                         "([sources] in catalog.toml; catalog-raster.toml beside it); raster: plain GeoTIFFs.")
 DbOpt = typer.Option(None, "--db", help="Database URL (default: $ECO_VALUE_DB, else a SQLite file in the user data folder).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object for machines.")
 HeadFileOpt = typer.Option(None, "--head-file", help="Also write the registry's new audit-chain head to this file (keep it off the database host).")
@@ -65,15 +67,17 @@ def pilot_data(
     out: Path = typer.Option(..., "--out", help="Folder to write the inputs and catalog.toml into."),
     resolution: float = typer.Option(30.0, "--resolution", help="Pixel size in metres (30 default; 10 works)."),
     seed: int = typer.Option(20231, "--seed", help="Random seed; the same seed gives byte-identical rasters."),
+    fmt: str = FormatOpt,
     overwrite: bool = OverwriteOpt,
     json_out: bool = JsonOpt,
 ):
-    """Generate the SYNTHETIC pilot dataset (rasters, parcels, townships, tables, catalog.toml)."""
+    """Generate the SYNTHETIC pilot dataset (real formats or rasters, parcels, townships, tables, catalog.toml)."""
     from .inputs.pilot import generate_pilot
 
     t = time.time()
     with console.status("generating pilot data") as st:
-        cat = generate_pilot(name, out, resolution, seed, progress=lambda m: st.update(f"pilot data: {m}"), overwrite=overwrite)
+        cat = generate_pilot(name, out, resolution, seed, progress=lambda m: st.update(f"pilot data: {m}"), overwrite=overwrite,
+                            fmt=fmt)
     if json_out:
         _echo_json({"catalog": str(cat), "seconds": round(time.time() - t, 2)})
     else:
@@ -195,6 +199,7 @@ def demo(
     out: Path = typer.Option(Path("eco-value-demo"), "--out", help="Folder for the pilot data and results."),
     pilot: str = typer.Option("qionglai", "--pilot", help="qionglai or dayi."),
     db: Optional[str] = DbOpt,
+    fmt: str = FormatOpt,
 ):
     """Generate the Qionglai pilot data and run the full valuation on it (the README quick start)."""
     from .inputs.pilot import generate_pilot
@@ -202,7 +207,7 @@ def demo(
     cat = out / pilot / "catalog.toml"
     if not cat.exists():
         with console.status("generating synthetic pilot data") as st:
-            generate_pilot(pilot, out / pilot, progress=lambda m: st.update(f"pilot data: {m}"))
+            generate_pilot(pilot, out / pilot, progress=lambda m: st.update(f"pilot data: {m}"), fmt=fmt)
     run(catalog=cat, db=db or f"sqlite:///{(out / 'eco-value.sqlite').resolve()}", out=None, rules="cn2011-mee2020",
         scheduler=None, mc_draws=1000, price_year=None, force=False, overwrite=False, json_out=False)
 

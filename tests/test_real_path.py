@@ -12,6 +12,7 @@ decimal text (~1e-16 relative); the products are the same decoded sums.
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ def _run(catalog: Path, tmp: Path, name: str):
     from eco_value.store import Store
 
     store = Store(f"sqlite:///{tmp / (name + '.sqlite')}")
-    res = run_valuation(catalog, store, RunOptions(out_dir=tmp / name, mc_draws=50))
+    res = run_valuation(catalog, store, RunOptions(out_dir=tmp / name, mc_draws=50, write_rasters=False))
     return store.table("services", res.run_id), store.table("carbon", res.run_id), res
 
 
@@ -77,4 +78,69 @@ def test_real_path_equals_raster_path(real_pilot, tmp_path):
         tot = c_rast.loc[c_rast.zone_kind == "parcel", col].abs().sum()
         d = (mc[f"{col}_real"] - mc[f"{col}_rast"]).abs().max() / tot
         assert d <= REL, f"{col} differs by {d:.3g} of its parcel sum"
-    assert r_real.summary["gep"] if "gep" in r_real.summary else True
+    assert r_real.summary["gep"]["total_cny"] == pytest.approx(r_rast.summary["gep"]["total_cny"], rel=REL)
+
+
+def ev(capsys, monkeypatch, *args):
+    from eco_value import cli
+
+    monkeypatch.setattr(sys, "argv", ["eco-value", *map(str, args)])
+    monkeypatch.setattr(cli.err, "width", 100000)
+    monkeypatch.setattr(cli.console, "width", 100000)
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as e:
+        code = e.code
+    c = capsys.readouterr()
+    return code, c.out, c.err
+
+
+def _break(d: Path, how: str) -> None:
+    import geopandas as gpd
+
+    shp = d / "xiaoban_2020.shp"
+    gdf = gpd.read_file(shp, encoding="gbk")
+    if how == "unmapped-di-lei":
+        gdf.loc[gdf.index[:3], "DI_LEI"] = "039999"
+    elif how == "missing-field":
+        gdf = gdf.drop(columns="MEI_GQ_XJ")
+    elif how == "duplicate-id":
+        gdf.loc[gdf.index[1], ["LIN_BAN", "XIAO_BAN"]] = gdf.loc[gdf.index[0], ["LIN_BAN", "XIAO_BAN"]].to_numpy()
+    if how == "wrong-encoding":   # GBK bytes, the .cpg says UTF-8
+        (d / "xiaoban_2020.cpg").write_text("UTF-8", encoding="ascii")
+        return
+    for ext in (".shp", ".shx", ".dbf", ".prj", ".cpg"):
+        shp.with_suffix(ext).unlink()
+    gdf.to_file(shp, driver="ESRI Shapefile", encoding="GBK", engine="pyogrio")
+    shp.with_suffix(".cpg").write_text("GBK", encoding="ascii")
+
+
+BAD = {
+    # how: (words the one error must contain)
+    "unmapped-di-lei": ("xiaoban_2020.shp", "DI_LEI", "'039999' (3×)", "dilei-6digit"),
+    "missing-field": ("xiaoban_2020.shp", "MEI_GQ_XJ", "inventory-national"),
+    "duplicate-id": ("xiaoban_2020.shp", "(2×)", "小班"),
+    "wrong-encoding": ("xiaoban_2020", "UTF-8"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(BAD))
+def test_bad_inventory_one_clear_error_and_nothing_written(real_pilot, tmp_path, capsys, monkeypatch, how):
+    d = tmp_path / "pilot"
+    shutil.copytree(real_pilot, d)
+    _break(d, how)
+    code, _out, err = ev(capsys, monkeypatch, "validate", d / "catalog.toml")
+    assert code == 2, err
+    problems = [ln for ln in err.splitlines() if ln.strip().startswith("- ")]
+    assert len(problems) == 1, err
+    for word in BAD[how]:
+        assert word in problems[0], (word, problems[0])
+    assert "Traceback" not in err
+    db = tmp_path / "r.sqlite"
+    code, _out, err = ev(capsys, monkeypatch, "run", d / "catalog.toml", "--db", f"sqlite:///{db}",
+                         "--out", tmp_path / "results", "--mc-draws", "20")
+    assert code == 2 and "Traceback" not in err
+    for word in BAD[how]:
+        assert word in err
+    assert not (tmp_path / "results").exists() and not (d / "results").exists()

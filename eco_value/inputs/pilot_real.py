@@ -201,7 +201,7 @@ def write_precip_nc(out: Path, *, year: int, crs, transform, mask, precip) -> di
                     coords={"time": days, "y": y, "x": x},
                     attrs={"title": "daily precipitation (SYNTHETIC)", "note": SYNTHETIC})
     path = out / f"precip_daily_{year}.nc"
-    ds.to_netcdf(path, engine="h5netcdf", encoding={"precipitation": {"zlib": True}})
+    ds.to_netcdf(path, engine="h5netcdf", encoding={"precipitation": {"zlib": True, "chunksizes": (365, *shape)}})
     return {"path": path.name, "variable": "precipitation", "unit": "mm/d", "aggregate": "sum", "year": year,
             "expected_steps": 365, "fill_values": [-9999.0], "crs": crs, "resample": "bilinear",
             "variable_name": "precipitation", "product": "CHIRPS-like daily precipitation (synthetic)"}

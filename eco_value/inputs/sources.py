@@ -160,6 +160,19 @@ def product_spec(cat, name: str):
                        product=s.product)
 
 
+_PRODUCTS_CHECKED: set[tuple] = set()   # products whose value checks passed (spec, files' mtimes)
+
+
+def _product(cat, name: str):
+    """The decoded product; its value checks run once per spec and file state."""
+    from .products import open_product
+
+    stamp = (cat.sources[name].model_dump_json(), str(cat.root), _stamp(cat, name))
+    arr = open_product(product_spec(cat, name), check=stamp not in _PRODUCTS_CHECKED)
+    _PRODUCTS_CHECKED.add(stamp)
+    return arr
+
+
 def check_sources(cat) -> list[Problem]:
     """Every source read by its reader; the readers' problems (file, field, offending values with
     counts, fix), all of them."""
@@ -167,9 +180,7 @@ def check_sources(cat) -> list[Problem]:
     for name, spec in cat.sources.items():
         try:
             if kind_of(name, spec) == "product":
-                from .products import open_product
-
-                open_product(product_spec(cat, name))
+                _product(cat, name)
             else:
                 read_source(cat, name)
         except InputError as exc:
@@ -202,9 +213,9 @@ def open_source_layer(cat, key: str, grid: Grid, region_lc: xr.DataArray | None)
     spec = cat.sources[name]
     role, period = roles.split(key)
     if what == "product":
-        from .products import open_product, to_grid
+        from .products import to_grid
 
-        prod = open_product(product_spec(cat, name))
+        prod = _product(cat, name)
         arr = to_grid(prod, grid, spec.resample or "bilinear")
         arr = arr.fillna(NODATA_F).chunk(grid.chunks)
         unit = arr.attrs.get("unit", spec.unit)
