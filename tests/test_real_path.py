@@ -61,9 +61,13 @@ def test_real_files_are_in_real_formats(real_pilot):
     assert "SYNTHETIC" in (real_pilot / "catalog.toml").read_text()
 
 
-def test_real_path_equals_raster_path(real_pilot, tmp_path):
-    s_real, c_real, r_real = _run(real_pilot / "catalog.toml", tmp_path, "real")
-    s_rast, c_rast, r_rast = _run(real_pilot / "catalog-raster.toml", tmp_path, "raster")
+@pytest.fixture(scope="module")
+def raster_run(real_pilot, tmp_path_factory):
+    return _run(real_pilot / "catalog-raster.toml", tmp_path_factory.mktemp("rast"), "raster")
+
+
+def _assert_equal_runs(real, rast) -> None:
+    (s_real, c_real, r_real), (s_rast, c_rast, r_rast) = real, rast
     key = ["zone_kind", "zone_id", "service"]
     m = pd.merge(s_real, s_rast, on=key, suffixes=("_real", "_rast"), validate="one_to_one")
     assert len(m) == len(s_rast) == len(s_real) and (m.zone_kind == "parcel").sum() > 1000
@@ -76,9 +80,56 @@ def test_real_path_equals_raster_path(real_pilot, tmp_path):
     mc = pd.merge(c_real, c_rast, on=ck, suffixes=("_real", "_rast"), validate="one_to_one")
     for col in ("net_sink_tco2e_per_yr", "stock_t1_tc", "stock_t2_tc"):
         tot = c_rast.loc[c_rast.zone_kind == "parcel", col].abs().sum()
+        assert tot > 0
         d = (mc[f"{col}_real"] - mc[f"{col}_rast"]).abs().max() / tot
         assert d <= REL, f"{col} differs by {d:.3g} of its parcel sum"
     assert r_real.summary["gep"]["total_cny"] == pytest.approx(r_rast.summary["gep"]["total_cny"], rel=REL)
+
+
+def test_real_path_equals_raster_path(real_pilot, raster_run, tmp_path):
+    _assert_equal_runs(_run(real_pilot / "catalog.toml", tmp_path, "real"), raster_run)
+
+
+def test_catalog_init_on_the_pilots_real_files_validates_and_runs(real_pilot, raster_run, tmp_path, capsys,
+                                                                  monkeypatch):
+    d = real_pilot
+    out = tmp_path / "cat" / "catalog.toml"
+    code, o, e = ev(capsys, monkeypatch, "catalog", "init", "--out", out, "--json",
+                    "--inventory", d / "xiaoban_2023.shp", "--inventory-t1", d / "xiaoban_2020.shp",
+                    "--species", d / "species.csv", "--landuse", d / "dltb_2023.gpkg",
+                    "--landuse-t1", d / "dltb_2020.gpkg", "--dem", d / "dem.tif",
+                    "--precip", d / "precip_daily_2023.nc", "--aet", d / "mod16",
+                    "--erosivity", d / "erosivity.tif", "--erodibility", d / "erodibility.tif", "--fvc", d / "fvc.tif",
+                    "--bulk-density", d / "bulk_density.tif", "--boundary", d / "boundary.gpkg",
+                    "--townships", d / "townships.gpkg", "--parcels", d / "parcels.gpkg",
+                    "--provisioning", d / "provisioning.csv", "--tourism", d / "tourism.csv", "--region", "qionglai")
+    import json
+
+    rep = json.loads(o)
+    assert code == 0 and rep["ok"], e + o
+    status = {r["layer"]: r["status"] for r in rep["layers"]}
+    assert status["volume@t1"] == "source" and status["land_cover@t2"] == "source" and status["dem"] == "file"
+    assert "missing" not in status.values()
+    _assert_equal_runs(_run(out, tmp_path, "init"), raster_run)
+
+
+def test_catalog_init_reports_missing_and_derived(real_pilot, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "c.toml"
+    code, o, _e = ev(capsys, monkeypatch, "catalog", "init", "--out", out, "--json", "--period", "2020", "2023",
+                     "--inventory", real_pilot / "xiaoban_2023.shp", "--species", real_pilot / "species.csv",
+                     "--dem", real_pilot / "dem.tif")
+    import json
+
+    rep = json.loads(o)
+    status = {r["layer"]: (r["status"], r["detail"]) for r in rep["layers"]}
+    assert code == 2 and not rep["ok"] and out.exists()
+    assert status["land_cover@t2"][0] == "derived" and "DI_LEI" in status["land_cover@t2"][1]
+    assert status["volume@t1"][0] == "missing" and "--inventory-t1" in status["volume@t1"][1]
+    missing = sorted(k for k, (st, _d) in status.items() if st == "missing")
+    assert missing == sorted(["land_cover@t1", "forest_type@t1", "volume@t1", "precip", "aet", "erosivity",
+                              "erodibility", "fvc", "bulk_density", "boundary", "townships", "parcels",
+                              "provisioning", "tourism"])
+    assert {p["layer"] for p in rep["problems"]} == set(missing)
 
 
 def ev(capsys, monkeypatch, *args):

@@ -187,6 +187,7 @@ def write_et_stack(out: Path, *, year: int, crs, transform, mask, aet) -> dict:
 
 
 def write_precip_nc(out: Path, *, year: int, crs, transform, mask, precip) -> dict:
+    import rioxarray  # noqa: F401  (registers .rio)
     import xarray as xr
 
     f, shape, tr = _coarse(transform, mask.shape, PRECIP_PRODUCT_M)
@@ -200,10 +201,12 @@ def write_precip_nc(out: Path, *, year: int, crs, transform, mask, precip) -> di
                                        {"units": "mm/day", "_FillValue": -9999.0})},
                     coords={"time": days, "y": y, "x": x},
                     attrs={"title": "daily precipitation (SYNTHETIC)", "note": SYNTHETIC})
+    ds = ds.rio.write_crs(crs)   # the grid mapping in the file (CF spatial_ref)
     path = out / f"precip_daily_{year}.nc"
-    ds.to_netcdf(path, engine="h5netcdf", encoding={"precipitation": {"zlib": True, "chunksizes": (365, *shape)}})
+    ds.to_netcdf(path, engine="h5netcdf", encoding={"precipitation": {"zlib": True, "chunksizes": (365, *shape),
+                                                                     "grid_mapping": "spatial_ref"}})
     return {"path": path.name, "variable": "precipitation", "unit": "mm/d", "aggregate": "sum", "year": year,
-            "expected_steps": 365, "fill_values": [-9999.0], "crs": crs, "resample": "bilinear",
+            "expected_steps": 365, "fill_values": [-9999.0], "resample": "bilinear",
             "variable_name": "precipitation", "product": "CHIRPS-like daily precipitation (synthetic)"}
 
 

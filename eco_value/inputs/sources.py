@@ -180,7 +180,11 @@ def check_sources(cat) -> list[Problem]:
     for name, spec in cat.sources.items():
         try:
             if kind_of(name, spec) == "product":
-                _product(cat, name)
+                arr = _product(cat, name)
+                if arr.rio.crs is None:
+                    probs.append(Problem("missing-crs", str(cat.path_of(spec.path if isinstance(spec.path, str) else spec.path[0])),
+                                         name, "the product has no CRS (no grid mapping in the file, none declared)",
+                                         f"declare crs in [sources.{name}], e.g. crs = \"EPSG:4326\" for latitude/longitude"))
             else:
                 read_source(cat, name)
         except InputError as exc:
