@@ -44,7 +44,7 @@ from .. import roles
 from ..errors import InputError, Problem
 from ..grid import Grid
 from ..rules.ecosystem import NODATA_ID
-from .rasterize import grid_coords, rasterize_column
+from .rasterize import rasterize_column
 
 NODATA_F = -9999.0
 
@@ -263,10 +263,13 @@ def open_source_layers(cat, grid: Grid, have: dict[str, xr.DataArray]) -> dict[s
     prov = provided_layers(cat)
     out: dict[str, xr.DataArray] = {}
     for k in sorted(prov, key=lambda k: roles.split(k)[0] != roles.LAND_COVER):
-        lc = {**have, **out}.get(roles.key(roles.LAND_COVER, roles.split(k)[1] or roles.T1))
+        lc_key = roles.key(roles.LAND_COVER, roles.split(k)[1] or roles.T1)
+        lc = {**have, **out}.get(lc_key)
+        if lc is None and lc_key in cat.layers:
+            from .readers import open_layer
+
+            lc = open_layer(cat, lc_key, grid)
         out[k] = open_source_layer(cat, k, grid, lc)
     return out
 
 
-def empty_like_grid(grid: Grid) -> xr.DataArray:
-    return xr.DataArray(np.zeros(grid.shape), dims=("y", "x"), coords=grid_coords(grid))
