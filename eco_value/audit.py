@@ -96,6 +96,11 @@ def _current_key(layer: str, period) -> str:
 def _read_cells(cat, key, rows, cols) -> np.ndarray:
     """The pixels of one layer (categorical layers translated to engine ids, nodata 255)."""
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    if key not in cat.layers:   # a layer that [sources] provide (小班, DLTB, product): read lazily, one window
+        from .inputs.readers import open_layers
+
+        arr = open_layers(cat, keys=[key])[0][key]
+        return np.asarray(arr[r0:r1, c0:c1].values)[rows - r0, cols - c0], arr.attrs.get("nodata")
     spec = cat.layers[key]
     with rasterio.open(cat.path_of(spec.path)) as ds:
         a = ds.read(spec.band, window=Window(c0, r0, c1 - c0, r1 - r0))

@@ -26,13 +26,17 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 keys_app = typer.Typer(no_args_is_help=True, help="The issuer's Ed25519 signing key.")
 audit_app = typer.Typer(no_args_is_help=True, help="Registry audit: check the hash-chained event log.")
 rules_app = typer.Typer(no_args_is_help=True, help="Read and compare rule sets (parameters with units and sources).")
+catalog_app = typer.Typer(no_args_is_help=True, help="Build a catalog.toml from a bureau's own files.")
 app.add_typer(rules_app, name="rules")
+app.add_typer(catalog_app, name="catalog")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 console = Console()
 err = Console(stderr=True)
 STATE = {"debug": False}
 
+FormatOpt = typer.Option("real", "--format", help="real: 小班 shapefile, DLTB, MOD16-like stack, daily NetCDF "
+                         "([sources] in catalog.toml; catalog-raster.toml beside it); raster: plain GeoTIFFs.")
 DbOpt = typer.Option(None, "--db", help="Database URL (default: $ECO_VALUE_DB, else a SQLite file in the user data folder).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object for machines.")
 HeadFileOpt = typer.Option(None, "--head-file", help="Also write the registry's new audit-chain head to this file (keep it off the database host).")
@@ -65,19 +69,87 @@ def pilot_data(
     out: Path = typer.Option(..., "--out", help="Folder to write the inputs and catalog.toml into."),
     resolution: float = typer.Option(30.0, "--resolution", help="Pixel size in metres (30 default; 10 works)."),
     seed: int = typer.Option(20231, "--seed", help="Random seed; the same seed gives byte-identical rasters."),
+    fmt: str = FormatOpt,
     overwrite: bool = OverwriteOpt,
     json_out: bool = JsonOpt,
 ):
-    """Generate the SYNTHETIC pilot dataset (rasters, parcels, townships, tables, catalog.toml)."""
+    """Generate the SYNTHETIC pilot dataset (real formats or rasters, parcels, townships, tables, catalog.toml)."""
     from .inputs.pilot import generate_pilot
 
     t = time.time()
     with console.status("generating pilot data") as st:
-        cat = generate_pilot(name, out, resolution, seed, progress=lambda m: st.update(f"pilot data: {m}"), overwrite=overwrite)
+        cat = generate_pilot(name, out, resolution, seed, progress=lambda m: st.update(f"pilot data: {m}"), overwrite=overwrite,
+                            fmt=fmt)
     if json_out:
         _echo_json({"catalog": str(cat), "seconds": round(time.time() - t, 2)})
     else:
         console.print(f"[green]wrote[/] {cat} in {time.time() - t:.1f} s (synthetic data, labelled as such)")
+
+
+@catalog_app.command("init")
+def catalog_init(
+    out: Path = typer.Option(..., "--out", help="The catalog.toml to write (paths in it are relative to its folder)."),
+    inventory: Optional[str] = typer.Option(None, "--inventory", help="小班 layer of the second year (t2)."),
+    inventory_t1: Optional[str] = typer.Option(None, "--inventory-t1", help="小班 layer of the first year (t1)."),
+    species: Optional[str] = typer.Option(None, "--species", help="Species crosswalk (CSV code,group)."),
+    fieldmap: Optional[str] = typer.Option(None, "--fieldmap", help="Field map name or TOML (default inventory-national)."),
+    landuse: Optional[str] = typer.Option(None, "--landuse", help="DLTB of t2 (alone: of both years)."),
+    landuse_t1: Optional[str] = typer.Option(None, "--landuse-t1", help="DLTB of t1."),
+    dem: Optional[str] = typer.Option(None, "--dem"),
+    precip: Optional[str] = typer.Option(None, "--precip", help="Annual raster (mm) or a daily NetCDF (mm/d)."),
+    aet: Optional[str] = typer.Option(None, "--aet", help="Annual raster (mm) or a MOD16A2 stack (folder or glob)."),
+    erosivity: Optional[str] = typer.Option(None, "--erosivity"),
+    erodibility: Optional[str] = typer.Option(None, "--erodibility"),
+    fvc: Optional[str] = typer.Option(None, "--fvc"),
+    bulk_density: Optional[str] = typer.Option(None, "--bulk-density"),
+    boundary: Optional[str] = typer.Option(None, "--boundary"),
+    townships: Optional[str] = typer.Option(None, "--townships"),
+    parcels: Optional[str] = typer.Option(None, "--parcels"),
+    provisioning: Optional[str] = typer.Option(None, "--provisioning"),
+    tourism: Optional[str] = typer.Option(None, "--tourism"),
+    region: Optional[str] = typer.Option(None, "--region"),
+    crs: Optional[str] = typer.Option(None, "--crs", help="Default: the DEM's CRS."),
+    period: Optional[tuple[int, int]] = typer.Option(None, "--period", help="FIRST SECOND year (default: from the file names)."),
+    overwrite: bool = OverwriteOpt,
+    json_out: bool = JsonOpt,
+):
+    """Write a catalog.toml naming each file, say where every needed layer comes from, and validate it."""
+    import tomli_w
+
+    from .inputs.catalog import load_catalog
+    from .inputs.catalog_init import build_catalog
+    from .inputs.validate import validation_report
+    from .safe_write import safe_output
+
+    files = dict(inventory=inventory, inventory_t1=inventory_t1, landuse=landuse, landuse_t1=landuse_t1, dem=dem,
+                 precip=precip, aet=aet, erosivity=erosivity, erodibility=erodibility, fvc=fvc,
+                 bulk_density=bulk_density, boundary=boundary, townships=townships, parcels=parcels,
+                 provisioning=provisioning, tourism=tourism)
+    target = safe_output(out, "file", overwrite, option="--out")
+    cat, origins = build_catalog(files, out, region=region, crs=crs, period=period, species=species, fieldmap=fieldmap)
+    with target.staging() as tmp:
+        with open(tmp, "wb") as f:
+            tomli_w.dump(cat, f)
+    probs, warnings = validation_report(load_catalog(out))
+    if json_out:
+        _echo_json({"catalog": str(out), "layers": [o.__dict__ for o in origins], "ok": not probs,
+                    "problems": [p.__dict__ for p in probs], "warnings": [w.__dict__ for w in warnings]})
+        raise typer.Exit(2 if probs else 0)
+    t = Table("layer", "from", "detail")
+    for o in origins:
+        colour = {"missing": "red", "derived": "yellow"}.get(o.status, "green")
+        t.add_row(o.layer, f"[{colour}]{o.status}[/]", escape(o.detail))
+    console.print(t)
+    console.print(f"wrote {out}")
+    for w in warnings:
+        err.print(f"[yellow]warning[/]: {escape(str(w))}", highlight=False, soft_wrap=True)
+    if probs:
+        err.print(f"[red]{len(probs)} problem(s)[/] in {escape(str(out))} (written; fix and run `eco-value validate`):")
+        for p in probs:
+            err.print(f"  - {escape(str(p))}", highlight=False, soft_wrap=True)
+    else:
+        console.print("[green]valid[/]: `eco-value run` can use it")
+    raise typer.Exit(2 if probs else 0)
 
 
 @app.command()
@@ -98,7 +170,8 @@ def validate(catalog: Path = typer.Argument(..., help="catalog.toml or its folde
         for p in probs:
             err.print(f"  - {escape(str(p))}", highlight=False, soft_wrap=True)
     else:
-        console.print(f"[green]ok[/]: {len(cat.layers)} rasters, {len(cat.vectors)} vector layers, {len(cat.tables)} tables")
+        console.print(f"[green]ok[/]: {len(cat.layers)} rasters, {len(cat.sources)} sources, {len(cat.vectors)} vector layers, "
+                      f"{len(cat.tables)} tables")
     raise typer.Exit(2 if probs else 0)
 
 
@@ -208,6 +281,7 @@ def demo(
     out: Path = typer.Option(Path("eco-value-demo"), "--out", help="Folder for the pilot data and results."),
     pilot: str = typer.Option("qionglai", "--pilot", help="qionglai or dayi."),
     db: Optional[str] = DbOpt,
+    fmt: str = FormatOpt,
 ):
     """Generate the Qionglai pilot data and run the full valuation on it (the README quick start)."""
     from .inputs.pilot import generate_pilot
@@ -215,7 +289,7 @@ def demo(
     cat = out / pilot / "catalog.toml"
     if not cat.exists():
         with console.status("generating synthetic pilot data") as st:
-            generate_pilot(pilot, out / pilot, progress=lambda m: st.update(f"pilot data: {m}"))
+            generate_pilot(pilot, out / pilot, progress=lambda m: st.update(f"pilot data: {m}"), fmt=fmt)
     run(catalog=cat, db=db or f"sqlite:///{(out / 'eco-value.sqlite').resolve()}", out=None, rules="cn2011-mee2020",
         scheduler=None, mc_draws=1000, price_year=None, force=False, overwrite=False, json_out=False)
 

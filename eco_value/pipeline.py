@@ -88,6 +88,13 @@ def input_manifest(cat: Catalog, kinds: dict[str, str] | None = None) -> list[di
             p = cat.path_of(spec.path)   # a remote input: SHA-256 streamed, or ETag + size (hash_kind)
             rows.append({"layer": key, "kind": kind, "path": display_path(p), **file_identity(p, (kinds or {}).get(key)),
                          "product": getattr(spec, "product", ""), "year": getattr(spec, "year", None)})
+    if cat.sources:   # inventory / DLTB / product sources: every file they read
+        from .inputs.sources import source_files
+
+        for key in cat.sources:
+            for p in source_files(cat, key):
+                rows.append({"layer": f"{key}:{p.name}", "kind": "source", "path": display_path(p), **file_identity(p, None),
+                             "product": cat.sources[key].product, "year": cat.sources[key].year})
     return rows
 
 
@@ -285,6 +292,10 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
     say("validate inputs", None)
     cat = load_catalog(catalog_path)
     probs = check_structure(cat)
+    if cat.sources:
+        from .inputs.sources import check_sources
+
+        probs += check_sources(cat)   # the readers' checks: unmapped codes, fields, encoding, ids
     if probs:
         raise InputError(probs)
     rules = opts.rules if isinstance(opts.rules, RuleSet) else load_rules(opts.rules)

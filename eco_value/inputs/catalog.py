@@ -61,6 +61,38 @@ class VectorSpec(BaseModel):
     id_field: str
 
 
+class SourceSpec(BaseModel):
+    """A source that is not a plain raster (``[sources.<name>]``): a 小班 inventory, a DLTB land-use
+    layer or a public product with scale, fill codes and a time aggregate. What each provides:
+    :mod:`eco_value.inputs.sources`."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str | list[str]
+    kind: Literal["inventory", "landuse", "product"] | None = None   # default: from the name
+    period: Literal["t1", "t2"] | None = None                         # default: from a _t1/_t2 suffix
+    layer: str | None = None
+    encoding: str | None = None
+    fieldmap: str | None = None
+    species: str | None = None          # the bureau's species crosswalk (CSV code,group or TOML)
+    county: str | None = None           # DLTB: adcode every ZLDWDM must start with
+    # products (raster_inputs/product-units.toml for units)
+    unit: str = ""
+    variable: str | None = None         # NetCDF variable
+    variable_name: str | None = None    # the engine variable (default: the layer key)
+    scale: float | None = None
+    offset: float = 0.0
+    valid_range: tuple[float, float] | None = None
+    fill_values: list[float] = []
+    aggregate: Literal["sum", "mean"] | None = None
+    time_dim: str = "time"
+    year: int | None = None
+    expected_steps: int | None = None
+    crs: str | None = None
+    resample: Resampling | None = None
+    product: str = ""
+    note: str = ""
+
+
 class TableSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str
@@ -83,9 +115,10 @@ class CatalogMeta(BaseModel):
 class Catalog(BaseModel):
     model_config = ConfigDict(extra="forbid")
     catalog: CatalogMeta
-    layers: dict[str, LayerSpec]
+    layers: dict[str, LayerSpec] = {}
     vectors: dict[str, VectorSpec] = {}
     tables: dict[str, TableSpec] = {}
+    sources: dict[str, SourceSpec] = {}
     source: Path | None = None
 
     @model_validator(mode="before")

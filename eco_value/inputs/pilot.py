@@ -219,12 +219,16 @@ def generate_pilot(
     seed: int = 20231,
     progress: Progress | None = None,
     overwrite: bool = False,
+    fmt: str = "raster",
 ) -> Path:
     """Generate the synthetic pilot input set for ``name`` and return the path of its catalog.toml.
 
     The same ``name``, ``resolution_m`` and ``seed`` give byte-identical rasters. ``out_dir`` must not
     exist or be empty; an existing folder is replaced only with ``overwrite`` (never the current one).
+    ``fmt="real"``: the inputs in the formats a bureau holds (``eco_value/inputs/pilot_real.py``).
     """
+    if fmt not in ("raster", "real"):
+        raise EcoValueError(f"--format must be 'raster' or 'real', got {fmt!r}")
     say = progress or (lambda _m: None)
     settings = load_settings()
     if name not in settings["pilot"]:
@@ -241,10 +245,11 @@ def generate_pilot(
 
     out = Path(out_dir)
     with safe_output(out, "dir", overwrite).staging() as work:
-        _generate(name, p, gen, settings, res, seed, crs, work, say)
+        _generate(name, p, gen, settings, res, seed, crs, work, say, real=fmt == "real")
     return out / "catalog.toml"
 
 
+REAL_EQUIV = "raster-equivalent"   # --format real: the same data as plain rasters (catalog-raster.toml)
 SPECIES_SCHEME = "pilot_species"   # raster_inputs/schemes/pilot_species.toml: the pilot's species codes
 
 
@@ -253,7 +258,7 @@ def product_codes(scheme_name: str) -> dict[str, int]:
     return {name: code for code, name in load_scheme(scheme_name).int_codes().items()}
 
 
-def _generate(name, p, gen, settings, res, seed, crs, out: Path, say: Progress) -> None:
+def _generate(name, p, gen, settings, res, seed, crs, out: Path, say: Progress, real: bool = False) -> None:
     CLCD = product_codes(gen["class_scheme"])  # noqa: N806 - the product's codes, written into the rasters
     rng = np.random.default_rng([seed, int(p["adcode"])])
     county = county_outline_utm(p["adcode"], crs)
@@ -396,6 +401,8 @@ def _generate(name, p, gen, settings, res, seed, crs, out: Path, say: Progress) 
         return a * (1 - np.exp(-b * age)) ** c
 
     pix_noise = (1.0 + 0.06 * _smooth_noise(ctx, 2.0, 2)).clip(0.8, 1.2)
+    if real:   # stands are polygons: one volume per stand (the noise is still drawn: same random stream)
+        pix_noise = np.ones_like(pix_noise)
     forest1 = lulc == CLCD["forest"]
     sp1 = np.where(forest1, par_species[np.minimum(pid, n_par - 1)], 0).astype(np.uint8)
     sp1[lulc == CLCD["shrub"]] = 8
@@ -484,6 +491,9 @@ def _generate(name, p, gen, settings, res, seed, crs, out: Path, say: Progress) 
         tags = dict(base_tags, VARIABLE=variable, UNIT=unit, PRODUCT=product)
         role, period = roles.split(key)
         fname = f"{file_stem.get(role, role)}_{year}.tif" if period else f"{key}.tif"
+        if real and (period or key in ("precip", "aet")):
+            (out / REAL_EQUIV).mkdir(exist_ok=True)
+            fname = f"{REAL_EQUIV}/{fname}"
         _write_tif(out / fname, arr, ctx, crs, nodata, tags, tile)
         entry = {"path": fname, "variable": variable, "unit": unit, "nodata": nodata, "product": product}
         if year is not None:
@@ -571,6 +581,13 @@ def _generate(name, p, gen, settings, res, seed, crs, out: Path, say: Progress) 
             "tourism": {"path": "tourism.csv", "year": y2},
         },
     }
-    with open(out / "catalog.toml", "wb") as f:
-        tomli_w.dump(catalog, f)
+    if real:
+        from .pilot_real import write_real
+
+        write_real(out, catalog, name=name, adcode=p["adcode"], years=(y1, y2), crs=crs, transform=transform,
+                   mask=mask, lulc=(lulc, lulc2), sp=(sp1, np.where(mask, sp2, NODATA_U8)), vol=(vol1, vol2),
+                   age=age1, precip=precip, aet=aet, codes=CLCD, townships=townships, tile=tile, ctx=ctx, say=say)
+    else:
+        with open(out / "catalog.toml", "wb") as f:
+            tomli_w.dump(catalog, f)
     say(f"done: {n_par} parcels, {len(townships)} townships, {n_in * res * res / 1e6:,.0f} km²")

@@ -95,7 +95,8 @@ def _open_raw(spec: ProductSpec) -> tuple[xr.DataArray, float | None]:
         raise _problem(spec, f"{len(missing)} file(s) not found, e.g. {missing[0]}", "check the path or glob",
                        "missing-file")
     if len(files) == 1 and Path(files[0]).suffix.lower() in (".nc", ".nc4", ".cdf", ".h5"):
-        ds = xr.open_dataset(files[0], chunks={}, mask_and_scale=False, decode_times=True)
+        ds = xr.open_dataset(files[0], chunks={}, mask_and_scale=False, decode_times=True,
+                             decode_coords="all")   # keeps the CF grid mapping (spatial_ref): the CRS
         if spec.variable not in ds:
             raise _problem(spec, f"no variable '{spec.variable}' (variables: {', '.join(map(str, ds.data_vars))})",
                            "set variable to the NetCDF variable that holds the data", "missing-variable")

@@ -98,7 +98,9 @@ def translate_codes(arr: xr.DataArray, scheme_name: str) -> xr.DataArray:
 def read_full(cat: Catalog, key: str, grid: Grid):
     """The whole layer as a numpy array (engine ids for a categorical layer), or None when the file
     is not on ``grid`` (then the caller falls back to a lazy path)."""
-    spec = cat.layers[key]
+    spec = cat.layers.get(key)
+    if spec is None:   # provided by a source (inventory, DLTB, product): read lazily instead
+        return None
     path = cat.path_of(spec.path)
     with remote_env(path), rasterio.open(path) as src:
         if (src.width, src.height) != (grid.width, grid.height) or src.transform != grid.transform:
@@ -111,10 +113,18 @@ def read_full(cat: Catalog, key: str, grid: Grid):
 def open_layers(cat: Catalog, chunk_px: int = DEFAULT_CHUNK_PX, keys=None,
                 raw: bool = False) -> tuple[dict[str, xr.DataArray], Grid]:
     """Open every (or the named) raster layer lazily, aligned on the reference grid (categorical
-    layers in engine ids, or in the product's codes with ``raw``)."""
+    layers in engine ids, or in the product's codes with ``raw``). Layers that ``[sources]`` provide (a
+    小班 inventory, DLTB, products; :mod:`eco_value.inputs.sources`) come with them, unless ``raw``."""
     grid = reference_grid(cat, chunk_px)
-    keys = list(cat.layers) if keys is None else keys
-    return {k: open_layer(cat, k, grid, raw) for k in keys}, grid
+    wanted = None if keys is None else list(keys)
+    keys = [k for k in (cat.layers if wanted is None else wanted) if k in cat.layers]
+    out = {k: open_layer(cat, k, grid, raw) for k in keys}
+    if cat.sources and not raw:
+        from .sources import open_source_layers
+
+        extra = open_source_layers(cat, grid, out)
+        out.update({k: v for k, v in extra.items() if wanted is None or k in wanted})
+    return out, grid
 
 
 def read_vector(cat: Catalog, key: str, crs: str | None = None) -> gpd.GeoDataFrame:

@@ -77,9 +77,12 @@ def check_structure(cat: Catalog, require_all: bool = True) -> list[Problem]:
     """Check every file of the catalog without reading pixels; return all problems found."""
     probs: list[Problem] = []
     src = str(cat.source or "catalog.toml")
+    from .sources import provided_layers
+
+    provided = provided_layers(cat)
     if require_all:
         for key, var in REQUIRED_LAYERS.items():
-            if key not in cat.layers:
+            if key not in cat.layers and key not in provided:
                 probs.append(Problem("missing-layer", src, key, f"the catalog has no layer '{key}' ({var})",
                                      f"add a [layers.{key}] entry pointing at a {var} raster"))
         for key in REQUIRED_VECTORS:
@@ -434,6 +437,8 @@ def layer_checks(layers: dict[str, xr.DataArray], cat: Catalog, region: xr.DataA
     fill = load_limits().fill_codes
     out = {}
     for key, arr in layers.items():
+        if key not in cat.layers:   # from [sources]: checked by their readers (check_sources)
+            continue
         spec = cat.layers[key]
         known = np.array(sorted(SCHEMES[spec.scheme])) if spec.scheme in SCHEMES else None
         nodata = arr.attrs.get("nodata")
@@ -529,7 +534,10 @@ def validation_report(cat: Catalog) -> tuple[list[Problem], list[Problem]]:
     """Full validation (structure, tables, then values in one lazy pass): (errors, warnings)."""
     from .readers import open_layers, read_vector
 
+    from .sources import check_sources
+
     probs = check_structure(cat)
+    probs += check_sources(cat)
     if probs:
         return probs, []
     layers, grid = open_layers(cat, raw=True)   # value checks name the product's own codes
