@@ -970,6 +970,9 @@ def serve(
         do_add_user(ufile, add_user, role, pw)
         console.print(f"user {add_user} ({role}) saved in {ufile} (password hashed with argon2id)", markup=False)
         return
+    from .store import Store
+
+    Store(db)   # the database first: an unreachable or broken store is said before anything else
     cfg = WebConfig(db=db, users_file=ufile, trusted_key_hex=read_trusted_key(trusted_key),
                     max_upload_bytes=max_upload_mb * 1024 * 1024)
     do_serve(cfg, host, port, public)

@@ -416,7 +416,9 @@ def compute_valuation(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progr
     # actual (used) GEP beside potential: a post-step over the per-zone results (issue 15 item 4)
     from .accounts.actual import apply_actual
 
-    apply_actual(result, cat, ctx)
+    from .inputs.beneficiaries import read_beneficiary_inputs
+
+    apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), ctx)
     result["summary"]["input_warnings"] = [str(w) for w in warnings_from_stats(computed["checks"], cat)]
     return result, ctx
 

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from eco_value.inputs.beneficiaries import read_beneficiary_inputs
 from eco_value.accounts.actual import DEFAULT, Beneficiaries, apply_actual, use_params, use_shares
 from eco_value.accounts.zonal import ZoneWeights
 from eco_value.errors import InputError
@@ -101,7 +102,7 @@ def _by(result):
 def test_known_answer_on_a_tiny_raster(tmp_path):
     pop = np.array([[0.5, 0.0], [0.5, 1.0]])          # T1 (left column) 1 person, T2 1 person, county 2
     result, cat, ctx = _tiny(tmp_path, pop, "zone_id,water_use_m3\nT1,300\nT2,100\n", "zone_id,medium,load_t\nC,water,250\n")
-    apply_actual(result, cat, ctx)
+    apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), ctx)
     r = _by(result)
     assert r[("C", "water_conservation")]["used_share"] == pytest.approx(400 / 1000)      # county = Σ townships
     assert r[("T1", "water_conservation")]["actual_value_cny"] == pytest.approx(1200 * 300 / 600)
@@ -125,7 +126,7 @@ def test_known_answer_on_a_tiny_raster(tmp_path):
 
 def test_no_beneficiary_inputs_gives_default(tmp_path):
     result, cat, ctx = _tiny(tmp_path, None, None, None)
-    apply_actual(result, cat, ctx)
+    apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), ctx)
     for row in result["rows"]["service_results"]:
         assert row["used_share"] == (1.0 if row["service"] == "provisioning" else P.default_share)
 
@@ -133,7 +134,7 @@ def test_no_beneficiary_inputs_gives_default(tmp_path):
 def test_negative_population_is_refused(tmp_path):
     result, cat, ctx = _tiny(tmp_path, np.array([[1.0, -3.0], [-2.0, -1.0]]), None, None)
     with pytest.raises(InputError, match=r"2 pixel\(s\) have a negative population \(e.g. -3, -2\)"):
-        apply_actual(result, cat, ctx)
+        apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), ctx)
 
 
 def test_pipeline_stores_actual(pilot_run):
@@ -158,5 +159,5 @@ def test_a_net_loss_counts_in_full(tmp_path):
     result, cat, ctx = _tiny(tmp_path, None, None, None)
     row = next(r for r in result["rows"]["service_results"] if r["zone_id"] == "T1" and r["service"] == "soil_conservation")
     row["value_cny"] = -100.0
-    apply_actual(result, cat, ctx)
+    apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), ctx)
     assert row["used_share"] == 1.0 and row["actual_value_cny"] == -100.0

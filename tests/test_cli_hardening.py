@@ -47,6 +47,10 @@ def _commands(tmp):
         "project create": ["project", "create", "--id", "QL1", "--name", "n", "--developer", "d", "--methodology",
                            "ccer-14-001-v01", "--start", "2020-01-01", "--run", "nosuchrun", "--parcels", tmp / "parcels.csv"],
         "project show": ["project", "show", "NOSUCH"],
+        "sensitivity": ["sensitivity", "nosuchrun"],
+        "compare": ["compare", "nosuchrun", "nosuchrun2"],
+        "project package": ["project", "package", "NOSUCH", "--out", tmp / "pkg"],
+        "serve": ["serve", "--users", tmp / "nousers.json", "--port", "1"],   # refuses before binding: no users
         "issuance verify": ["issuance", "verify", "nosuchissuance", "--verification-body", "b", "--verification-approach", "a",
                             "--verification-date", "2024-01-01"],
     }
@@ -54,7 +58,8 @@ def _commands(tmp):
 
 COMMANDS = [
     "run", "demo", "runs", "show", "diff", "export-table", "report", "explain", "rerun", "issue", "export",
-    "apply-status", "audit log", "value-unit", "damage", "allocate", "project create", "project show", "issuance verify"]
+    "apply-status", "audit log", "value-unit", "damage", "allocate", "project create", "project show", "issuance verify",
+    "sensitivity", "compare", "project package", "serve"]
 
 
 def test_the_sweep_covers_every_command_that_takes_db():

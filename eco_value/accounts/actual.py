@@ -32,9 +32,6 @@ import numpy as np
 
 
 DEFAULT = "default"
-WATER_USE_TABLE = "water_use"
-EMISSIONS_TABLE = "emissions"
-POPULATION_LAYER = "population"
 
 
 @dataclass(frozen=True)
@@ -53,7 +50,7 @@ def use_params() -> UseParams:
     d = load_rules_data("actual_use.toml")
     return UseParams(float(d["default_use_share"]["value"]), tuple(d["full_use"]["services"]),
                      float(d["cooling_demand_kwh_per_person"]["value"]), float(d["flood_full_use_density"]["value"]),
-                     d["sources"]["miyun2024"]["citation"])
+                     d["sources"]["miyun"]["citation"])
 
 
 @dataclass
@@ -103,34 +100,17 @@ def _table_sums(df, value: str, by: list[str]) -> dict:
     return df.groupby(by)[value].sum().to_dict() if df is not None and len(df) else {}
 
 
-def zone_beneficiaries(cat, ctx: dict, zone_rows: list[dict]) -> dict[tuple[str, str], Beneficiaries]:
-    """Beneficiaries of every zone from the catalog's optional inputs (absent → ``None`` fields)."""
-    from ..inputs.readers import read_full, read_table
-
-    water = read_table(cat, WATER_USE_TABLE) if WATER_USE_TABLE in cat.tables else None
-    emis = read_table(cat, EMISSIONS_TABLE) if EMISSIONS_TABLE in cat.tables else None
-    w_by_zone = _table_sums(water, "water_use_m3", ["zone_id"])
-    e_by_zone = _table_sums(emis, "load_t", ["zone_id", "medium"])
+def zone_beneficiaries(inputs, ctx: dict, zone_rows: list[dict]) -> dict[tuple[str, str], Beneficiaries]:
+    """Beneficiaries of every zone from the catalog's optional inputs (``inputs.beneficiaries.BeneficiaryInputs``:
+    ``water_use``, ``emissions``, ``population`` — each None when absent → ``None`` fields)."""
+    w_by_zone = _table_sums(inputs.water_use, "water_use_m3", ["zone_id"])
+    e_by_zone = _table_sums(inputs.emissions, "load_t", ["zone_id", "medium"])
     pop_by: dict[tuple[str, str], float] = {}
-    if POPULATION_LAYER in cat.layers:
-        arr = read_full(cat, POPULATION_LAYER, ctx["grid"])
-        if arr is not None:
-            spec = cat.layers[POPULATION_LAYER]
-            a = arr.astype("float64").ravel()
-            nod = ~np.isfinite(a) | ((a == spec.nodata) if spec.nodata is not None else False)
-            neg = ~nod & (a < 0)
-            if neg.any():
-                from ..errors import InputError, Problem
-
-                vals = np.unique(a[neg])[:5]
-                raise InputError([Problem("negative-population", str(cat.path_of(spec.path)), POPULATION_LAYER,
-                                          f"{int(neg.sum())} pixel(s) have a negative population (e.g. "
-                                          f"{', '.join(f'{v:g}' for v in vals)})",
-                                          "give persons per pixel (0 or more) and mark missing pixels with the nodata value")])
-            a = np.where(nod, 0.0, a)
-            for kind, (_gdf, w, _f) in ctx["zones"].items():
-                s = np.bincount(w.zone, weights=w.coverage * a[w.pixel], minlength=w.n)
-                pop_by.update({(kind, zid): float(s[i]) for i, zid in enumerate(w.ids)})
+    if inputs.population is not None:
+        a = inputs.population
+        for kind, (_gdf, w, _f) in ctx["zones"].items():
+            s = np.bincount(w.zone, weights=w.coverage * a[w.pixel], minlength=w.n)
+            pop_by.update({(kind, zid): float(s[i]) for i, zid in enumerate(w.ids)})
     townships = [z["zone_id"] for z in zone_rows if z["kind"] == "township"]
     out = {}
     for z in zone_rows:
@@ -150,7 +130,7 @@ def zone_beneficiaries(cat, ctx: dict, zone_rows: list[dict]) -> dict[tuple[str,
     return out
 
 
-def apply_actual(result: dict, cat, ctx: dict) -> None:
+def apply_actual(result: dict, inputs, ctx: dict) -> None:
     """Add ``used_share`` and ``actual_value_cny`` to every service row, actual GEP to the zone tables
     and ``summary['gep']['actual']`` (in place)."""
     p = use_params()
@@ -164,7 +144,7 @@ def apply_actual(result: dict, cat, ctx: dict) -> None:
         elif z["kind"] != "county":
             pid = z.get("parent_id") or ""
             parent[(z["kind"], z["zone_id"])] = ("township", pid) if pid else ("county", county_id)
-    ben = zone_beneficiaries(cat, ctx, zone_rows)
+    ben = zone_beneficiaries(inputs, ctx, zone_rows)
     qty: dict[tuple[str, str], dict[str, float]] = {}
     for r in rows["service_results"]:
         qty.setdefault((r["zone_kind"], r["zone_id"]), {})[r["service"]] = r["quantity"]
@@ -206,5 +186,4 @@ def apply_actual(result: dict, cat, ctx: dict) -> None:
     g["actual_total_cny"] = total
     g["actual"] = {"total_cny": total, "share_of_potential": total / g["total_cny"] if g["total_cny"] else None,
                    "by_service": by, "default_use_share": p.default_share, "method": p.citation,
-                   "inputs": sorted(k for k in (POPULATION_LAYER,) if k in cat.layers)
-                   + sorted(k for k in (WATER_USE_TABLE, EMISSIONS_TABLE) if k in cat.tables)}
+                   "inputs": list(inputs.names)}
