@@ -474,7 +474,7 @@ def test_credits_preview_writes_nothing_and_equals_what_issuing_gives(web_env, c
     cli = _cli_json(capsys, ["issue", "QLAFF", "--monitoring", PERIOD, "--vintage", "2021", "--db", web_env["url"], "--json",
                              "--verification-body", "CQC", "--verification-approach", "desk review",
                              "--verification-date", "2024-03-01"])
-    assert cli["totals"] == v2021["totals"] and v2021["vintages"][0] == pv["vintages"][1] | {}
+    assert cli["totals"] == v2021["totals"] and v2021["vintages"][0] == pv["vintages"][1]
     iss = cli["issuances"][0]
     assert {k: iss[k] for k in v2021["totals"]} | {"parcels": iss["parcels"], "vintage": iss["vintage"]} == v2021["vintages"][0]
 
@@ -603,7 +603,7 @@ def test_serve_binds_to_loopback_unless_public(web_env, monkeypatch):
     from eco_value.web.server import check_bind_host
 
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw | {"app": app}))
     base = ["serve", "--db", web_env["url"], "--users", str(web_env["users"])]
     with pytest.raises(SystemExit) as e:
         main(base)
@@ -615,10 +615,17 @@ def test_serve_binds_to_loopback_unless_public(web_env, monkeypatch):
     with pytest.raises(SystemExit):
         main(base + ["--host", "0.0.0.0", "--public"])
     assert calls[-1]["host"] == "0.0.0.0"
+    with pytest.raises(SystemExit) as e:                                   # --catalogs must be a folder
+        main(base + ["--catalogs", str(web_env["root"] / "no-such-folder")])
+    assert e.value.code == 2 and len(calls) == 2
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--catalogs", str(web_env["root"] / "catalogs")])
+    assert e.value.code == 0 and len(calls) == 3
+    assert calls[-1]["app"].inner.state.cfg.catalogs_dir == web_env["root"] / "catalogs"
     assert check_bind_host("::1", False) == "::1" and check_bind_host("localhost", False) == "localhost"
     with pytest.raises(SystemExit) as e:
         main(["serve", "--db", web_env["url"], "--users", str(web_env["root"] / "nobody.json")])
-    assert e.value.code == 2 and len(calls) == 2                           # no users: refused, not started
+    assert e.value.code == 2 and len(calls) == 3                           # no users: refused, not started
 
 
 # -- a real browser ------------------------------------------------------------------------------------
@@ -720,6 +727,20 @@ def test_browser_walkthrough(web_env, tmp_path):
             assert page.inner_text("#verdict") == "APPLIED"
             assert "chain OK" in page.inner_text("#chain") and "Chengdu Metro" in page.inner_text("#events")
             page.screenshot(path=str(shots / "8-retired.png"), full_page=True)
+            # the bureau starts a run on a catalog of the --catalogs folder and follows it (server-sent events)
+            bureau = browser.new_page(viewport={"width": 1400, "height": 900})
+            bureau.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            bureau.on("pageerror", lambda e: errors.append(str(e)))
+            bureau.goto(f"{base}/jobs")
+            bureau.fill("#user", "bo")
+            bureau.fill("#password", PASSWORDS["bo"][1])
+            bureau.click("#login")
+            bureau.wait_for_selector("#job-form")
+            bureau.fill("#mc-draws", "500")
+            bureau.click("#start")
+            bureau.wait_for_selector("#job-run", timeout=60000)
+            assert bureau.get_attribute("#job-run", "href") == f"/runs/{rid}" and bureau.inner_text("#job-status") == "complete"
+            bureau.screenshot(path=str(shots / "9-run-started.png"))
             browser.close()
     finally:
         server.should_exit = True
