@@ -694,7 +694,7 @@ def create_app(cfg: WebConfig):
                 evs = j.events[i:]
                 for ev in evs:
                     i += 1
-                    yield f"event: {ev['kind']}\ndata: {_dumps(j.public() | ev)}\n\n"
+                    yield f"event: {ev['kind']}\ndata: {_dumps(ev)}\n\n"
                     if ev["kind"] == "finished":
                         return
                 if await request.is_disconnected():

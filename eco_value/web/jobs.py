@@ -2,11 +2,12 @@
 
 The child calls ``pipeline.run_valuation`` (what ``eco-value run`` calls) with a progress callback that
 puts ``(stage, fraction)`` on a queue; a thread of the server reads the queue into the job's event list,
-which the server-sent-events endpoint streams. Cancel terminates the child and then lets the store mark
-the run it left ``running`` as failed (``Store.mark_interrupted``: the process is gone), so a cancelled
-run is either not stored at all or stored as failed, never half-written: the results go into the store
-in one transaction. A run cancelled after that transaction committed stays complete (its files may then
-be missing, which the store records too).
+which the server-sent-events endpoint streams. Cancel interrupts the child as Ctrl-C does (the pipeline
+marks its run failed and removes its partial output folder), terminates it if it has not ended after
+``CANCEL_GRACE_S``, and then lets the store mark a run still left ``running`` as failed
+(``Store.mark_interrupted``: the process is gone). So a cancelled run is either not stored at all or
+stored as failed, never half-written: the results go into the store in one transaction. A run cancelled
+after that transaction committed stays complete (its files may then be missing, which the store records).
 
 Only catalogs under the folder the server was given (``serve --catalogs DIR``) can be run; a request
 names one by its path relative to that folder, and it must be one of the listed catalogs.
@@ -15,7 +16,9 @@ names one by its path relative to that folder, and it must be one of the listed 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
+import signal
 import threading
 import time
 import uuid
@@ -27,6 +30,8 @@ from ..errors import EcoValueError
 CATALOG_NAME = "catalog.toml"
 MAX_CATALOGS = 500
 FINISHED = ("complete", "failed", "cancelled")
+CANCEL_GRACE_S = 15.0        # from the interrupt to terminating the run's process
+KILL_WAIT_S = 10.0
 
 
 class JobError(EcoValueError):
@@ -116,8 +121,8 @@ class Jobs:
             return sorted(self._d.values(), key=lambda j: -j.started)
 
     def _event(self, j: Job, **ev) -> None:
-        with self._lock:
-            j.events.append(ev | {"status": j.status, "stage": j.stage, "fraction": j.fraction})
+        with self._lock:      # a snapshot: a slow reader of the stream never sees a later state in an earlier event
+            j.events.append(j.public() | ev)
 
     def start(self, catalog: str, user: str, mc_draws: int | None = None, force: bool = False) -> Job:
         path = resolve_catalog(self.root, catalog)
@@ -174,11 +179,17 @@ class Jobs:
         with self._lock:
             j.status = "cancelled"
             j.error = f"cancelled during '{j.stage}'"
-        j.proc.terminate()
-        j.proc.join(timeout=30)
+        try:
+            os.kill(j.proc.pid, signal.SIGINT)          # as Ctrl-C: the pipeline records the failure and cleans up
+        except ProcessLookupError:
+            pass
+        j.proc.join(timeout=CANCEL_GRACE_S)
+        if j.proc.is_alive():
+            j.proc.terminate()
+            j.proc.join(timeout=KILL_WAIT_S)
         if j.proc.is_alive():
             j.proc.kill()
-            j.proc.join(timeout=10)
+            j.proc.join(timeout=KILL_WAIT_S)
         self.store.mark_interrupted()
         self._event(j, kind="finished")
         return j
