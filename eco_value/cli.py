@@ -952,6 +952,8 @@ def serve(
     users: Optional[Path] = typer.Option(None, "--users", help="Users file (default: web_users.json in the user config folder)."),
     trusted_key: Optional[Path] = typer.Option(None, "--trusted-key", help="Issuer public key (hex) the bundle verifier trusts."),
     max_upload_mb: int = typer.Option(64, "--max-upload-mb", help="Largest upload accepted."),
+    catalogs: Optional[Path] = typer.Option(None, "--catalogs", help="Folder whose catalogs (catalog.toml) the console may run; "
+                                            "no other path can be run from the browser."),
     add_user: Optional[str] = typer.Option(None, "--add-user", help="Add (or reset) a user and exit; the password is asked for."),
     role: str = typer.Option("viewer", "--role", help="Role of --add-user: viewer, bureau or operator."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read --add-user's password from standard input."),
@@ -974,7 +976,7 @@ def serve(
 
     Store(db)   # the database first: an unreachable or broken store is said before anything else
     cfg = WebConfig(db=db, users_file=ufile, trusted_key_hex=read_trusted_key(trusted_key),
-                    max_upload_bytes=max_upload_mb * 1024 * 1024)
+                    max_upload_bytes=max_upload_mb * 1024 * 1024, catalogs_dir=catalogs)
     do_serve(cfg, host, port, public)
 
 

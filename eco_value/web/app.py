@@ -12,11 +12,18 @@ page / endpoint           library call                                    CLI tw
 /exchange/verify          ``exchange.verify.verify``                       ``verify``
 /exchange/apply-status    ``read_status_file`` + ``registry.apply_status`` ``apply-status``
 /exchange (event log)     ``exchange.registry.audit_log``                  ``audit log``
+/projects/{id}            ``projects.project_summary``, eligibility lines  ``project show``
+/api/projects/id/elig…    ``projects.eligibility_lines``                   ``explain --project --parcel``
+/api/projects/id/preview  ``exchange.credits.plan`` (writes nothing)       totals of ``issue --monitoring``
+/api/projects/id/issue    ``exchange.credits.issue_project``               ``issue P --monitoring``
+/issuances/id/bundle.zip  ``exchange.bundle.export_bundle`` (zipped)       ``export``
+/jobs, /api/jobs          ``pipeline.run_valuation`` in a child process    ``run``
 ========================  ==============================================  =========================
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -30,13 +37,16 @@ from urllib.parse import quote
 import jinja2
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import (FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response,
+                               StreamingResponse)
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from ..errors import EcoValueError
+from . import credits as C
 from . import layers as L
 from .auth import ACTIONS_FILE_NAME, PERMISSIONS, ROLES, ActionLog, Session, Sessions, check_password, read_users
+from .jobs import Jobs
 from .uploads import DEFAULT_MAX_MEMBERS, DEFAULT_MAX_UNZIPPED_BYTES, DEFAULT_MAX_UPLOAD_BYTES, BodyLimit, UploadError, safe_unzip
 
 HERE = Path(__file__).parent
@@ -48,12 +58,17 @@ BLOCKS_SHOWN = 200
 # the verifier's problem codes, grouped into the checks it names ("signature, hashes, schemas, serials,
 # vintages and totals"); a code the verifier adds later is shown under "other"
 CHECKS = (
-    ("signature", "signature by the trusted issuer key", {"missing-manifest", "no-trusted-key", "bad-signature", "bad-manifest"}),
-    ("hashes", "every file's SHA-256 as in the manifest; no unlisted files", {"missing-file", "hash-mismatch", "unlisted-file"}),
+    ("signature", "signature by the trusted issuer key",
+     {"missing-manifest", "no-trusted-key", "bad-signature", "bad-manifest", "bad-public-key", "unknown-format", "verifier-install"}),
+    ("hashes", "every file's SHA-256 as in the manifest; no unlisted files",
+     {"missing-file", "hash-mismatch", "unlisted-file", "size-mismatch", "bad-path", "duplicate-path", "not-regular-file",
+      "too-many-files", "unreadable", "missing-bundle"}),
     ("schemas", "records valid against the verifier's own schemas; CSV = JSON Lines; record counts",
-     {"schema-differs", "missing-records", "bad-record", "schema-invalid", "csv-jsonl-differ", "record-count"}),
+     {"schema-differs", "missing-records", "bad-record", "schema-invalid", "csv-jsonl-differ", "record-count",
+      "issuance", "project"}),
     ("serials", "serial ranges, counts, check digits, fields, no overlaps",
-     {"serial-range", "serial-count", "serial-check", "serial-fields", "serial-overlap", "serial-overlap-held"}),
+     {"serial-range", "serial-count", "serial-check", "serial-fields", "serial-overlap", "serial-overlap-held",
+      "parcel-vintage-twice", "parcel-vintage-held", "bad-holdings"}),
     ("vintages", "vintage inside the monitoring period; buffer units in the buffer pool", {"vintage", "buffer-holder"}),
     ("totals", "issuance totals and deductions recomputed; manifest totals", {"totals", "deductions", "manifest-totals"}),
 )
@@ -72,6 +87,7 @@ class WebConfig:
     max_members: int = DEFAULT_MAX_MEMBERS
     secure_cookie: bool = False
     temp_dir: Path | None = None
+    catalogs_dir: Path | None = None      # the only folder whose catalogs the console may run
 
 
 class _LoginRequired(Exception):
@@ -145,9 +161,17 @@ def create_app(cfg: WebConfig):
     env.filters["yi"] = lambda v: _fmt_num(v / 1e8, 2) if v is not None else "–"
     env.filters["wan"] = lambda v: _fmt_num(v / 1e4, 1) if v is not None else "–"
     templates = Jinja2Templates(env=env)
-    app = FastAPI(title="eco-value console", docs_url=None, redoc_url=None, openapi_url=None)
+    jobs = Jobs(store, cfg.db, cfg.catalogs_dir, mask=lambda m: mask_secrets(str(m), secrets_))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        jobs.shutdown()          # a run still going when the server stops is cancelled (and marked failed)
+
+    app = FastAPI(title="eco-value console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.state.store, app.state.sessions, app.state.actions, app.state.cfg = store, sessions, actions, cfg
+    app.state.jobs = jobs
 
     def masked(msg: str) -> str:
         return mask_secrets(str(msg), secrets_)
@@ -441,7 +465,7 @@ def create_app(cfg: WebConfig):
             dest = tmp / "unpacked"
             dest.mkdir()
             root = safe_unzip(p, dest, cfg.max_members, cfg.max_unzipped_bytes, label=name)
-            problems = [(c, m.replace(str(root), name)) for c, m in verify(root, key, None)]
+            problems = [(p.check, f"{p.path}: {p.message}".replace(str(root), name)) for p in verify(root, key, None)]
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         actions.write(s, "verify", bundle=name, ok=not problems, codes=sorted({c for c, _ in problems}))
@@ -483,6 +507,201 @@ def create_app(cfg: WebConfig):
 
         need(request, "read")
         return json_response(audit_log(store))
+
+    # -- credits (bureau) ---------------------------------------------------------------------------
+    async def _body(request: Request) -> tuple[dict, bool]:
+        """A JSON body (API: CSRF in the X-CSRF-Token header) or a form (page: CSRF in the form)."""
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                body = json.loads(await request.body())
+                assert isinstance(body, dict)
+            except (ValueError, AssertionError):
+                raise UploadError("expected a JSON object in the request body") from None
+            return body, True
+        return {k: str(v) for k, v in (await request.form()).items()}, False
+
+    def _vintage(v) -> int | None:
+        if v in (None, ""):
+            return None
+        try:
+            return int(v)
+        except (TypeError, ValueError):
+            raise UploadError(f"vintage {v!r} is not a year; give e.g. 2021, or leave it empty for every vintage") from None
+
+    @app.get("/api/projects")
+    def api_projects(request: Request):
+        need(request, "read")
+        return json_response(C.projects_list(store))
+
+    @app.get("/projects", response_class=HTMLResponse)
+    def projects_page(request: Request):
+        s = need(request, "read")
+        return page(request, "projects.html", {"title": "credits", "projects": C.projects_list(store), "may_issue": s.may("issue")})
+
+    @app.get("/api/projects/{project_id}")
+    def api_project(request: Request, project_id: str):
+        from ..exchange.projects import project_summary
+
+        need(request, "read")
+        return json_response({"project": project_summary(store, project_id), "parcels": C.parcels_payload(store, project_id),
+                              "issuances": C.project_issuances(store, project_id)})
+
+    @app.get("/api/projects/{project_id}/eligibility")
+    def api_eligibility(request: Request, project_id: str, parcel: str):
+        need(request, "read")
+        return json_response(C.eligibility_payload(store, project_id, parcel))
+
+    @app.get("/api/projects/{project_id}/preview")
+    def api_preview(request: Request, project_id: str, monitoring: str, vintage: str = ""):
+        need(request, "read")
+        return json_response(C.preview(store, project_id, monitoring, _vintage(vintage)))
+
+    def project_ctx(s: Session, project_id: str, **extra) -> dict:
+        from ..exchange.projects import project_summary
+
+        pr = project_summary(store, project_id)
+        parcels = C.parcels_payload(store, project_id)
+        return {"title": f"project {project_id}", "pr": pr, "parcels": parcels, "issuances": C.project_issuances(store, project_id),
+                "may_issue": s.may("issue"), "preview": None, "monitoring": "", "vintage": "", "issued": None,
+                "message": ""} | extra
+
+    @app.get("/projects/{project_id}", response_class=HTMLResponse)
+    def project_page(request: Request, project_id: str, monitoring: str = "", vintage: str = ""):
+        s = need(request, "read")
+        ctx = project_ctx(s, project_id, monitoring=monitoring, vintage=vintage)
+        if monitoring:
+            try:
+                ctx["preview"] = C.preview(store, project_id, monitoring, _vintage(vintage))
+            except EcoValueError as exc:
+                ctx["message"] = masked(str(exc))
+        return page(request, "project.html", ctx, status=400 if ctx["message"] else 200)
+
+    @app.post("/api/projects/{project_id}/issue")
+    @app.post("/projects/{project_id}/issue")
+    async def project_issue(request: Request, project_id: str):
+        from ..exchange.credits import issue_project
+
+        s = need(request, "issue")
+        body, api = await _body(request)
+        check_csrf(request, s, None if api else body.get("csrf", ""))
+        monitoring = str(body.get("monitoring", "") or "")
+        if not monitoring:
+            raise UploadError("give the monitoring period START..END (ISO dates), e.g. 2020-01-01..2023-12-31")
+        try:
+            d = issue_project(store, project_id, monitoring, _vintage(body.get("vintage")),
+                              str(body.get("verification_body", "") or ""), str(body.get("verification_approach", "") or ""),
+                              str(body.get("verification_date", "") or ""), actor=f"web:{s.user}")
+        except EcoValueError as exc:
+            actions.write(s, "issue refused", project_id=project_id, monitoring=monitoring, error=masked(str(exc)))
+            raise
+        actions.write(s, "issue", project_id=project_id, monitoring=d["monitoring"], status=d["status"],
+                      issuance_ids=[i["issuance_id"] for i in d["issuances"]],
+                      net_issued_tco2e=d["totals"]["net_issued_tco2e"], head=d["head"])
+        if api:
+            return json_response(d)
+        return page(request, "project.html", project_ctx(s, project_id, issued=d, monitoring=d["monitoring"]))
+
+    @app.post("/issuances/{issuance_id}/bundle.zip")
+    async def bundle_zip(request: Request, issuance_id: str):
+        """The signed bundle (``eco-value export``) as a zip; the folder is written in a temp dir and removed."""
+        import zipfile
+
+        from starlette.background import BackgroundTask
+
+        from ..exchange.bundle import export_bundle
+
+        s = need(request, "issue")
+        form = {} if request.headers.get("x-csrf-token") else await request.form()
+        check_csrf(request, s, str(form["csrf"]) if "csrf" in form else None)
+        tmp = Path(tempfile.mkdtemp(prefix="eco-value-export-", dir=cfg.temp_dir))
+        try:
+            d = export_bundle(store, issuance_id, tmp / "bundle")
+            folder = Path(d["bundle"])
+            name = f"bundle-{d.get('issuance_id', issuance_id)[:8]}"
+            zpath = tmp / f"{name}.zip"
+            with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
+                for p in sorted(folder.rglob("*")):
+                    if p.is_file():
+                        z.write(p, f"{name}/{p.relative_to(folder).as_posix()}")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        actions.write(s, "export", issuance_id=issuance_id, bundle=zpath.name, record_counts=d.get("record_counts"))
+        return FileResponse(zpath, media_type="application/zip", filename=zpath.name,
+                            background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))
+
+    # -- runs started from the console ----------------------------------------------------------------
+    @app.get("/api/catalogs")
+    def api_catalogs(request: Request):
+        from .jobs import list_catalogs
+
+        need(request, "run")
+        return json_response({"catalogs": list_catalogs(cfg.catalogs_dir)})
+
+    @app.get("/jobs", response_class=HTMLResponse)
+    def jobs_page(request: Request):
+        from .jobs import list_catalogs
+
+        s = need(request, "read")
+        cats = list_catalogs(cfg.catalogs_dir) if s.may("run") else []
+        return page(request, "jobs.html", {"title": "start a run", "catalogs": cats, "jobs": [j.public() for j in jobs.all()],
+                                           "may_run": s.may("run"), "configured": cfg.catalogs_dir is not None})
+
+    @app.get("/api/jobs")
+    def api_jobs(request: Request):
+        need(request, "read")
+        return json_response([j.public() for j in jobs.all()])
+
+    @app.post("/api/jobs")
+    async def api_start_job(request: Request):
+        s = need(request, "run")
+        check_csrf(request, s)
+        body, _ = await _body(request)
+        draws = body.get("mc_draws")
+        try:
+            draws = int(draws) if draws not in (None, "") else None
+            assert draws is None or draws > 0
+        except (TypeError, ValueError, AssertionError):
+            raise UploadError(f"mc_draws {draws!r} is not a positive whole number") from None
+        j = jobs.start(str(body.get("catalog", "")), s.user, draws, bool(body.get("force")))
+        actions.write(s, "run", job_id=j.id, catalog=j.catalog, mc_draws=draws, force=bool(body.get("force")))
+        return json_response(j.public(), status=202)
+
+    @app.get("/api/jobs/{job_id}")
+    def api_job(request: Request, job_id: str):
+        need(request, "read")
+        return json_response(jobs.get(job_id).public())
+
+    @app.post("/api/jobs/{job_id}/cancel")
+    def api_cancel_job(request: Request, job_id: str):
+        s = need(request, "run")
+        check_csrf(request, s)
+        j = jobs.cancel(job_id)
+        actions.write(s, "cancel run", job_id=j.id, catalog=j.catalog, stage=j.stage)
+        return json_response(j.public())
+
+    @app.get("/api/jobs/{job_id}/events")
+    async def api_job_events(request: Request, job_id: str):
+        """Server-sent events: every progress step of the job, then one 'finished' event."""
+        import asyncio
+
+        need(request, "read")
+        j = jobs.get(job_id)
+
+        async def stream():
+            i = 0
+            while True:
+                evs = j.events[i:]
+                for ev in evs:
+                    i += 1
+                    yield f"event: {ev['kind']}\ndata: {_dumps(ev)}\n\n"
+                    if ev["kind"] == "finished":
+                        return
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(0.2)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"})
 
     outer = BodyLimit(app, cfg.max_upload_bytes)
     outer.inner = app

@@ -24,7 +24,7 @@ ROLES = ("viewer", "bureau", "operator")
 # what each role may do; every role reads (runs, map, explain, holdings, event log) and values land units
 PERMISSIONS = {
     "viewer": frozenset({"read", "value-unit"}),
-    "bureau": frozenset({"read", "value-unit", "issue"}),
+    "bureau": frozenset({"read", "value-unit", "issue", "run"}),
     "operator": frozenset({"read", "value-unit", "verify", "apply-status"}),
 }
 MIN_PASSWORD_CHARS = 10

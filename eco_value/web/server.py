@@ -49,6 +49,9 @@ def serve(cfg: WebConfig, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, pu
 
     host = check_bind_host(host, public)
     load_users_or_refuse(cfg.users_file)
+    if cfg.catalogs_dir is not None and not Path(cfg.catalogs_dir).is_dir():
+        raise EcoValueError(f"--catalogs {cfg.catalogs_dir}: not a folder; give the folder holding the regions' "
+                            "catalog.toml files (e.g. the output of `eco-value pilot-data`)")
     if public:
         cfg.secure_cookie = True   # over the network the console must sit behind HTTPS
     app = create_app(cfg)

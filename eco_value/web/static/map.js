@@ -4,7 +4,8 @@
   var el = document.getElementById("map");
   var run = el.dataset.run;
   var csrf = document.querySelector('meta[name="csrf-token"]').content;
-  var map = L.map("map", { zoomSnap: 0.5 });
+  // canvas, not one SVG element per parcel: thousands of parcel outlines stay fast to draw and to click
+  var map = L.map("map", { zoomSnap: 0.5, preferCanvas: true });
   window.ecoValueMap = map;   // for tests and the browser console
   var tiles = null, townships = null, parcels = null, drawing = null, drawn = null, selected = null;
   var panel = document.getElementById("panel");
