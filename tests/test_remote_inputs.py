@@ -115,7 +115,7 @@ def test_remote_run_equals_local_run_records_hash_kinds_and_refuses_a_changed_fi
     monkeypatch.setattr(remote, "sha256_stream", lambda url, f=remote.sha256_stream: streamed.append(url) or f(url))
     local_store, local = pilot_run
     st = Store(f"sqlite:///{tmp_path / 'r.sqlite'}")
-    run = run_valuation(rem, st, RunOptions(write_rasters=False, mc_draws=200))
+    run = run_valuation(rem, st, RunOptions(write_rasters=False, mc_draws=500))
     # exactly equal, every zone, service and carbon figure (the Monte Carlo bounds aside: other draws)
     assert _results(st, run.run_id) == _results(local_store, local.run_id)
     assert run.summary["gep"] == local.summary["gep"]
