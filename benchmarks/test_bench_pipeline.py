@@ -1,29 +1,51 @@
 """Full pilot valuation (carbon + GEP + store + outputs) and zonal aggregation.
 
     pytest benchmarks/test_bench_pipeline.py --benchmark-only          # 30 m
-    ECO_VALUE_BENCH_10M=1 pytest benchmarks/test_bench_pipeline.py --benchmark-only   # also 10 m
+    ECO_VALUE_BENCH_10M=1 pytest benchmarks/test_bench_pipeline.py --benchmark-only   # also 10 m and 10 m × 4 parcels
+
+``test_whole_run_subprocess`` runs ``benchmarks/run_pilot.py`` in a fresh process per case, so its
+peak RSS is that run's alone; the 10 m × 4 parcels case (``n_parcels`` of ``raster_inputs/pilots.toml``
+× 4, see ``benchmarks/pilots.py``) shows whether memory grows with the number of parcels.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import BENCH_DIR
-from eco_value.inputs.pilot import generate_pilot
+from pilots import pilot_dir
 
-RESOLUTIONS = [30.0] + ([10.0] if os.environ.get("ECO_VALUE_BENCH_10M") else [])
+BIG = bool(os.environ.get("ECO_VALUE_BENCH_10M"))
+RESOLUTIONS = [30.0] + ([10.0] if BIG else [])
+WHOLE_RUNS = [(30.0, 1)] + ([(10.0, 1), (10.0, 4)] if BIG else [])
 
 
 @pytest.fixture(scope="module", params=RESOLUTIONS, ids=lambda r: f"{r:g}m")
 def pilot(request):
-    d = BENCH_DIR / f"qionglai_{request.param:g}m"
-    if not (d / "catalog.toml").exists():
-        generate_pilot("qionglai", d, resolution_m=request.param)
-    return request.param, d
+    return request.param, pilot_dir(request.param)
+
+
+@pytest.mark.parametrize("res_m,factor", WHOLE_RUNS, ids=lambda v: f"{v:g}")
+def test_whole_run_subprocess(benchmark, res_m, factor):
+    """Time and peak RSS of one whole valuation in its own process (targets: 10 m < 60 s, < 3 GB)."""
+    pilot_dir(res_m, factor)   # generate outside the measured process
+
+    def once():
+        p = subprocess.run([sys.executable, str(Path(__file__).parent / "run_pilot.py"), str(res_m), str(factor)],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr[-800:]
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    r = benchmark.pedantic(once, rounds=1, iterations=1)
+    benchmark.extra_info.update(r | {"loadavg": os.getloadavg()})
+    assert r["gep_total_cny"] > 0
 
 
 def test_full_pilot_valuation(benchmark, pilot, tmp_path):
@@ -45,7 +67,11 @@ def test_full_pilot_valuation(benchmark, pilot, tmp_path):
 
 
 def test_zonal_parcel_sums_vs_numpy(benchmark, pilot):
-    """Exact-coverage parcel sums of one raster vs a single-threaded numpy bincount of rasterized ids."""
+    """Exact-coverage parcel sums of one raster vs a single-threaded numpy bincount of rasterized ids.
+
+    The coverage is made chunk by chunk inside the summing tasks, so ``weights_s`` is now only the
+    preparation of the polygons and the timed sums include the exactextract work.
+    """
     import dask
     import geopandas as gpd
     import rasterio

@@ -1,16 +1,20 @@
-"""Zonal sums with exact area weights at polygon edges (exactextract coverage fractions).
+"""Zonal sums with exact area weights at polygon edges (exactextract coverage fractions), chunk by chunk.
 
-For each zone layer, :func:`zone_weights` computes once which pixels each polygon covers and by
-what fraction (exactextract ``cell_id`` + ``coverage``). :func:`zonal_sums` then builds a lazy dask
-graph: one task per raster chunk that sums the chunk's pixel values by zone with ``np.bincount``,
-and a tree reduction over chunks. Nothing is computed until the pipeline's single ``compute``.
-A pixel split between two parcels counts in each by its covered share, so parcels that tile the
-county sum to the county total.
+:func:`zone_weights` keeps only the zone polygons (in the grid's CRS) and a spatial index: O(zones),
+never O(pixels). Each raster chunk's weights are made inside that chunk's task
+(:meth:`ZoneWeights.chunk`): exactextract's coverage fractions on the chunk's window; pixels a zone
+covers wholly (fraction 1) become a chunk-sized zone-id raster (summed with ``np.bincount`` as
+:func:`zonal_sums_by_id` does), only the fractional edge pixels stay (pixel, zone, fraction)
+triplets. Memory is thus one chunk per thread whatever the number of zones, and the numbers are
+those of whole-raster exact coverage: the same fractions at edges, 1 inside. :func:`zonal_sums`
+builds a lazy dask graph: one task per raster chunk, and a tree reduction over chunks; nothing is
+computed until the pipeline's single ``compute``. A pixel split between two parcels counts in each
+by its covered share, so parcels that tile the county sum to the county total.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dask
 import numpy as np
@@ -20,70 +24,169 @@ from ..grid import Grid
 
 
 @dataclass
+class ChunkWeights:
+    """The weights of one zone layer on one raster chunk (flat indices are row-major in the chunk).
+
+    ``inner``/``inner_zone``: pixels covered wholly by one zone (coverage 1), ascending, and that
+    zone; ``edge``: (pixel, zone, fraction) of every other covered pixel (fractional coverage, or a
+    second zone covering a pixel wholly where zones overlap).
+    """
+
+    inner: np.ndarray       # int64 flat pixel index
+    inner_zone: np.ndarray  # int64 zone index
+    edge: tuple             # (int64 pixel, int64 zone, float64 fraction)
+
+    @property
+    def empty(self) -> bool:
+        return len(self.inner) == 0 and len(self.edge[0]) == 0
+
+
+@dataclass
 class ZoneWeights:
-    """Sparse (zone, pixel, coverage fraction) triplets of one zone layer on one grid."""
+    """The zones of one layer on one grid: ids, polygons in the grid's CRS and their bounds (O(zones))."""
 
     ids: list[str]
-    zone: np.ndarray       # int32 zone index per triplet
-    pixel: np.ndarray      # int64 flat pixel index (row * width + col)
-    coverage: np.ndarray   # float64 covered fraction of the pixel
+    geoms: np.ndarray      # shapely geometries, grid CRS, in the order of ``ids``
+    grid: Grid
+    crs_wkt: str | None = None
+    _tree: object = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
         return len(self.ids)
 
-    def split_by_chunks(self, grid: Grid, row_chunks, col_chunks) -> dict[tuple[int, int], tuple]:
-        rows = self.pixel // grid.width
-        cols = self.pixel % grid.width
-        rb = np.cumsum((0,) + tuple(row_chunks))
-        cb = np.cumsum((0,) + tuple(col_chunks))
-        bi = np.searchsorted(rb, rows, side="right") - 1
-        bj = np.searchsorted(cb, cols, side="right") - 1
-        key = bi * len(col_chunks) + bj
-        order = np.argsort(key, kind="stable")
-        key_s = key[order]
-        out = {}
-        bounds = np.searchsorted(key_s, np.arange(len(row_chunks) * len(col_chunks) + 1))
-        for i in range(len(row_chunks)):
-            for j in range(len(col_chunks)):
-                k = i * len(col_chunks) + j
-                sel = order[bounds[k]:bounds[k + 1]]
-                lr = rows[sel] - rb[i]
-                lc = cols[sel] - cb[j]
-                out[(i, j)] = (lr * col_chunks[j] + lc, self.zone[sel], self.coverage[sel])
-        return out
+    def candidates(self, r0: int, c0: int, h: int, w: int) -> np.ndarray:
+        """Indices (ascending) of the zones whose bounding box meets the window's."""
+        import shapely
+        from shapely import STRtree
+
+        if self._tree is None:
+            self._tree = STRtree(self.geoms)
+        return np.sort(self._tree.query(shapely.box(*_window_bounds(self.grid, r0, c0, h, w))))
+
+    def part(self, r0: int, c0: int, h: int, w: int) -> "ZonePart":
+        """What one chunk's task needs to make its weights (the candidate polygons only)."""
+        z = self.candidates(r0, c0, h, w)
+        return ZonePart(self.n, z, self.geoms[z], _window_bounds(self.grid, r0, c0, h, w), (h, w), self.crs_wkt)
+
+    def chunk(self, r0: int, c0: int, h: int, w: int) -> ChunkWeights:
+        return self.part(r0, c0, h, w).weights()
 
 
-def zone_weights(gdf, id_field: str, grid: Grid, template_path: str) -> ZoneWeights:
-    """Coverage fractions of every polygon of ``gdf`` on ``grid`` (``template_path`` is a raster on it)."""
+@dataclass
+class ZonePart:
+    """The zones meeting one raster window, enough to compute its :class:`ChunkWeights` anywhere."""
+
+    n: int
+    zones: np.ndarray
+    geoms: np.ndarray
+    bounds: tuple
+    shape: tuple
+    crs_wkt: str | None
+
+    def weights(self) -> ChunkWeights:
+        return chunk_weights(self.geoms, self.zones, self.bounds, self.shape, self.crs_wkt)
+
+
+def _window_bounds(grid: Grid, r0: int, c0: int, h: int, w: int) -> tuple[float, float, float, float]:
+    t = grid.transform
+    x0, x1 = t.c + c0 * t.a, t.c + (c0 + w) * t.a
+    y0, y1 = t.f + r0 * t.e, t.f + (r0 + h) * t.e
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+
+_NONE = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+
+
+def chunk_weights(geoms, zones, bounds, shape, crs_wkt=None) -> ChunkWeights:
+    """Exact coverage of the window ``bounds`` (``shape`` pixels) by ``geoms`` (zone indices ``zones``)."""
+    if len(zones) == 0:
+        return ChunkWeights(np.zeros(0, np.int64), np.zeros(0, np.int64), _NONE)
+    import geopandas as gpd
     from exactextract import exact_extract
+    from exactextract.raster import NumPyRasterSource
+
+    h, w = shape
+    gdf = gpd.GeoDataFrame({"_z": np.asarray(zones, dtype=np.int64)}, geometry=list(geoms), crs=crs_wkt)
+    rast = NumPyRasterSource(np.zeros((h, w), np.uint8), *bounds, srs_wkt=crs_wkt)
+    df = exact_extract(rast, gdf, ["cell_id", "coverage"], include_cols=["_z"], output="pandas")
+    lens = np.array([len(c) for c in df["cell_id"]], dtype=np.int64)
+    if lens.sum() == 0:
+        return ChunkWeights(np.zeros(0, np.int64), np.zeros(0, np.int64), _NONE)
+    zone = np.repeat(df["_z"].to_numpy(np.int64), lens)
+    pix = np.concatenate([np.asarray(c, dtype=np.int64) for c in df["cell_id"]])
+    cov = np.concatenate([np.asarray(c, dtype=np.float64) for c in df["coverage"]])
+    whole = cov == 1.0
+    ids = np.full(h * w, -1, np.int64)
+    ids[pix[whole]] = zone[whole]
+    # a pixel wholly inside two overlapping zones keeps one in the id raster, the other as a triplet
+    second = whole.copy()
+    second[whole] = ids[pix[whole]] != zone[whole]
+    edge = ~whole | second
+    inner = np.flatnonzero(ids >= 0)
+    return ChunkWeights(inner, ids[inner], (pix[edge], zone[edge], cov[edge]))
+
+
+def zone_weights(gdf, id_field: str, grid: Grid, template_path: str | None = None) -> ZoneWeights:
+    """The zones of ``gdf`` on ``grid``; their exact coverage is made chunk by chunk when summed.
+
+    ``template_path`` (a raster on the grid) is no longer read; it is kept for callers' compatibility.
+    """
+    import pyproj
 
     if gdf.crs is not None and gdf.crs.to_string() != grid.crs:
         gdf = gdf.to_crs(grid.crs)
-    gdf = gdf[[id_field, "geometry"]].reset_index(drop=True)
-    df = exact_extract(template_path, gdf, ["cell_id", "coverage"], include_cols=[id_field], output="pandas")
-    ids = df[id_field].astype(str).tolist()
-    lens = np.array([len(c) for c in df["cell_id"]])
-    zone = np.repeat(np.arange(len(ids), dtype=np.int32), lens)
-    pixel = np.concatenate([np.asarray(c, dtype=np.int64) for c in df["cell_id"]]) if len(ids) else np.zeros(0, np.int64)
-    cov = np.concatenate([np.asarray(c, dtype=np.float64) for c in df["coverage"]]) if len(ids) else np.zeros(0)
-    return ZoneWeights(ids, zone, pixel, cov)
+    ids = gdf[id_field].astype(str).tolist()
+    return ZoneWeights(ids, np.asarray(gdf.geometry.values, dtype=object), grid, pyproj.CRS(grid.crs).to_wkt())
 
 
-def _block_sums(n_zones: int, triplets, values: dict, coded: dict) -> dict[str, np.ndarray]:
-    pix, zone, cov = triplets
+def _chunks(row_chunks, col_chunks):
+    """(i, j, r0, c0, h, w) of every chunk."""
+    rb = np.cumsum((0,) + tuple(row_chunks))
+    cb = np.cumsum((0,) + tuple(col_chunks))
+    for i, h in enumerate(row_chunks):
+        for j, w in enumerate(col_chunks):
+            yield i, j, int(rb[i]), int(cb[j]), int(h), int(w)
+
+
+def _nan0(a: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(a), 0.0, a)
+
+
+def _block_sums(n_zones: int, cw: ChunkWeights, values: dict, coded: dict) -> dict[str, np.ndarray]:
+    """Per-zone sums of one chunk: interior pixels by zone id (weight 1), edge pixels by fraction."""
+    sel, zi = cw.inner, cw.inner_zone
+    pix, zone, cov = cw.edge
     out = {}
     for name, arr in values.items():
-        v = np.asarray(arr, dtype=np.float64).ravel()[pix]
-        v = np.where(np.isnan(v), 0.0, v)
-        out[name] = np.bincount(zone, weights=cov * v, minlength=n_zones)
+        a = np.asarray(arr, dtype=np.float64).ravel()
+        s = np.bincount(zi, weights=_nan0(a[sel]), minlength=n_zones).astype(np.float64)  # int64 when empty
+        if len(pix):
+            s += np.bincount(zone, weights=cov * _nan0(a[pix]), minlength=n_zones)
+        out[name] = s
     for name, (codes, arr, n_codes) in coded.items():
-        c = np.asarray(codes).ravel()[pix].astype(np.int64)
-        c = np.where((c >= 0) & (c < n_codes), c, n_codes)
-        w = cov if arr is None else cov * np.nan_to_num(np.asarray(arr, dtype=np.float64).ravel()[pix])
-        out[name] = np.bincount(zone * (n_codes + 1) + c, weights=w, minlength=n_zones * (n_codes + 1)) \
-            .reshape(n_zones, n_codes + 1)[:, :n_codes]
+        c = np.asarray(codes).ravel()
+        a = None if arr is None else np.asarray(arr, dtype=np.float64).ravel()
+        m = n_zones * (n_codes + 1)
+
+        def key(p, z):
+            k = c[p].astype(np.int64)
+            return z * (n_codes + 1) + np.where((k >= 0) & (k < n_codes), k, n_codes)
+
+        s = np.bincount(key(sel, zi), weights=None if a is None else np.nan_to_num(a[sel]), minlength=m).astype(np.float64)
+        if len(pix):
+            s += np.bincount(key(pix, zone), weights=cov if a is None else cov * np.nan_to_num(a[pix]), minlength=m)
+        out[name] = s.reshape(n_zones, n_codes + 1)[:, :n_codes]
     return out
+
+
+def _zeros(n: int, values, coded) -> dict[str, np.ndarray]:
+    return {k: np.zeros(n) for k in values} | {k: np.zeros((n, c[2])) for k, c in coded.items()}
+
+
+def _part_sums(n_zones: int, part: ZonePart, values: dict, coded: dict) -> dict[str, np.ndarray]:
+    cw = part.weights()
+    return _zeros(n_zones, values, coded) if cw.empty else _block_sums(n_zones, cw, values, coded)
 
 
 def _add(parts: list[dict]) -> dict:
@@ -92,84 +195,6 @@ def _add(parts: list[dict]) -> dict:
         for k, v in p.items():
             out[k] += v
     return out
-
-
-def zonal_sums(weights: ZoneWeights, grid: Grid, values: dict[str, xr.DataArray] | None = None,
-               coded: dict[str, tuple[xr.DataArray, xr.DataArray | None, int]] | None = None):
-    """Lazy per-zone sums: ``Σ coverage · value`` for each value, and by class code for ``coded``.
-
-    ``values``: name → per-pixel DataArray (NaN counts as 0). ``coded``: name → (codes, value or
-    None for area, number of codes) giving an (n_zones, n_codes) matrix. Multiply by the pixel area
-    beforehand when the values are per hectare. Returns a ``dask.delayed`` dict of numpy arrays.
-    """
-    values = values or {}
-    coded = coded or {}
-    arrays = [a.data for a in values.values()] + [c.data for c, _, _ in coded.values()] + \
-        [v.data for _, v, _ in coded.values() if v is not None]
-    ref = arrays[0]
-    arrays = [a.rechunk(ref.chunks) for a in arrays]
-    row_chunks, col_chunks = ref.chunks
-    trip = weights.split_by_chunks(grid, row_chunks, col_chunks)
-    parts = []
-    for i in range(len(row_chunks)):
-        for j in range(len(col_chunks)):
-            t = trip[(i, j)]
-            if len(t[0]) == 0:
-                continue
-            vb = {k: a.data.rechunk(ref.chunks).blocks[i, j] for k, a in values.items()}
-            cb = {k: (c.data.rechunk(ref.chunks).blocks[i, j],
-                      None if v is None else v.data.rechunk(ref.chunks).blocks[i, j], n) for k, (c, v, n) in coded.items()}
-            parts.append(dask.delayed(_block_sums)(weights.n, t, vb, cb))
-    while len(parts) > 1:  # tree reduction keeps memory flat
-        parts = [dask.delayed(_add)(parts[k:k + 8]) for k in range(0, len(parts), 8)]
-    if not parts:
-        empty = {k: np.zeros(weights.n) for k in values} | {k: np.zeros((weights.n, n)) for k, (_, _, n) in coded.items()}
-        return dask.delayed(lambda: empty)()
-    return parts[0]
-
-
-def zonal_sums_many(weights: dict[str, ZoneWeights], grid: Grid, values: dict[str, xr.DataArray],
-                    coded: dict[str, tuple], coded_only: dict[str, dict[str, tuple]] | None = None,
-                    block_stats: dict[str, tuple] | None = None,
-                    block_writes: dict[str, tuple] | None = None):
-    """:func:`zonal_sums` for several zone layers at once: one task per raster chunk serves them all,
-    so each chunk's values are computed once and released as soon as that task has run.
-
-    ``coded_only``: extra coded sums for one zone layer only (e.g. by land-cover class for the county).
-    ``block_stats``: name → (block function, merge function, DataArrays): the function of each chunk's
-    blocks, merged over chunks, gathered in the same pass under the key ``"__stats__"`` (input validation).
-    ``block_writes``: name → (DataArray, GeoTIFF path, lock): each chunk is also written into its
-    window of an existing GeoTIFF by the same task (outputs cost no second pass and no extra memory).
-    Returns a ``dask.delayed`` dict kind → dict name → array.
-    """
-    coded_only = coded_only or {}
-    block_stats = block_stats or {}
-    block_writes = block_writes or {}
-    ref = next(iter(values.values())).data
-    row_chunks, col_chunks = ref.chunks
-    trips = {k: w.split_by_chunks(grid, row_chunks, col_chunks) for k, w in weights.items()}
-    ns = {k: w.n for k, w in weights.items()}
-    all_coded = dict(coded)
-    for extra in coded_only.values():
-        all_coded.update(extra)
-    only = {k: set(v) for k, v in coded_only.items()}
-    blocks = lambda a, i, j: a.data.rechunk(ref.chunks).blocks[i, j]  # noqa: E731
-    parts = []
-    for i in range(len(row_chunks)):
-        for j in range(len(col_chunks)):
-            t = {k: tr[(i, j)] for k, tr in trips.items()}
-            if not any(len(x[0]) for x in t.values()) and not block_writes:
-                continue
-            vb = {k: blocks(a, i, j) for k, a in values.items()}
-            cb = {k: (blocks(c, i, j), None if v is None else blocks(v, i, j), n) for k, (c, v, n) in all_coded.items()}
-            sb = {k: (fn, tuple(blocks(a, i, j) for a in arrs)) for k, (fn, _m, arrs) in block_stats.items()}
-            win = (int(sum(row_chunks[:i])), int(sum(col_chunks[:j])))
-            wb = {k: (blocks(a, i, j), path, lock, win) for k, (a, path, lock) in block_writes.items()}
-            parts.append(dask.delayed(_block_sums_many)(ns, t, vb, cb, only, sb, wb))
-    merges = {k: m for k, (_fn, m, _arrs) in block_stats.items()}
-    while len(parts) > 1:
-        parts = [dask.delayed(_add_many)(parts[k:k + 8], merges) for k in range(0, len(parts), 8)]
-    return parts[0]
 
 
 def _stats(stats):
@@ -194,21 +219,6 @@ def _write_blocks(writes):
                 dst.write(np.where(np.isnan(a), np.float32(dst.nodata), a), 1, window=Window(c0, r0, a.shape[1], a.shape[0]))
 
 
-def _block_sums_many(ns, trips, values, coded, only, stats=None, writes=None):
-    extra_names = set().union(*only.values()) if only else set()
-    _write_blocks(writes or {})
-    out = {"__stats__": _stats(stats or {})}
-    for kind, t in trips.items():
-        cod = {k: v for k, v in coded.items() if k not in extra_names or k in only.get(kind, set())}
-        if not cod and not values:
-            continue
-        if len(t[0]) == 0:
-            out[kind] = {k: np.zeros(ns[kind]) for k in values} | {k: np.zeros((ns[kind], n)) for k, (_, _, n) in cod.items()}
-        else:
-            out[kind] = _block_sums(ns[kind], t, values, cod)
-    return out
-
-
 def _add_many(parts, merges):
     out = {kind: _add([p[kind] for p in parts]) for kind in parts[0] if kind != "__stats__"}
     st = {}
@@ -218,11 +228,126 @@ def _add_many(parts, merges):
     return out
 
 
-def class_coverage(weights: ZoneWeights, codes: np.ndarray, n_codes: int = 256) -> np.ndarray:
-    """Σ coverage of all zones' pixels by class code (e.g. the region's land-cover extent in pixels)."""
-    c = np.asarray(codes).ravel()[weights.pixel].astype(np.int64)
-    ok = (c >= 0) & (c < n_codes)
-    return np.bincount(c[ok], weights=weights.coverage[ok], minlength=n_codes)
+def _block_getter(arrays, chunks):
+    """The blocks of ``arrays`` (DataArrays) as ``Delayed`` objects, after ONE joint graph optimisation.
+
+    Passing dask-array blocks to ``dask.delayed`` optimises each block's whole graph at every call
+    (~90 s of graph building at 10 m); optimising all arrays together once keeps shared inputs
+    shared and makes each block a cheap key reference.
+    """
+    uniq = {}
+    for a in arrays:
+        if a is not None:
+            uniq.setdefault(id(a), a)
+    opt = dask.optimize(*[a.data.rechunk(chunks) for a in uniq.values()])
+    grids = {k: o.to_delayed(optimize_graph=False) for k, o in zip(uniq, opt)}
+    return lambda a, i, j: grids[id(a)][i, j]
+
+
+def zonal_sums(weights: ZoneWeights, grid: Grid, values: dict[str, xr.DataArray] | None = None,
+               coded: dict[str, tuple[xr.DataArray, xr.DataArray | None, int]] | None = None):
+    """Lazy per-zone sums: ``Σ coverage · value`` for each value, and by class code for ``coded``.
+
+    ``values``: name → per-pixel DataArray (NaN counts as 0). ``coded``: name → (codes, value or
+    None for area, number of codes) giving an (n_zones, n_codes) matrix. Multiply by the pixel area
+    beforehand when the values are per hectare. Returns a ``dask.delayed`` dict of numpy arrays; each
+    chunk's weights are made inside its task (memory O(chunk)).
+    """
+    values = values or {}
+    coded = coded or {}
+    arrays = [a.data for a in values.values()] + [c.data for c, _, _ in coded.values()] + \
+        [v.data for _, v, _ in coded.values() if v is not None]
+    ref = arrays[0]
+    blocks = _block_getter(list(values.values()) + [x for c, v, _ in coded.values() for x in (c, v)], ref.chunks)
+    parts = []
+    for i, j, r0, c0, h, w in _chunks(*ref.chunks):
+        part = weights.part(r0, c0, h, w)
+        if len(part.zones) == 0:
+            continue
+        vb = {k: blocks(a, i, j) for k, a in values.items()}
+        cb = {k: (blocks(c, i, j), None if v is None else blocks(v, i, j), n) for k, (c, v, n) in coded.items()}
+        parts.append(dask.delayed(_part_sums)(weights.n, part, vb, cb))
+    while len(parts) > 1:  # tree reduction keeps memory flat
+        parts = [dask.delayed(_add)(parts[k:k + 8]) for k in range(0, len(parts), 8)]
+    if not parts:
+        empty = _zeros(weights.n, values, coded)
+        return dask.delayed(lambda: empty)()
+    return parts[0]
+
+
+def zonal_sums_many(weights: dict[str, ZoneWeights], grid: Grid, values: dict[str, xr.DataArray],
+                    coded: dict[str, tuple], coded_only: dict[str, dict[str, tuple]] | None = None,
+                    block_stats: dict[str, tuple] | None = None,
+                    block_writes: dict[str, tuple] | None = None):
+    """:func:`zonal_sums` for several zone layers at once: one task per raster chunk serves them all,
+    so each chunk's values are computed once and released as soon as that task has run.
+
+    ``coded_only``: extra coded sums for one zone layer only (e.g. by land-cover class for the county).
+    ``block_stats``: name → (block function, merge function, DataArrays): the function of each chunk's
+    blocks, merged over chunks, gathered in the same pass under the key ``"__stats__"`` (input validation).
+    ``block_writes``: name → (DataArray, GeoTIFF path, lock): each chunk is also written into its
+    window of an existing GeoTIFF by the same task (outputs cost no second pass and no extra memory).
+    Returns a ``dask.delayed`` dict kind → dict name → array.
+    """
+    coded_only = coded_only or {}
+    block_stats = block_stats or {}
+    block_writes = block_writes or {}
+    ref = next(iter(values.values())).data
+    ns = {k: w.n for k, w in weights.items()}
+    all_coded = dict(coded)
+    for extra in coded_only.values():
+        all_coded.update(extra)
+    only = {k: set(v) for k, v in coded_only.items()}
+    blocks = _block_getter(list(values.values()) + [x for c, v, _ in all_coded.values() for x in (c, v)]
+                           + [a for _fn, _m, arrs in block_stats.values() for a in arrs]
+                           + [a for a, _p, _l in block_writes.values()], ref.chunks)
+    parts = []
+    for i, j, r0, c0, h, w in _chunks(*ref.chunks):
+        t = {k: wt.part(r0, c0, h, w) for k, wt in weights.items()}
+        if not any(len(p.zones) for p in t.values()) and not block_writes:
+            continue
+        vb = {k: blocks(a, i, j) for k, a in values.items()}
+        cb = {k: (blocks(c, i, j), None if v is None else blocks(v, i, j), n) for k, (c, v, n) in all_coded.items()}
+        sb = {k: (fn, tuple(blocks(a, i, j) for a in arrs)) for k, (fn, _m, arrs) in block_stats.items()}
+        wb = {k: (blocks(a, i, j), path, lock, (r0, c0)) for k, (a, path, lock) in block_writes.items()}
+        parts.append(dask.delayed(_block_sums_many)(ns, t, vb, cb, only, sb, wb))
+    merges = {k: m for k, (_fn, m, _arrs) in block_stats.items()}
+    while len(parts) > 1:
+        parts = [dask.delayed(_add_many)(parts[k:k + 8], merges) for k in range(0, len(parts), 8)]
+    return parts[0]
+
+
+def _block_sums_many(ns, parts, values, coded, only, stats=None, writes=None):
+    extra_names = set().union(*only.values()) if only else set()
+    _write_blocks(writes or {})
+    out = {"__stats__": _stats(stats or {})}
+    for kind, part in parts.items():
+        cod = {k: v for k, v in coded.items() if k not in extra_names or k in only.get(kind, set())}
+        if not cod and not values:
+            continue
+        out[kind] = _part_sums(ns[kind], part, values, cod)
+    return out
+
+
+def class_coverage(weights: ZoneWeights, codes: np.ndarray, n_codes: int = 256, chunk_px: int | None = None) -> np.ndarray:
+    """Σ coverage of all zones' pixels by class code (e.g. the region's land-cover extent in pixels).
+
+    ``codes`` is the whole grid's code raster; the coverage is made window by window (O(window)).
+    """
+    codes = np.asarray(codes)
+    step = int(chunk_px or weights.grid.chunk_px)
+    out = np.zeros(n_codes)
+    for _i, _j, r0, c0, h, w in _chunks(*[[step] * (n // step) + ([n % step] if n % step else []) for n in codes.shape]):
+        cw = weights.chunk(r0, c0, h, w)
+        if cw.empty:
+            continue
+        c = codes[r0:r0 + h, c0:c0 + w].ravel().astype(np.int64)
+        pix, _zone, cov = cw.edge
+        for p, wgt in ((cw.inner, None), (pix, cov)):
+            k = c[p]
+            ok = (k >= 0) & (k < n_codes)
+            out += np.bincount(k[ok], weights=None if wgt is None else wgt[ok], minlength=n_codes)[:n_codes]
+    return out
 
 
 def coverage_raster(weights: ZoneWeights, grid: Grid, like: xr.DataArray) -> xr.DataArray:
@@ -230,16 +355,17 @@ def coverage_raster(weights: ZoneWeights, grid: Grid, like: xr.DataArray) -> xr.
     import dask.array as da
 
     row_chunks, col_chunks = like.data.chunks
-    trip = weights.split_by_chunks(grid, row_chunks, col_chunks)
 
-    def block(i, j):
-        pix, _zone, cov = trip[(i, j)]
-        out = np.zeros(row_chunks[i] * col_chunks[j])
-        np.add.at(out, pix, cov)
-        return np.minimum(out, 1.0).reshape(row_chunks[i], col_chunks[j])
+    def block(part: ZonePart):
+        cw = part.weights()
+        out = np.zeros(part.shape[0] * part.shape[1])
+        out[cw.inner] = 1.0
+        np.add.at(out, cw.edge[0], cw.edge[2])
+        return np.minimum(out, 1.0).reshape(part.shape)
 
-    rows = [[da.from_delayed(dask.delayed(block)(i, j), (row_chunks[i], col_chunks[j]), dtype="float64")
-             for j in range(len(col_chunks))] for i in range(len(row_chunks))]
+    rows = [[None] * len(col_chunks) for _ in row_chunks]
+    for i, j, r0, c0, h, w in _chunks(row_chunks, col_chunks):
+        rows[i][j] = da.from_delayed(dask.delayed(block)(weights.part(r0, c0, h, w)), (h, w), dtype="float64")
     return xr.DataArray(da.block(rows), dims=like.dims, coords=like.coords, name="region_coverage")
 
 
