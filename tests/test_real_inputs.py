@@ -18,11 +18,12 @@ from shapely.geometry import box
 from eco_value.errors import InputError
 from eco_value.grid import Grid
 from eco_value.inputs import inventory as inv
-from eco_value.inputs.crosswalk import load_ecosystem_types, load_scheme
+from eco_value.inputs.schemes import load_scheme
+from eco_value.rules.ecosystem import ecosystem_types
 
 CRS_GK = "EPSG:4543"  # CGCS2000 / 3-degree Gauss-Kruger CM 102E, the bureau's usual CRS
 X0, Y0 = 500_000.0, 3_400_000.0
-TYPES = load_ecosystem_types()
+TYPES = ecosystem_types()
 
 NATIONAL = ["SHENG", "XIAN", "XIANG", "CUN", "LIN_BAN", "XIAO_BAN", "DI_LEI", "QI_YUAN", "YOU_SHI_SZ",
             "LING_ZU", "PINGJUN_NL", "YU_BI_DU", "MEI_GQ_XJ", "HUO_LM_XJ", "LIN_ZHONG", "MIAN_JI"]
@@ -73,7 +74,7 @@ def test_every_scheme_maps_to_ecosystem_types_and_cites_its_source():
     assert [g.codes[c] for c in ("0201", "0202", "0204", "0301", "0302", "0305", "0307")] == \
         ["orchard", "tea_garden", "orchard", "forest", "bamboo_forest", "shrub", "sparse_forest"]
     assert {g.codes[c] for c in ("0304", "0306", "0402", "1108")} == {"marsh"}
-    assert load_scheme("worldcover").nodata == ("0",)
+    assert load_scheme("worldcover").nodata_codes == ("0",)
     # a 6-digit DI_LEI stored as a number still finds its code
     assert load_scheme("dilei-6digit").types_of([30100, "030200"], file="f", field_name="DI_LEI") == \
         ["forest", "bamboo_forest"]
@@ -467,7 +468,7 @@ def test_worldcover_codes_become_ecosystem_types_on_the_grid(tmp_path):
     f = write_tif(tmp_path / "ESA_WorldCover_10m_2021_v200_Map.tif", wc, Affine(50, 0, X0, 0, -50, Y0 + 400),
                   CRS_GK, nodata=0)
     lc = open_classes(f, "worldcover", grid4())
-    T = {k: v.id for k, v in TYPES.items()}
+    T = {t.name: t.id for t in TYPES}
     assert lc.values.tolist() == [
         [T["forest"], T["forest"], T["cropland"], T["cropland"]],
         [T["shrub"], T["grassland"], T["cropland"], T["impervious"]],

@@ -200,6 +200,40 @@ def test_scheme_naming_an_unknown_type_is_refused(tmp_path):
     assert "jungle" in msg and "'2' has no `type" in msg and str(p) in msg
 
 
+def test_scheme_without_product_or_source_is_refused(tmp_path):
+    p = tmp_path / "uncited.toml"
+    p.write_text('[scheme]\nname = "uncited"\nproduct = "p"\n[codes."1"]\ntype = "forest"\n', encoding="utf-8")
+    with pytest.raises(InputError) as e:
+        read_scheme(p)
+    msg = str(e.value)
+    assert "1 problem(s): [scheme] has no `source = " in msg and "has no `product" not in msg and str(p) in msg
+
+
+def test_vector_codes_are_normalised_and_zero_padded_to_the_scheme_width(tmp_path):
+    s = load_scheme("dilei-6digit")
+    assert [s.canonical(v) for v in (30100, 30100.0, " 030200 ", "30100.0", None, float("nan"))] == \
+        ["030100", "030100", "030200", "030100", "", ""]
+    assert s.types_of([30100, "030200", None], file="f", field_name="DI_LEI") == ["forest", "bamboo_forest", None]
+    with pytest.raises(InputError) as e:
+        s.types_of(["030100", "999999", 999999.0, "12"], file="xb.shp", field_name="DI_LEI")
+    msg = str(e.value)
+    assert "3 value(s) of DI_LEI" in msg and "'12' (1×), '999999' (2×)" in msg and "xb.shp" in msg
+
+
+def test_a_species_scheme_is_refused_where_land_classes_are_read():
+    with pytest.raises(InputError, match="pilot_species' maps codes to species_groups"):
+        load_scheme("pilot_species", "ecosystem_type")
+    assert load_scheme("pilot_species", "species_group").vocabulary == "species_group"
+
+
+def test_forest_is_the_forest_type_and_its_sub_types():
+    t = ecosystem_types()
+    assert t.is_forest("forest") and t.is_forest("bamboo_forest") and t.is_forest("sparse_forest")
+    assert not t.is_forest("shrub") and not t.is_forest("tea_garden") and not t.is_forest("") \
+        and not t.is_forest("jungle")
+    assert t.ids_of(["forest", None, ""]).tolist() == [t["forest"].id, 0, 0]
+
+
 # --- roles and periods ------------------------------------------------------------------------------
 def test_legacy_layer_names_map_to_role_and_period():
     assert legacy_layer_key("lulc_2019", (2019, 2024)) == "land_cover@t1"

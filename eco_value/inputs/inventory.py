@@ -46,8 +46,9 @@ import xarray as xr
 from ..errors import InputError, Problem
 from ..grid import M2_PER_HA, Grid
 from ..resources import data_dir
-from .crosswalk import Scheme, is_forest, load_ecosystem_types, load_scheme, normalise_code
+from ..rules.ecosystem import ecosystem_types
 from .rasterize import rasterize_column
+from .schemes import Scheme, load_scheme, normalise_code
 from .vectors import missing_fields, read_table, read_vector
 
 # Definitions of the units (not model parameters): 1 ha = 15 亩 (市亩, 666.67 m²) = 10,000 m².
@@ -211,8 +212,8 @@ def read_inventory(path: str | Path, *, species: str | Path | dict | None = None
                                 "each 小班 must be one row: merge the multipart rows or fix the 林班/小班 numbers"))
 
     # land class -> ecosystem type
-    types = load_ecosystem_types()
-    scheme: Scheme = load_scheme(fm.di_lei_scheme, types)
+    types = ecosystem_types()
+    scheme: Scheme = load_scheme(fm.di_lei_scheme, "ecosystem_type")
     codes = col("di_lei")
     out["di_lei"] = codes.map(scheme.canonical)
     try:
@@ -221,7 +222,7 @@ def read_inventory(path: str | Path, *, species: str | Path | dict | None = None
         problems += exc.problems
         tnames = [None] * len(out)
     out["ecosystem_type"] = [t or "" for t in tnames]
-    out["ecosystem_type_id"] = np.array([types[t].id if t else 0 for t in tnames], dtype="int32")
+    out["ecosystem_type_id"] = types.ids_of(tnames).astype("int32")
 
     # species -> rule-set group
     sp = col("species").map(normalise_code)
@@ -351,7 +352,7 @@ def change_table(t1: gpd.GeoDataFrame, t2: gpd.GeoDataFrame,
             "read both snapshots with field maps that build the same id (same parts and widths); if the 小班 were "
             "renumbered, join them with the bureau's old-new id table first")])
     table = load_change_reasons(reasons)
-    types = load_ecosystem_types()
+    types = ecosystem_types()
     cols = ["xiaoban_id", "ecosystem_type", "volume_m3_ha", "area_ha", "species_group"]
     m = pd.merge(t1[cols], t2[cols + ["change_reason"]], on="xiaoban_id", how="outer",
                  suffixes=("_t1", "_t2"), indicator=True).sort_values("xiaoban_id").reset_index(drop=True)
@@ -362,8 +363,8 @@ def change_table(t1: gpd.GeoDataFrame, t2: gpd.GeoDataFrame,
         raise InputError([Problem("unmapped-code", f2, "change_reason",
                                   f"change-reason codes not in the table: {listed}",
                                   "add them to raster_inputs/fieldmaps/change-reasons.toml (or the bureau's copy)")])
-    fo1 = m["ecosystem_type_t1"].fillna("").map(lambda t: is_forest(t, types))
-    fo2 = m["ecosystem_type_t2"].fillna("").map(lambda t: is_forest(t, types))
+    fo1 = m["ecosystem_type_t1"].fillna("").map(types.is_forest)
+    fo2 = m["ecosystem_type_t2"].fillna("").map(types.is_forest)
     derived = np.select(
         [m["_merge"] == "left_only", m["_merge"] == "right_only", fo1 & ~fo2, ~fo1 & fo2],
         ["removed", "added", "deforestation", "afforestation"], "unchanged")

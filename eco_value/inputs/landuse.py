@@ -27,9 +27,10 @@ import xarray as xr
 
 from ..errors import InputError, Problem
 from ..grid import M2_PER_HA, Grid
-from .crosswalk import load_ecosystem_types, load_scheme, normalise_code
+from ..rules.ecosystem import ecosystem_types
 from .inventory import fieldmaps_dir, load_toml
 from .rasterize import rasterize_column
+from .schemes import load_scheme, normalise_code
 from .vectors import missing_fields, read_vector
 
 
@@ -48,13 +49,13 @@ def read_dltb(path: str | Path, *, fieldmap: str | Path = "dltb-national", layer
     problems = missing_fields(raw, F, str(p), lyr, str(fm_path))
     if problems:
         raise InputError(problems)
-    types = load_ecosystem_types()
-    scheme = load_scheme(meta.get("scheme", "gbt21010-2017"), types)
+    types = ecosystem_types()
+    scheme = load_scheme(meta.get("scheme", "gbt21010-2017"), "ecosystem_type")
     tnames = scheme.types_of(raw[F["code"]], file=str(p), field_name=F["code"])
     out = gpd.GeoDataFrame(geometry=raw.geometry.values, crs=raw.crs)
     out["dlbm"] = raw[F["code"]].map(scheme.canonical).to_numpy()
     out["ecosystem_type"] = [t or "" for t in tnames]
-    out["ecosystem_type_id"] = np.array([types[t].id if t else 0 for t in tnames], dtype="uint8")
+    out["ecosystem_type_id"] = types.ids_of(tnames).astype("uint8")
     out["zldwdm"] = raw[F["village"]].map(normalise_code).to_numpy()
     digits = int(fm.get("village", {}).get("digits", 12))
     out["village_code"] = out["zldwdm"].str[:digits]

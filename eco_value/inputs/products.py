@@ -45,8 +45,9 @@ from rasterio.vrt import WarpedVRT
 from ..errors import InputError, Problem
 from ..grid import Grid
 from ..resources import data_dir
-from .crosswalk import NODATA_ID, load_ecosystem_types, load_scheme
+from ..rules.ecosystem import NODATA_ID
 from .rasterize import grid_coords
+from .schemes import load_scheme
 
 
 class ProductSpec(BaseModel):
@@ -237,9 +238,7 @@ def open_classes(path: str | Path, scheme: str, grid: Grid, resample: str = "mod
     """A categorical product (WorldCover, CLCD, ...) warped onto ``grid`` (``mode`` by default) and
     crosswalked to ecosystem-type ids (uint8; 255 where the product has no data). Codes the scheme does
     not map are refused with their pixel counts on the grid."""
-    types = load_ecosystem_types()
-    sc = load_scheme(scheme, types)
-    lut = sc.lookup_table(types)
+    sc = load_scheme(scheme, "ecosystem_type")
     with rasterio.open(path) as ds:
         nodata = ds.nodata
         dtype = ds.dtypes[0]
@@ -249,8 +248,7 @@ def open_classes(path: str | Path, scheme: str, grid: Grid, resample: str = "mod
     vrt = WarpedVRT(rasterio.open(path), crs=grid.crs, transform=grid.transform, width=grid.width,
                     height=grid.height, resampling=Resampling[resample], src_nodata=nodata, nodata=nodata)
     codes = rioxarray.open_rasterio(vrt, chunks={"band": 1, **grid.chunks}, lock=False).isel(band=0, drop=True)
-    known = np.array(sorted({int(c) for c in sc.codes if c.isdigit()} | {int(c) for c in sc.nodata if c.isdigit()}
-                            | ({int(nodata)} if nodata is not None else set())))
+    known = np.array(sorted(set(sc.known_codes()) | ({int(nodata)} if nodata is not None else set())))
     bad = ~da.isin(codes.data, known)
     vals = codes.data[bad].compute()
     if vals.size:
@@ -260,7 +258,7 @@ def open_classes(path: str | Path, scheme: str, grid: Grid, resample: str = "mod
                                   f"{vals.size} pixel(s) on the run grid have codes that class scheme '{sc.name}' does "
                                   f"not map: {listed}",
                                   f"add each code to {sc.path} or choose the scheme that matches the product")])
-    ids = codes.data.map_blocks(lambda b: lut[b.astype(np.int64)], dtype=np.uint8)
+    ids = codes.data.map_blocks(lambda b: sc.translate(b, nodata), dtype=np.uint8)
     out = xr.DataArray(ids, dims=("y", "x"), coords=grid_coords(grid), name="land_cover")
     out.attrs = {"variable": "land_cover", "unit": "class", "classes": "ecosystem_types", "scheme": sc.name,
                  "nodata": NODATA_ID, "source_file": str(path), "resample": resample}

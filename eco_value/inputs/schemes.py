@@ -9,19 +9,23 @@ A scheme is a TOML file in ``raster_inputs/schemes/`` (format in that folder's R
     vocabulary = "ecosystem_type" # or "species_group" (stand layers); default ecosystem_type
     [codes."2"]
     type = "forest"               # an ecosystem type of accounting_rules/ecosystem_types.toml
-    label = "Forest 林地"          # optional
+    label = "Forest 林地"          # optional (or label_zh / label_en)
     [nodata]                      # optional: codes that mean "no data" in this product
     codes = [0]
 
 Species schemes write ``group = "<species group>"`` instead of ``type`` (``"none"`` = no stand).
 :meth:`Scheme.translate` turns a chunk of product codes into engine ids (uint8; unknown codes → 0,
 nodata → 255) with one lookup per chunk; the readers apply it lazily, so the engine never sees a
-product's code.
+product's code. Vector readers (小班 DI_LEI, 三调 DLBM) use :meth:`Scheme.types_of` per attribute value:
+codes are compared as text after :func:`normalise_code` (``30100.0`` → ``"30100"``), zero-padded to the
+scheme's code width when all its codes have one width (a 6-digit DI_LEI stored as the number ``30100``
+finds ``"030100"``); codes the scheme does not map are refused with their counts.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -74,6 +78,39 @@ class Scheme:
                 return c
         raise KeyError(f"scheme '{self.name}' has no code for '{name}'")
 
+    # -- vector attributes (codes as text) ------------------------------------------------------------
+    @property
+    def width(self) -> int | None:
+        """The length of every code, when all codes have the same length (else None)."""
+        widths = {len(c) for c in self.codes}
+        return widths.pop() if len(widths) == 1 else None
+
+    def canonical(self, value) -> str:
+        """A value read from a file as this scheme writes the code (zero-padded to the code width)."""
+        code = normalise_code(value)
+        if not code or code in self.codes or code in self.nodata_codes:
+            return code
+        w = self.width
+        if w and code.isdigit() and len(code) < w and code.zfill(w) in self.codes:
+            return code.zfill(w)
+        return code
+
+    def types_of(self, values, *, file: str, field_name: str) -> list[str | None]:
+        """Engine name per attribute value (``None`` for nodata / empty); unmapped codes are refused
+        with every offending code and its count."""
+        codes = [self.canonical(v) for v in values]
+        bad = Counter(c for c in codes if c and c not in self.codes and c not in self.nodata_codes)
+        if bad:
+            listed = ", ".join(f"'{c}' ({n}×)" for c, n in sorted(bad.items()))
+            key = "type" if self.vocabulary == "ecosystem_type" else "group"
+            raise InputError([Problem(
+                "unmapped-code", file, field_name,
+                f"{sum(bad.values())} value(s) of {field_name} have codes that class scheme '{self.name}' "
+                f"does not map: {listed}",
+                f"add each code to {self.path or 'the scheme'} as [codes.\"CODE\"] {key} = \"<{self.vocabulary}>\" "
+                f"(or list it under [nodata] codes), or choose the scheme that matches the data")])
+        return [self.codes[c] if c in self.codes else None for c in codes]
+
     # -- translation ----------------------------------------------------------------------------------
     def translate(self, codes: np.ndarray, source_nodata=None) -> np.ndarray:
         """Product codes → engine ids (uint8): unknown codes → 0, nodata (file's and scheme's) → 255."""
@@ -121,6 +158,21 @@ def _nodata_key(v):
     return None if np.isnan(v) else (int(v) if v.is_integer() else v)
 
 
+def normalise_code(value) -> str:
+    """A code read from a file as text: strip blanks, drop a float's ``.0``; missing → ``""``."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if np.isnan(value):
+            return ""
+        if value.is_integer():
+            return str(int(value))
+    text = str(value).strip()
+    if text.endswith(".0") and text[:-2].isdigit():
+        text = text[:-2]
+    return text
+
+
 def _is_int(code: str) -> bool:
     return str(code).lstrip("-").isdigit()
 
@@ -147,7 +199,8 @@ def read_scheme(path: str | Path) -> Scheme:
         raise _problem(path, "scheme.vocabulary", f"'{vocab_name}' is not a vocabulary", f"use one of {VOCABULARIES}")
     key = "type" if vocab_name == "ecosystem_type" else "group"
     vocab = ecosystem_types() if vocab_name == "ecosystem_type" else species_groups()
-    codes, labels, bad, ints = {}, {}, [], {}
+    codes, labels, ints = {}, {}, {}
+    bad = [f"[scheme] has no `{k} = \"...\"`" for k in ("product", "source") if not str(meta.get(k, "")).strip()]
     for code, d in raw.get("codes", {}).items():
         if not isinstance(d, dict) or key not in d:
             bad.append(f"code {code!r} has no `{key} = \"...\"`")
@@ -161,14 +214,15 @@ def read_scheme(path: str | Path) -> Scheme:
                 bad.append(f"codes {ints[int(code)]!r} and {code!r} are the same integer")
             ints[int(code)] = code
         codes[str(code)] = name
-        if d.get("label"):
-            labels[str(code)] = str(d["label"])
+        label = d.get("label") or d.get("label_zh") or d.get("label_en")
+        if label:
+            labels[str(code)] = str(label)
     if not codes:
         bad.append("no [codes.\"<code>\"] entries")
     if bad:
         raise _problem(path, "codes", f"{len(bad)} problem(s): " + "; ".join(bad[:10]),
-                       f"map every code to a {key} of accounting_rules/"
-                       f"{'ecosystem_types' if key == 'type' else 'species_groups'}.toml")
+                       f"cite the product and its code list under [scheme]; map every code to a {key} of "
+                       f"accounting_rules/{'ecosystem_types' if key == 'type' else 'species_groups'}.toml")
     nodata = tuple(str(c) for c in raw.get("nodata", {}).get("codes", []))
     return Scheme(name=str(meta.get("name", path.stem)), product=str(meta.get("product", "")),
                   source=str(meta.get("source", "")), vocabulary=vocab_name, codes=codes, labels=labels,
@@ -198,17 +252,27 @@ def has_scheme(name: str) -> bool:
 
 
 @lru_cache(maxsize=64)
-def load_scheme(name: str) -> Scheme:
-    """A scheme by name (case-insensitive: a catalog's old ``classes = "CLCD"`` finds ``clcd``) or by path."""
+def load_scheme(name: str | Path, vocabulary: str | None = None) -> Scheme:
+    """A scheme by name (case-insensitive: a catalog's old ``classes = "CLCD"`` finds ``clcd``) or by path.
+
+    ``vocabulary`` (``"ecosystem_type"`` / ``"species_group"``): refuse a scheme of the other vocabulary
+    (a species scheme given where land classes are read)."""
     p = Path(name)
     if p.suffix == ".toml" and p.exists():
-        return read_scheme(p)
-    path = _all_schemes().get(str(name).lower())
-    if path is None:
-        raise InputError([Problem("unknown-class-scheme", str(schemes_dir()), str(name),
-                                  f"class scheme '{name}' is not known",
-                                  f"use one of {scheme_names()} or add raster_inputs/schemes/{str(name).lower()}.toml")])
-    return read_scheme(path)
+        scheme = read_scheme(p)
+    else:
+        path = _all_schemes().get(str(name).lower())
+        if path is None:
+            raise InputError([Problem("unknown-class-scheme", str(schemes_dir()), str(name),
+                                      f"class scheme '{name}' is not known",
+                                      f"use one of {scheme_names()} or add raster_inputs/schemes/{str(name).lower()}.toml")])
+        scheme = read_scheme(path)
+    if vocabulary is not None and scheme.vocabulary != vocabulary:
+        raise InputError([Problem("wrong-class-scheme", str(scheme.path), str(name),
+                                  f"class scheme '{scheme.name}' maps codes to {scheme.vocabulary}s, "
+                                  f"but {vocabulary}s are read here",
+                                  f"choose a scheme with vocabulary = \"{vocabulary}\"")])
+    return scheme
 
 
 class _SchemeRegistry(dict):

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, Problem
-from .crosswalk import normalise_code
 from .inventory import HA_PER_UNIT, fieldmaps_dir, load_toml
+from .schemes import normalise_code
 from .vectors import missing_fields, read_table, read_vector
 
 _DATE = re.compile(r"^\s*(\d{4})\s*[-/.年]?\s*(\d{1,2})\s*[-/.月]?\s*(\d{1,2})\s*日?")

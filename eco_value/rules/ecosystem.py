@@ -26,6 +26,7 @@ from ..resources import data_dir
 NONE_ID = 0        # outside the region / not a type (land cover) or no stand (species)
 NODATA_ID = 255    # nodata in every engine-id array
 N_IDS = 256        # uint8: lookup tables have this many entries
+FOREST = "forest"  # the level-1 type whose sub-types are forest (ecosystem_types.toml)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,15 @@ class EcosystemTypes:
     def __contains__(self, name: str) -> bool:
         return name in self.by_name
 
+    def __getitem__(self, name: str) -> EcosystemType:
+        return self._get(name)
+
+    def is_forest(self, name: str) -> bool:
+        """True for ``forest`` and every type whose parent is ``forest`` (bamboo, sparse forest, ...);
+        False for an unknown or empty name."""
+        t = self.by_name.get(name)
+        return t is not None and t.level1 == FOREST
+
     def names(self) -> list[str]:
         return [t.name for t in self.types]
 
@@ -80,6 +90,10 @@ class EcosystemTypes:
         except KeyError:
             raise RuleSetError(f"'{name}' is not an ecosystem type of {self.source or 'ecosystem_types.toml'}; "
                                f"known: {', '.join(self.names())}") from None
+
+    def ids_of(self, names) -> np.ndarray:
+        """Id per type name (``None`` / ``""`` → NONE_ID), e.g. for the types a scheme gave vector rows."""
+        return np.array([self._get(n).id if n else NONE_ID for n in names], dtype=np.int64)
 
     def ids_under(self, *names: str) -> list[int]:
         """Ids of the named types and of all their sub-types (``forest`` → forest and every forest type)."""
