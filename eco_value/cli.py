@@ -257,6 +257,10 @@ def _print_summary(s: dict, run_id: str, reused: bool = False) -> None:
         t.add_row(k.replace("_", " "), f"{v['quantity']:,.0f}", v["unit"], f"{v['value_cny'] / 1e8:,.2f}")
     t.add_row("[b]GEP total[/]", "", "", f"[b]{s['gep']['total_cny'] / 1e8:,.2f}[/]")
     console.print(t)
+    ci = _gep_ci(s, None)
+    if ci:
+        console.print(f"GEP 95 % interval {ci[0] / 1e8:,.2f} – {ci[1] / 1e8:,.2f} 亿元 (Monte Carlo over every GEP "
+                      f"parameter's range; `eco-value sensitivity {run_id[:8]}` ranks them)", highlight=False)
     if s["gep"].get("actual_total_cny") is not None:
         console.print(f"actual (used) GEP {s['gep']['actual_total_cny'] / 1e8:,.2f} 亿元 "
                       f"({100 * s['gep']['actual']['share_of_potential']:.0f} % of potential)", highlight=False)
@@ -1166,6 +1170,13 @@ def _explain_eligibility(project_id, parcel, db, json_out) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    # rasterio's in-memory burn of a chunk (inputs/rasterize.py) warns "no geotransform" although the
+    # window's transform is applied (the real-format path is equal to the raster path to 1e-9): not for users
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio.features")
     argv = list(sys.argv[1:] if argv is None else argv)
     secrets = _secrets(argv)
     try:

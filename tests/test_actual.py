@@ -10,7 +10,7 @@ import pytest
 
 from eco_value.inputs.beneficiaries import read_beneficiary_inputs
 from eco_value.accounts.actual import DEFAULT, Beneficiaries, apply_actual, use_params, use_shares
-from eco_value.accounts.zonal import ZoneWeights
+from eco_value.accounts.zonal import zone_weights
 from eco_value.errors import InputError
 from eco_value.services import SERVICES
 
@@ -74,10 +74,15 @@ def _tiny(tmp_path, pop: np.ndarray | None, water: str | None, emis: str | None)
             (tmp_path / f"{key}.csv").write_text(text)
             tables[key] = SimpleNamespace(path=str(tmp_path / f"{key}.csv"))
     cat = SimpleNamespace(layers=layers, tables=tables, path_of=lambda x: tmp_path / x)
-    grid = SimpleNamespace(width=2, height=2, transform=from_origin(0, 200, 100, 100))
-    z = lambda ids, zone, px: ZoneWeights(ids, np.array(zone, np.int32), np.array(px, np.int64), np.ones(len(px)))  # noqa: E731
-    ctx = {"grid": grid, "zones": {"county": (None, z(["C"], [0, 0, 0, 0], [0, 1, 2, 3]), "id"),
-                                   "township": (None, z(["T1", "T2"], [0, 1, 0, 1], [0, 1, 2, 3]), "id")}}
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from eco_value.grid import Grid
+
+    grid = Grid("EPSG:32648", from_origin(0, 200, 100, 100), 2, 2, chunk_px=1)   # chunks of one pixel
+    z = lambda ids, boxes: zone_weights(gpd.GeoDataFrame({"id": ids}, geometry=boxes, crs="EPSG:32648"), "id", grid)  # noqa: E731
+    ctx = {"grid": grid, "zones": {"county": (None, z(["C"], [box(0, 0, 200, 200)]), "id"),
+                                   "township": (None, z(["T1", "T2"], [box(0, 0, 100, 200), box(100, 0, 200, 200)]), "id")}}
     zones = [dict(kind="county", zone_id="C", area_ha=4.0, population=None, parent_id=""),
              dict(kind="township", zone_id="T1", area_ha=2.0, population=None, parent_id=""),
              dict(kind="township", zone_id="T2", area_ha=2.0, population=None, parent_id="")]

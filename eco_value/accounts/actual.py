@@ -30,6 +30,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .zonal import zone_sums_of
+
 
 DEFAULT = "default"
 
@@ -109,7 +111,7 @@ def zone_beneficiaries(inputs, ctx: dict, zone_rows: list[dict]) -> dict[tuple[s
     if inputs.population is not None:
         a = inputs.population
         for kind, (_gdf, w, _f) in ctx["zones"].items():
-            s = np.bincount(w.zone, weights=w.coverage * a[w.pixel], minlength=w.n)
+            s = zone_sums_of(w, a)
             pop_by.update({(kind, zid): float(s[i]) for i, zid in enumerate(w.ids)})
     townships = [z["zone_id"] for z in zone_rows if z["kind"] == "township"]
     out = {}

@@ -72,6 +72,38 @@ class ZoneWeights:
     def chunk(self, r0: int, c0: int, h: int, w: int) -> ChunkWeights:
         return self.part(r0, c0, h, w).weights()
 
+    def flat(self) -> "FlatWeights":
+        """Every (zone, pixel, coverage) of these zones on the whole grid — O(covered pixels): for a few
+        zones (a project's parcels, one unit), never for a region's thousands of parcels."""
+        zs, ps, cs = [], [], []
+        step, width = self.grid.chunk_px, self.grid.width
+        sizes = [[step] * (n // step) + ([n % step] if n % step else []) for n in (self.grid.height, self.grid.width)]
+        for _i, _j, r0, c0, h, w in _chunks(*sizes):
+            if not len(self.candidates(r0, c0, h, w)):
+                continue
+            cw = self.chunk(r0, c0, h, w)
+            pix, zone, cov = cw.edge
+            for local, z, c in ((cw.inner, cw.inner_zone, np.ones(len(cw.inner))), (pix, zone, cov)):
+                zs.append(np.asarray(z, dtype=np.int64))
+                ps.append((r0 + local // w) * width + (c0 + local % w))
+                cs.append(np.asarray(c, dtype=np.float64))
+        cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))  # noqa: E731
+        return FlatWeights(self.ids, cat(zs, np.int64), cat(ps, np.int64), cat(cs, np.float64))
+
+
+@dataclass
+class FlatWeights:
+    """The weights of a few zones as flat arrays over the whole grid (see :meth:`ZoneWeights.flat`)."""
+
+    ids: list[str]
+    zone: np.ndarray       # int64 zone index
+    pixel: np.ndarray      # int64 flat pixel index (row-major over the grid)
+    coverage: np.ndarray   # float64 covered fraction
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
 
 @dataclass
 class ZonePart:
@@ -326,6 +358,18 @@ def _block_sums_many(ns, parts, values, coded, only, stats=None, writes=None):
         if not cod and not values:
             continue
         out[kind] = _part_sums(ns[kind], part, values, cod)
+    return out
+
+
+def zone_sums_of(weights: ZoneWeights, values: np.ndarray, chunk_px: int | None = None) -> np.ndarray:
+    """Σ coverage · value per zone of one in-memory raster on the grid (window by window, O(window))."""
+    values = np.asarray(values, dtype=np.float64)
+    step = int(chunk_px or weights.grid.chunk_px)
+    out = np.zeros(weights.n)
+    for _i, _j, r0, c0, h, w in _chunks(*[[step] * (n // step) + ([n % step] if n % step else []) for n in values.shape]):
+        cw = weights.chunk(r0, c0, h, w)
+        if not cw.empty:
+            out += _block_sums(weights.n, cw, {"v": values[r0:r0 + h, c0:c0 + w]}, {})["v"]
     return out
 
 

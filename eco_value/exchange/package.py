@@ -113,7 +113,7 @@ def _read_parcel_pixels(cat, parcels: list[tuple[str, object]]):
 
     grid = reference_grid(cat)
     gdf = gpd.GeoDataFrame({"pid": [p for p, _ in parcels]}, geometry=[g for _, g in parcels], crs=grid.crs)
-    w = zone_weights(gdf, "pid", grid, str(cat.path_of(cat.layers[cat.catalog.reference_layer].path)))
+    w = zone_weights(gdf, "pid", grid).flat()   # a project's parcels: flat (zone, pixel, coverage) arrays
     rows, cols = w.pixel // grid.width, w.pixel % grid.width
     vals = {k: _read_cells(cat, k, rows, cols)
             for k in (LAND_COVER_T1, LAND_COVER_T2, FOREST_TYPE_T1, FOREST_TYPE_T2, VOLUME_T1, VOLUME_T2)}

@@ -21,7 +21,7 @@ class BeneficiaryInputs:
 
     water_use: object = None                  # DataFrame (zone_id, water_use_m3) or None
     emissions: object = None                  # DataFrame (zone_id, medium, load_t) or None
-    population: np.ndarray | None = None      # persons per pixel on the run grid (flat, nodata → 0) or None
+    population: np.ndarray | None = None      # persons per pixel on the run grid (2-D, nodata → 0) or None
     names: tuple[str, ...] = ()               # the inputs present (for the run summary)
 
 
@@ -34,7 +34,7 @@ def read_beneficiary_inputs(cat, grid) -> BeneficiaryInputs:
         arr = read_full(cat, POPULATION_LAYER, grid)
         if arr is not None:
             spec = cat.layers[POPULATION_LAYER]
-            a = arr.astype("float64").ravel()
+            a = arr.astype("float64")
             nod = ~np.isfinite(a) | ((a == spec.nodata) if spec.nodata is not None else False)
             neg = ~nod & (a < 0)
             if neg.any():
