@@ -554,7 +554,7 @@ def test_only_catalogs_under_the_catalogs_folder_can_be_run(web_env, tmp_path):
     assert r.status_code == 400 and "eco-value serve --catalogs DIR" in r.json()["error"]
 
 
-def test_a_run_streams_its_progress_and_a_cancelled_run_stores_nothing_half_written(web_env):
+def test_a_run_streams_its_progress_and_a_cancelled_run_stores_nothing_half_written(web_env, monkeypatch):
     from sqlmodel import select
 
     from eco_value.store.models import Run
@@ -574,7 +574,9 @@ def test_a_run_streams_its_progress_and_a_cancelled_run_stores_nothing_half_writ
         with store.session() as s:
             return {x.id: (x.status, x.error) for x in s.exec(select(Run)).all()}
     before = runs()
-    # --force computes again: cancel it once the run is in the store as 'running'
+    # --force computes again: cancel it once the run is in the store as 'running' (the child pauses 60 s
+    # there, so the cancel never loses a race with a fast machine)
+    monkeypatch.setenv("ECO_VALUE_JOB_STAGE_PAUSE_S", "60")
     r = bo.post("/api/jobs", json={"catalog": "qionglai/catalog.toml", "force": True}, headers={"X-CSRF-Token": csrf})
     jid = r.json()["job_id"]
     started = _sse(bo, jid, stop=lambda e: e["kind"] == "progress" and e["stage"] not in ("validate inputs", "hash inputs"))

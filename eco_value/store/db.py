@@ -109,7 +109,8 @@ def get_engine(url: str | None = None, migrate: bool = True) -> Engine:
     engine = create_engine(url, **kw)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
-    _check_reachable(engine, url)
+    if not url.startswith("sqlite"):   # a server that is down or refuses the login; a SQLite file is opened
+        _check_reachable(engine, url)   # under the migration lock below (its WAL switch would race another process)
     if migrate:
         from alembic import command
 

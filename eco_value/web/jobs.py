@@ -68,8 +68,16 @@ def _child(catalog: str, db: str | None, mc_draws: int | None, force: bool, q) -
     from ..pipeline import RunOptions, run_valuation
     from ..store import Store
 
+    # Tests of cancellation need a run that is still running when the cancel arrives; a small pilot
+    # finishes in seconds on an idle machine. ECO_VALUE_JOB_STAGE_PAUSE_S pauses the child once, at the
+    # first stage after the inputs are hashed (the run is then stored as 'running'). Unset: no pause.
+    pause = {"s": float(os.environ.get("ECO_VALUE_JOB_STAGE_PAUSE_S") or 0.0)}
+
     def report(stage: str, frac):
         q.put(("progress", stage, frac))
+        if pause["s"] and stage not in ("validate inputs", "hash inputs"):
+            time.sleep(pause.pop("s"))
+            pause["s"] = 0.0
 
     try:
         kw = {"force": force} | ({"mc_draws": mc_draws} if mc_draws else {})
