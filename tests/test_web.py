@@ -591,7 +591,9 @@ def test_a_run_streams_its_progress_and_a_cancelled_run_stores_nothing_half_writ
     (status, error), = [v for k, v in after.items() if k not in before]
     assert status == "failed" and error.startswith(("KeyboardInterrupt", "interrupted")), error   # failed, never complete
     results = web_env["root"] / "catalogs" / "qionglai" / "results"
-    assert not [p for p in results.iterdir() if p.name.startswith(".")] if results.exists() else True                      # no partial output folder left
+    pid = web_env["app"].inner.state.jobs.get(jid).proc.pid
+    left = [p.name for p in results.iterdir() if f".partial-{pid}-" in p.name] if results.exists() else []
+    assert not left, left                                                                     # no partial output of this run left
     assert _sse(bo, jid)[-1]["status"] == "cancelled"
     again = bo.post(f"/api/jobs/{jid}/cancel", headers={"X-CSRF-Token": csrf})
     assert again.status_code == 400 and "cancelled already" in again.json()["error"]
