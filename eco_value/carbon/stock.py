@@ -106,7 +106,7 @@ def net_sink_tco2e_per_ha_yr(biomass_t1, biomass_t2, dom_t1, dom_t2, soc_t1, soc
                              co2_per_c):
     """Annual net carbon sink of one pixel by the stock-difference method.
 
-    ``S = ((B2 - B1 + DOM2 - DOM1) / dt + (SOC2 - SOC1) / D_soil) * 44/12``
+    ``S = ((B2 - B1 + DOM2 - DOM1) / dt + (SOC2 - SOC1) / D_soil) * r``, r = the CO2/C molar-mass ratio (``constants.molar_ratio_co2_c``)
 
     Parameters
     ----------
@@ -121,7 +121,7 @@ def net_sink_tco2e_per_ha_yr(biomass_t1, biomass_t2, dom_t1, dom_t2, soc_t1, soc
     soil_transition_yr : float
         Years D_soil over which soil carbon moves to its new equilibrium after a land-use change [yr].
     co2_per_c : float
-        Mass ratio CO2 / C [t CO2 / t C] (44/12).
+        Mass ratio CO2 / C [t CO2 / t C] (the rule set's ``constants.molar_ratio_co2_c``).
 
     Returns
     -------
