@@ -65,6 +65,9 @@ def resolve_catalog(root: Path | None, name: str) -> Path:
 
 def _child(catalog: str, db: str | None, mc_draws: int | None, force: bool, q) -> None:
     """The run in the child process; every outcome goes on the queue, nothing is printed."""
+    # cancel = SIGINT = Ctrl-C: the pipeline then records the failure and removes its partial output. A
+    # server started in the background of a shell inherits SIGINT *ignored*; restore Python's handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from ..pipeline import RunOptions, run_valuation
     from ..store import Store
 
@@ -199,6 +202,15 @@ class Jobs:
             j.proc.kill()
             j.proc.join(timeout=KILL_WAIT_S)
         self.store.mark_interrupted()
+        if j.proc.exitcode is not None and j.proc.exitcode < 0:
+            # killed before its own clean-up ran (it did not stop within the grace time): remove its
+            # temporary output now, as the next output into that folder would
+            from ..safe_write import clean_leftovers
+
+            try:
+                clean_leftovers(resolve_catalog(self.root, j.catalog).parent / "results")
+            except JobError:
+                pass
         self._event(j, kind="finished")
         return j
 
