@@ -108,6 +108,23 @@ def build_records(store, issuance_id: str) -> dict[str, list[dict]]:
     return {"credit_block": credit_blocks, "issuance": issuance, "gep_statement": gep}
 
 
+def write_bundle_files(work: Path, recs: dict[str, list[dict]], columns, schemas: dict[str, Path]) -> dict[str, bytes]:
+    """Write a bundle's records (JSON Lines + CSV), schemas and public key into ``work``; return every
+    file's bytes by relative path (all of them are listed in the manifest)."""
+    (work / "records").mkdir()
+    (work / "schemas").mkdir()
+    files: dict[str, bytes] = {}
+    for name, records in recs.items():
+        files[f"records/{name}s.jsonl"] = _jsonl(records)
+        files[f"records/{name}s.csv"] = _csv(records, columns(name))
+    for fn, path in schemas.items():
+        files[f"schemas/{fn}"] = path.read_bytes()
+    files["public_key"] = (public_key_hex() + "\n").encode("ascii")
+    for rel, b in files.items():
+        (work / rel).write_bytes(b)
+    return files
+
+
 def export_bundle(store, issuance_id: str, out_dir: str | Path, issuer: str = "eco-value issuer",
                   overwrite: bool = False) -> dict:
     """Write the signed bundle of ``issuance_id`` to the folder ``out_dir`` (a new folder, or an existing
@@ -126,17 +143,8 @@ def export_bundle(store, issuance_id: str, out_dir: str | Path, issuer: str = "e
     recs = build_records(store, issuance_id)
     out = Path(out_dir)
     with target.staging() as work:
-        (work / "records").mkdir()
-        (work / "schemas").mkdir()
-        files: dict[str, bytes] = {}
-        for name, records in recs.items():
-            files[f"records/{name}s.jsonl"] = _jsonl(records)
-            files[f"records/{name}s.csv"] = _csv(records, schema_columns(name))
-        for name, fn in SCHEMAS.items():
-            files[f"schemas/{fn}"] = (data_dir("exchange_export") / "schemas" / fn).read_bytes()
-        files["public_key"] = (public_key_hex() + "\n").encode("ascii")   # listed too: every file of a bundle is
-        for rel, b in files.items():
-            (work / rel).write_bytes(b)
+        files = write_bundle_files(work, recs, schema_columns,
+                                   {fn: data_dir("exchange_export") / "schemas" / fn for fn in SCHEMAS.values()})
         iss = recs["issuance"][0]
         run = store.run(iss["runId"])
         inputs = store.table("inputs", run.id)

@@ -18,7 +18,7 @@ from sqlmodel import select
 
 from ..resources import data_dir
 from ..store.models import CreditBlock, Issuance, IssuanceLine, ParcelVintage, Project, StatusEvent
-from .bundle import _csv, _jsonl, _sha, file_entries
+from .bundle import _sha, file_entries, write_bundle_files
 from .keys import public_key_hex, signing_key
 from .registry import chain_head
 from .serials import format_serial
@@ -179,17 +179,7 @@ def export_bundle_v2(store, pr: Project, group: list[Issuance], target, issuer: 
     recs = build_records(store, pr, group)
     out = Path(target.path)
     with target.staging() as work:
-        (work / "records").mkdir()
-        (work / "schemas").mkdir()
-        files: dict[str, bytes] = {}
-        for name, records in recs.items():
-            files[f"records/{name}s.jsonl"] = _jsonl(records)
-            files[f"records/{name}s.csv"] = _csv(records, columns(name))
-        for name, fn in SCHEMAS.items():
-            files[f"schemas/{fn}"] = (schema_dir() / fn).read_bytes()
-        files["public_key"] = (public_key_hex() + "\n").encode("ascii")
-        for rel, b in files.items():
-            (work / rel).write_bytes(b)
+        files = write_bundle_files(work, recs, columns, {fn: schema_dir() / fn for fn in SCHEMAS.values()})
         totals: dict[str, dict[str, int]] = {}
         for u in recs["unit"]:
             t = totals.setdefault(str(u["vintageYear"]), {})
