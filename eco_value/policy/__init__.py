@@ -170,7 +170,7 @@ def present_value(annual: float, years: int, rate: float) -> float:
 def _zone_results(store, run_id, polygons, scenario_fn=None, setup=None):
     """Per-service sums inside the polygon for the run (and, optionally, a scenario), in one compute."""
     from ..inputs.readers import open_layers
-    from ..pipeline import build
+    from ..engine.graph import build
 
     run, cat, rules, opts = setup or _run_setup(store, run_id)
     say = lambda *_: None  # noqa: E731
@@ -308,7 +308,7 @@ def damage(store, run_id: str, after_lulc: str | Path, polygon: str | Path, laye
     a_np = check_land_cover_codes(after_path, cat)
 
     def scenario(layers, grid, rules):
-        from ..pipeline import Scenario
+        from .scenario import Scenario
 
         with rasterio.open(after_path) as ds:
             same = ds.crs is not None and ds.crs.to_string() == grid.crs and ds.transform == grid.transform \

@@ -1,0 +1,135 @@
+"""The lazy graph of one valuation: carbon, GEP services and zonal accounts over the inputs' chunks."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from .. import gep_uncertainty as gep_mc
+from ..accounts.zonal import class_coverage, coverage_raster, zonal_sums_many, zone_weights
+from ..carbon import coefficients, stock_difference
+from ..grid import Grid
+from ..inputs.catalog import Catalog
+from ..inputs.readers import open_layers, read_full, read_table, read_vector
+from ..inputs.validate import layer_checks, region_mask
+from ..policy.scenario import Scenario, apply_scenario
+from ..roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
+from ..rules import RuleSet
+from ..rules.ecosystem import NODATA_ID, ecosystem_types, species_groups
+from ..services import ServiceContext, compute_services
+from .options import Progress, RunOptions
+
+M2_PER_KM2 = 1e6
+
+
+def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
+          zone_layers: dict[str, tuple] | None = None, scenario: Scenario | None = None,
+          layers: dict[str, xr.DataArray] | None = None, grid: Grid | None = None, map_writer=None):
+    """Build the lazy graph of one valuation. Returns (graph dict, context for post-processing).
+
+    ``zone_layers`` (kind → (GeoDataFrame, id field)) replaces the catalog's townships and parcels
+    (the county is always kept: it is the region that provisioning and recreation are shared over);
+    ``scenario`` values a changed land cover on the same inputs.
+    """
+    if layers is None:
+        layers, grid = open_layers(cat, chunk_px=opts.chunk_px)
+    y1, y2 = cat.catalog.period
+    coef = coefficients(rules)
+    say("carbon: stock difference", None)
+    carbon = stock_difference(layers[VOLUME_T1], layers[FOREST_TYPE_T1], layers[LAND_COVER_T1],
+                              layers[VOLUME_T2], layers[FOREST_TYPE_T2], layers[LAND_COVER_T2],
+                              (y1, y2), coef)
+    if scenario is not None:
+        before_sink = carbon["sink_tco2e_per_ha_yr"]
+        layers = apply_scenario(layers, scenario)
+        carbon = stock_difference(layers[VOLUME_T1], layers[FOREST_TYPE_T1], layers[LAND_COVER_T1],
+                                  layers[VOLUME_T2], layers[FOREST_TYPE_T2], layers[LAND_COVER_T2],
+                                  (y1, y2), coef)
+        carbon["sink_tco2e_per_ha_yr"] = xr.where(scenario.changed, 0.0, before_sink).where(before_sink.notnull())
+    tables = {k: read_table(cat, k) for k in cat.tables}
+    say("zone weights (exact coverage at polygon edges)", None)
+    template = str(cat.path_of(cat.layers[cat.catalog.reference_layer].path))
+    wanted = {"county": (read_vector(cat, "boundary", grid.crs), cat.vectors["boundary"].id_field)}
+    if zone_layers is None:
+        wanted["township"] = (read_vector(cat, "townships", grid.crs), cat.vectors["townships"].id_field)
+        wanted["parcel"] = (read_vector(cat, "parcels", grid.crs), cat.vectors["parcels"].id_field)
+    else:
+        wanted.update(zone_layers)
+    zones: dict[str, tuple] = {}
+    for kind, (gdf, id_field) in wanted.items():
+        if gdf.crs is not None and gdf.crs.to_string() != grid.crs:
+            gdf = gdf.to_crs(grid.crs)
+        zones[kind] = (gdf, zone_weights(gdf, id_field, grid, template), id_field)
+    # the region's land-cover extent (exact coverage) from the uint8 land cover (type ids), read
+    # outside the graph: the provisioning and tourism shares then need no region-wide reduction inside it
+    if scenario is not None and scenario.lulc_after_np is not None:
+        lc_np = scenario.lulc_after_np
+    else:
+        lc_np = read_full(cat, LAND_COVER_T2, grid)
+    region_class_px = None
+    if lc_np is not None:
+        region_class_px = class_coverage(zones["county"][1], lc_np)
+        region_class_px[int(layers[LAND_COVER_T2].attrs.get("nodata", NODATA_ID))] = 0.0
+    ctx = ServiceContext(layers=layers, grid=grid, rules=rules, year=y2, tables=tables,
+                         carbon_sink_tco2e_per_ha_yr=carbon["sink_tco2e_per_ha_yr"], price_year=opts.price_year,
+                         # only needed when the class extent could not be read beforehand
+                         region_coverage=None if region_class_px is not None else
+                         coverage_raster(zones["county"][1], grid, layers[LAND_COVER_T2]),
+                         region_class_px=region_class_px)
+    say("GEP services", None)
+    services = compute_services(ctx)
+
+    a_ha = grid.pixel_area_ha
+    values: dict[str, xr.DataArray] = {}
+    for key, res in services.items():
+        values[f"q:{key}"] = res.quantity
+        values[f"v:{key}"] = res.value_cny
+    values["carbon:sink"] = carbon["sink_tco2e_per_ha_yr"] * a_ha
+    values["carbon:stock1"] = carbon["stock_t1_tc_per_ha"] * a_ha
+    values["carbon:stock2"] = carbon["stock_t2_tc_per_ha"] * a_ha
+    lc1, lc2 = layers[LAND_COVER_T1], layers[LAND_COVER_T2]
+    valid = (lc1 != lc1.attrs["nodata"]) & (lc2 != lc2.attrs["nodata"])
+    area = xr.where(valid, a_ha, 0.0)
+    values["area_ha"] = area
+    types = ecosystem_types()
+    n_species = species_groups().n_ids
+    n_types = types.n_positions
+
+    def codes(a):
+        return xr.where(valid, a, NODATA_ID)
+
+    def positions(a):  # type id → dense position (sums by type stay small matrices)
+        c = codes(a)
+        return c.copy(data=c.data.map_blocks(lambda x: np.take(types.position_lut, x), dtype="int64"))
+
+    coded = {
+        "sv1": (codes(layers[FOREST_TYPE_T1]), xr.where(valid, layers[VOLUME_T1].astype("float64"), 0.0).clip(min=0) * a_ha, n_species),
+        "sv2": (codes(layers[FOREST_TYPE_T2]), xr.where(valid, layers[VOLUME_T2].astype("float64"), 0.0).clip(min=0) * a_ha, n_species),
+        "sa1": (codes(layers[FOREST_TYPE_T1]), area, n_species),
+        "sa2": (codes(layers[FOREST_TYPE_T2]), area, n_species),
+        "ca1": (positions(lc1), area, n_types),
+        "ca2": (positions(lc2), area, n_types),
+        "lucc_sink": (carbon["lucc"], values["carbon:sink"], 5),
+        "lucc_area": (carbon["lucc"], area, 5),
+    }
+    lc = positions(lc2)
+    by_class = {f"cls:{k}": (lc, v, n_types) for k, v in values.items() if k.startswith(("v:", "q:"))}
+    by_class.update(gep_mc.by_type_sums(ctx, services))   # GEP Monte Carlo sums (eco_value.gep_uncertainty)
+    maps = {
+        f"carbon_stock_{y2}_tc_per_ha": carbon["stock_t2_tc_per_ha"],
+        "carbon_sink_tco2e_per_ha_yr": carbon["sink_tco2e_per_ha_yr"],
+    }
+    km2 = grid.pixel_area_m2 / M2_PER_KM2
+    gep_total = sum(r.value_cny for r in services.values())
+    maps["gep_cny_per_km2"] = gep_total / km2
+    for key, r in services.items():
+        maps[f"{key}_value_cny_per_km2"] = r.value_cny / km2
+        maps[f"{key}_quantity_per_km2"] = r.quantity / km2
+    # input value checks ride along in the same per-chunk tasks (no separate pass over the inputs)
+    region = region_mask(zones["county"][0].geometry, grid, layers[cat.catalog.reference_layer])
+    stats = layer_checks(layers, cat, region)
+    graph = {"zones": zonal_sums_many({k: z[1] for k, z in zones.items()}, grid, values, coded,
+                                      {"county": by_class}, stats,
+                                      map_writer(maps, grid) if map_writer is not None else None)}
+    return graph, {"grid": grid, "zones": zones, "services": services, "maps": maps, "layers": layers,
+                   "carbon": carbon}

@@ -1,0 +1,51 @@
+"""The per-pixel result maps: created empty before the compute, written window by window during it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import xarray as xr
+
+from ..grid import Grid
+from ..rules import RuleSet
+from ..services import SERVICES
+
+
+def create_map_files(maps: dict[str, xr.DataArray], folder: Path, grid: Grid, run_id: str, rules: RuleSet,
+                     scheduler) -> dict[str, tuple]:
+    """Create the empty per-pixel map GeoTIFFs (tiled, float32, nodata, tags) and one lock per file.
+
+    The single compute writes each chunk into its window (no compression there, so writes keep pace);
+    :func:`eco_value.outputs.finalize_rasters` then turns them into ZSTD-compressed COGs.
+    """
+    import rasterio
+
+    distributed = bool(scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS"))
+    out = {}
+    for name, arr in maps.items():
+        path = folder / f"{name}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=grid.width, height=grid.height, count=1, dtype="float32",
+                           crs=grid.crs, transform=grid.transform, nodata=-9999.0, tiled=True, blockxsize=512,
+                           blockysize=512, sparse_ok=True) as dst:
+            dst.update_tags(run_id=run_id, ruleset_hash=rules.content_hash, layer=name, units=units_of(name),
+                            note="eco-value result; per-hectare or per-km2 as the name says")
+        if distributed:
+            from distributed import Lock
+            lock = Lock(f"eco-value-write-{run_id}-{name}")
+        else:
+            lock = threading.Lock()
+        out[name] = (arr, str(path), lock)
+    return out
+
+
+def units_of(name: str) -> str:
+    if name.endswith("tc_per_ha"):
+        return "t C/ha"
+    if name.endswith("tco2e_per_ha_yr"):
+        return "t CO2e/ha/yr"
+    if "value_cny_per_km2" in name or name == "gep_cny_per_km2":
+        return "CNY/km2/yr"
+    key = name.replace("_quantity_per_km2", "")
+    return f"{SERVICES[key].SPEC.quantity_unit}/km2/yr" if key in SERVICES else ""
