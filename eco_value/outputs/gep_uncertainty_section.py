@@ -52,9 +52,14 @@ def section(g: dict) -> str:
 <p>Monte Carlo over every GEP parameter (N = {u['draws']}, seed {u['seed']}), each drawn once per iteration from its
 95 % range (its sources, else the default spread of its evidence class), in the same iterations as the carbon interval.
 GEP {g['total_cny'] / 1e8:,.2f} 亿元; Monte Carlo mean {t['mean'] / 1e8:,.2f}, 95 % interval
-<b>{t['low'] / 1e8:,.2f} – {t['high'] / 1e8:,.2f} 亿元</b>. The mean differs from the point value where a range is not
-centred on the value or a parameter divides (e.g. the air-conditioner efficiency). Held at their values (no rule-set
-parameter): {html.escape(fixed)}. The soil C factor is linearised at its nominal clipping.</p>
+<b>{t['low'] / 1e8:,.2f} – {t['high'] / 1e8:,.2f} 亿元</b>. Method: every parameter is drawn from a distribution whose
+mean is the rule set's value, so the Monte Carlo mean is the point value within sampling error: a normal or lognormal
+range keeps its form; a sources' minimum–maximum becomes a triangular of the same span with the value as its mean (the
+sources' range with mode 3·value − low − high when the value lies in its middle third, else the span slid until the
+mode is the end nearest the value); a parameter that divides (air-conditioner efficiency, fertiliser N and P content) is
+drawn through its reciprocal, with mean 1/value; the two coefficients of the soil C-factor regression are drawn
+together. The table's range is the 2.5–97.5 % of each parameter as drawn. Held at their values (no rule-set
+parameter): {html.escape(fixed)}. The soil C factor is evaluated at each bin's mean log10 FVC.</p>
 <div class=grid><div><table><tr><th>service</th><th>亿元</th><th>MC mean</th><th>95 % interval</th></tr>{srows}</table></div>
 <div>{'<img alt="tornado chart" src="' + img + '">' if img else ''}</div></div>
 <h3>Parameters to source first</h3><table><tr><th>#</th><th>parameter</th><th>value</th><th>95 % range</th>
