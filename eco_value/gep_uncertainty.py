@@ -533,3 +533,74 @@ def stored_sensitivity(summary: dict, run_id: str) -> dict:
     return {"run_id": run_id, "gep_cny": summary["gep"]["total_cny"], "deterministic_cny": u["deterministic_cny"],
             "mc": u["total"], "draws": u["draws"], "seed": u["seed"], "held_fixed": u["held_fixed"],
             "by_service": u["by_service"], "parameters": u["sensitivity"]}
+
+
+# ------------------------------------------------------------------------------------------------
+# zone intervals: the same sums by zone (townships), the same parameter draws as the county
+
+ZONE_KINDS = ("township",)   # parcels: the per-zone soil bins (4 × types × NB ≈ 22 600 sums) would be
+#                              ~0.8 GB per chunk task for the pilot's 4 499 parcels; townships ~3 MB
+
+
+def zone_sums(zones: dict, sums: dict) -> dict[str, dict]:
+    """The ``coded_only`` entries that give the zone kinds of ``ZONE_KINDS`` the Monte Carlo sums too."""
+    return {kind: sums for kind in ZONE_KINDS if kind in zones}
+
+
+def zone_intervals(rules: RuleSet, computed: dict, carbon_stats: dict, keys, to_year: int, n: int,
+                   seed: int) -> dict[str, dict[str, dict]]:
+    """95 % interval of GEP of every zone of ``ZONE_KINDS``: kind → zone index → mean, low, high, sd.
+
+    ``computed``: kind → the zone sums of the run (incl. ``cls:gmc:*``); ``carbon_stats``: kind → its
+    carbon SufficientStats. Every zone uses the county's parameter draws (same seed, same order: one
+    draw of a parameter is the same number everywhere, as a parameter is one number for the region)
+    and the carbon Monte Carlo's iterations for its own sink.
+    """
+    from .carbon.uncertainty import _param_draws, sink_from_stats
+
+    out: dict[str, dict[str, dict]] = {}
+    if n <= 1:
+        return out
+    soil, co2 = rules.value("carbon.soil_transition_years"), rules.value("constants.molar_ratio_co2_c")
+    keys = list(keys)
+    for kind in ZONE_KINDS:
+        c = computed.get(kind)
+        if c is None or "cls:" + PREFIX + "a_ha" not in c:
+            continue
+        rng = np.random.default_rng(seed)   # the carbon Monte Carlo's iterations, as in for_run
+        det = sink_from_stats(carbon_stats[kind], *_param_draws(rules, 1, rng, True), soil, co2)[0]
+        shift = sink_from_stats(carbon_stats[kind], *_param_draws(rules, n, rng, False), soil, co2) - det[None]
+        # the county's stream and order of services (``keys``): each parameter takes the county's draws
+        d = Draws(rules, n, np.random.default_rng([seed, 15]))
+        res = {}
+        for zi in range(len(c["area_ha"])):
+            base = {k: float(c[f"v:{k}"][zi]) for k in keys}
+            base["__sink__"] = float(c["carbon:sink"][zi])
+            total = sum(service_values(keys, stats_of(c, zi), d, to_year, base, shift[:, zi]).values())
+            res[zi] = _ci(total)
+        out[kind] = res
+    return out
+
+
+def attach_zone_intervals(u: dict, rules: RuleSet, computed: dict, carbon_stats: dict, zone_ids: dict,
+                          tables: dict, run_id: str, to_year: int, n: int, seed: int) -> list[dict]:
+    """Zone intervals into the run: ``u["by_zone"]`` (summary), the columns ``gep_mc_mean_cny``,
+    ``gep_ci95_low_cny``, ``gep_ci95_high_cny`` of the county and township table rows, and the rows of the
+    store's ``gep_intervals`` table (returned)."""
+    keys = list(u["by_service"])
+    by_kind = {"county": {0: u["total"]} if u["draws"] > 1 else {}}
+    by_kind.update(zone_intervals(rules, computed, carbon_stats, keys, to_year, n, seed))
+    u["by_zone"] = {kind: {zone_ids[kind][zi]: ci for zi, ci in res.items()} for kind, res in by_kind.items() if kind != "county"}
+    rows = []
+    for kind, res in by_kind.items():
+        trows = {r["zone_id"]: r for r in tables.get(kind, [])}
+        for zi, ci in res.items():
+            zid = zone_ids[kind][zi]
+            row = trows.get(zid)
+            if row is not None:
+                row.update({"gep_mc_mean_cny": ci["mean"], "gep_ci95_low_cny": ci["low"], "gep_ci95_high_cny": ci["high"]})
+            rows.append(dict(run_id=run_id, zone_kind=kind, zone_id=zid,
+                             gep_cny=float(row["gep_cny"]) if row is not None else float(u["deterministic_cny"]),
+                             mc_mean_cny=ci["mean"], ci95_low_cny=ci["low"], ci95_high_cny=ci["high"],
+                             draws=int(n), seed=int(seed)))
+    return rows

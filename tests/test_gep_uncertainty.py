@@ -229,6 +229,39 @@ def test_run_summary_cli_and_report_carry_the_gep_interval(pilot_run, tmp_path):
     assert "GEP uncertainty and sensitivity" in report and 'alt="tornado chart" src="data:image/png;base64,' in report
 
 
+def test_townships_have_gep_intervals_in_summary_store_csv_and_report(pilot_run):
+    """Issue 15 item 2 by zone: every township's GEP has a 95 % interval, from its own sums by type in the
+    run's single pass and the county's parameter draws. The townships tile the county, so with the same
+    draws their Monte Carlo means add up to the county's (a check that the draws are shared)."""
+    import pandas as pd
+
+    store, res = pilot_run
+    u = res.summary["gep"]["uncertainty"]
+    by_zone = u["by_zone"]["township"]
+    rows = {r["zone_id"]: r for r in (pd.read_csv(res.outputs["township_csv"], dtype={"zone_id": str})
+                                      .to_dict("records"))}
+    assert set(by_zone) == set(rows) and len(rows) == 18
+    for zid, ci in by_zone.items():
+        g = rows[zid]["gep_cny"]
+        assert ci["low"] < g < ci["high"], zid
+        assert ci["mean"] == pytest.approx(g, rel=0.01), zid          # no bias by zone either
+        assert rows[zid]["gep_ci95_low_cny"] == pytest.approx(ci["low"], rel=1e-12)
+        assert rows[zid]["gep_ci95_high_cny"] == pytest.approx(ci["high"], rel=1e-12)
+    assert sum(ci["mean"] for ci in by_zone.values()) == pytest.approx(u["total"]["mean"], rel=1e-6)
+    st = store.table("gep_intervals", res.run_id)
+    assert sorted(st.zone_kind.unique()) == ["county", "township"] and len(st) == 19
+    tw = st[st.zone_kind == "township"].set_index("zone_id")
+    for zid, ci in by_zone.items():
+        assert tw.loc[zid, "ci95_low_cny"] == ci["low"] and tw.loc[zid, "ci95_high_cny"] == ci["high"]
+        assert tw.loc[zid, "gep_cny"] == pytest.approx(rows[zid]["gep_cny"], rel=1e-12)
+    cty = st[st.zone_kind == "county"].iloc[0]
+    assert (cty.ci95_low_cny, cty.ci95_high_cny, cty.draws) == (u["total"]["low"], u["total"]["high"], 500)
+    report = Path(res.outputs["report"]).read_text(encoding="utf-8")
+    z = max(by_zone, key=lambda k: rows[k]["gep_cny"])
+    assert "GEP 95 % interval" in report
+    assert f"{by_zone[z]['low'] / 1e8:,.2f} – {by_zone[z]['high'] / 1e8:,.2f}" in report
+
+
 def test_sensitivity_of_a_run_without_draws_is_a_clear_error():
     from eco_value.errors import StoreError
 

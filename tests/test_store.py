@@ -31,7 +31,7 @@ def test_alembic_upgrade_head_yields_the_models_schema(db_url):
         from sqlalchemy import inspect
         tables = set(inspect(conn).get_table_names())
     assert {"runs", "service_results", "carbon_results", "zones", "input_files", "rule_sets", "issuances",
-            "credit_blocks", "serial_counter", "status_events", "alembic_version"} <= tables
+            "credit_blocks", "serial_counter", "status_events", "gep_intervals", "alembic_version"} <= tables
 
 
 def test_same_catalog_twice_gives_one_set_of_results(pilot_dir, db_url, tmp_path):

@@ -139,6 +139,9 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, computed
                    "forest_and_shrub_coverage_pct": 100.0 * (forest_ha + area2["shrub"]) / area_ha},
         "population": population,
     }
-    summary["gep"]["uncertainty"] = gep_mc.for_run(rules, county, stats, by_service, price_year,
-                                                   opts.mc_draws, opts.mc_seed)
+    u = summary["gep"]["uncertainty"] = gep_mc.for_run(rules, county, stats, by_service, price_year,
+                                                       opts.mc_draws, opts.mc_seed)
+    rows["gep_intervals"] = gep_mc.attach_zone_intervals(   # townships' GEP intervals: summary, tables, store
+        u, rules, computed, {k: v[2] for k, v in mc_by_kind.items()},
+        {k: w.ids for k, (_g, w, _f) in ctx["zones"].items()}, tables, run_id, price_year, opts.mc_draws, opts.mc_seed)
     return {"rows": rows, "summary": summary, "tables": tables}

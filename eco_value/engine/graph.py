@@ -114,7 +114,8 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
     }
     lc = positions(lc2)
     by_class = {f"cls:{k}": (lc, v, n_types) for k, v in values.items() if k.startswith(("v:", "q:"))}
-    by_class.update(gep_mc.by_type_sums(ctx, services))   # GEP Monte Carlo sums (eco_value.gep_uncertainty)
+    gmc = gep_mc.by_type_sums(ctx, services)   # GEP Monte Carlo sums (eco_value.gep_uncertainty): county, townships
+    by_class.update(gmc)
     maps = {
         f"carbon_stock_{y2}_tc_per_ha": carbon["stock_t2_tc_per_ha"],
         "carbon_sink_tco2e_per_ha_yr": carbon["sink_tco2e_per_ha_yr"],
@@ -129,7 +130,7 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
     region = region_mask(zones["county"][0].geometry, grid, layers[cat.catalog.reference_layer])
     stats = layer_checks(layers, cat, region)
     graph = {"zones": zonal_sums_many({k: z[1] for k, z in zones.items()}, grid, values, coded,
-                                      {"county": by_class}, stats,
+                                      {"county": by_class, **gep_mc.zone_sums(zones, gmc)}, stats,
                                       map_writer(maps, grid) if map_writer is not None else None)}
     return graph, {"grid": grid, "zones": zones, "services": services, "maps": maps, "layers": layers,
                    "carbon": carbon}

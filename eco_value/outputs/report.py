@@ -179,11 +179,15 @@ def write_report(store, run_id: str, out: Path, rasters: Path | None = None) -> 
     twp = tw[tw.zone_kind == "township"].pivot_table(index="zone_id", values="value_cny", aggfunc="sum")
     tz = zones[zones.kind == "township"].set_index("zone_id")
     tc = carbon[carbon.zone_kind == "township"].set_index("zone_id")
+    gi = store.table("gep_intervals", run.id, "township")   # GEP 95 % intervals (none for runs stored before them)
+    gi = gi.set_index("zone_id") if len(gi) else None
     trs = []
     for zid, r in twp.sort_values("value_cny", ascending=False).iterrows():
         area_km2 = tz.loc[zid, "area_ha"] / 100.0
+        ci = (f"{gi.loc[zid, 'ci95_low_cny'] / 1e8:,.2f} – {gi.loc[zid, 'ci95_high_cny'] / 1e8:,.2f}"
+              if gi is not None and zid in gi.index else "")
         trs.append(f"<tr><td>{html.escape(zid)}</td><td>{html.escape(str(tz.loc[zid, 'name']))}</td><td class=n>{area_km2:,.1f}</td>"
-                   f"<td class=n>{r.value_cny / 1e8:,.2f}</td><td class=n>{r.value_cny / area_km2 / 1e4:,.0f}</td>"
+                   f"<td class=n>{r.value_cny / 1e8:,.2f}</td><td class=n>{ci}</td><td class=n>{r.value_cny / area_km2 / 1e4:,.0f}</td>"
                    f"<td class=n>{tc.loc[zid, 'net_sink_tco2e_per_yr']:,.0f}</td></tr>")
     srows = "".join(
         f"<tr><td>{html.escape(k.replace('_', ' '))}</td><td>{html.escape(v.get('name_zh', ''))}</td><td>{v.get('category', '')}</td>"
@@ -250,7 +254,7 @@ img{{max-width:100%}} .banner{{background:#fff4d6;border:1px solid #e0b84a;paddi
 <tr><td>forest remaining forest, per ha (t CO₂e/ha/yr)</td><td class=n>{c['forest_sink_tco2e_per_ha_yr']:,.2f}</td></tr>
 </table></section>
 <section><h2>Forest coverage against Chengdu's targets</h2><table><tr><th>policy target</th><th>forest coverage</th><th>this county (forest + shrub)</th><th></th></tr>{target_rows}</table></section>
-<section><h2>Townships</h2><table><tr><th>id</th><th>name</th><th>km²</th><th>GEP 亿元</th><th>GEP 万元/km²</th><th>sink t CO₂e/yr</th></tr>{''.join(trs)}</table></section>
+<section><h2>Townships</h2><table><tr><th>id</th><th>name</th><th>km²</th><th>GEP 亿元</th><th>GEP 95 % interval 亿元</th><th>GEP 万元/km²</th><th>sink t CO₂e/yr</th></tr>{''.join(trs)}</table></section>
 {_policy_section(store, run.id, folder)}
 <section><details><summary>Rule set: every parameter with its source ({len(rules['params'])})</summary><table><tr><th>parameter</th><th>value</th><th>unit</th><th>source</th></tr>{prows}</table></details></section>
 <section><details><summary>Input files (SHA-256)</summary><table><tr><th>layer</th><th>file</th><th>sha256</th><th>bytes</th></tr>{irows}</table></details></section>

@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 
 from ..errors import StoreError
 from .db import display_url, get_engine, resolve_url
-from .models import CarbonValue, InputFile, Run, RuleSetRow, ServiceValue, Zone
+from .models import CarbonValue, GepInterval, InputFile, Run, RuleSetRow, ServiceValue, Zone
 from .queries import check_lookup_id, prefix_matches
 
 __all__ = ["display_url", "get_engine", "resolve_url", "Store"]
@@ -111,7 +111,7 @@ class Store:
         if s.get(RuleSetRow, rules_row.hash) is None:
             s.add(rules_row)
             s.flush()
-        tables = {m.__tablename__: m for m in (Zone, ServiceValue, CarbonValue, InputFile)}
+        tables = {m.__tablename__: m for m in (Zone, ServiceValue, CarbonValue, InputFile, GepInterval)}
         for name, data in rows.items():
             if data:
                 s.execute(insert(tables[name].__table__), data)
@@ -154,7 +154,8 @@ class Store:
 
     def table(self, name: str, run_id: str | None = None, zone_kind: str | None = None) -> pd.DataFrame:
         """A result table as pandas, optionally of one run and one kind of zone (county, township, parcel, ...)."""
-        models = {"services": ServiceValue, "carbon": CarbonValue, "zones": Zone, "inputs": InputFile, "runs": Run}
+        models = {"services": ServiceValue, "carbon": CarbonValue, "zones": Zone, "inputs": InputFile, "runs": Run,
+                  "gep_intervals": GepInterval}
         if name not in models:
             raise StoreError(f"unknown table '{name}'; choose one of {', '.join(models)}")
         m = models[name]

@@ -108,6 +108,22 @@ class CarbonValue(SQLModel, table=True):
     forest_remaining_tco2e_per_yr: float = 0.0
 
 
+class GepInterval(SQLModel, table=True):
+    """95 % Monte Carlo interval of a zone's GEP (county and townships; eco_value.gep_uncertainty)."""
+
+    __tablename__ = "gep_intervals"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    zone_kind: str
+    zone_id: str = Field(index=True)
+    gep_cny: float
+    mc_mean_cny: float
+    ci95_low_cny: float
+    ci95_high_cny: float
+    draws: int
+    seed: int
+
+
 class Issuance(SQLModel, table=True):
     __tablename__ = "issuances"
     __table_args__ = (UniqueConstraint("run_id", "vintage", "project_id"),)
