@@ -60,7 +60,6 @@ given-data binning estimator (equal-count bins of X_i, bias-corrected for the wi
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +67,6 @@ import xarray as xr
 from scipy.special import ndtri
 
 from .errors import RuleSetError
-
 from .rules import RuleSet
 from .rules.ecosystem import ecosystem_types
 from .services.base import DAYS_PER_YEAR, KG_PER_T, KJ_PER_KWH, MM_PER_M, ServiceContext, price_factor
