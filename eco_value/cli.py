@@ -191,6 +191,12 @@ def _progress_runner():
     return prog, report
 
 
+def zone_ci95(s: dict, kind: str) -> dict[str, list[float]]:
+    """Zone id → [low, high] of its GEP from the run's GEP Monte Carlo (empty if it has none)."""
+    by_zone = ((s["gep"].get("uncertainty") or {}).get("by_zone") or {}).get(kind) or {}
+    return {z: [ci["low"], ci["high"]] for z, ci in by_zone.items()}
+
+
 def _gep_ci(s: dict, service: str | None):
     """[low, high] of GEP (or one service) from the run's GEP Monte Carlo, None if it has none."""
     u = s["gep"].get("uncertainty") or {}
@@ -234,7 +240,8 @@ def run(
                                    "used_share": v.get("used_share"), "actual_value_cny": v.get("actual_value_cny")}
                                for k, v in s["gep"]["by_service"].items()},
                 "ci95_cny": _gep_ci(s, None),
-                "by_service_ci95_cny": {k: _gep_ci(s, k) for k in s["gep"]["by_service"]}},
+                "by_service_ci95_cny": {k: _gep_ci(s, k) for k in s["gep"]["by_service"]},
+                "by_township_ci95_cny": zone_ci95(s, "township")},
         "outputs": res.outputs,
     }
     if json_out:

@@ -248,6 +248,8 @@ def test_townships_have_gep_intervals_in_summary_store_csv_and_report(pilot_run)
         assert rows[zid]["gep_ci95_low_cny"] == pytest.approx(ci["low"], rel=1e-12)
         assert rows[zid]["gep_ci95_high_cny"] == pytest.approx(ci["high"], rel=1e-12)
     assert sum(ci["mean"] for ci in by_zone.values()) == pytest.approx(u["total"]["mean"], rel=1e-6)
+    from eco_value.cli import zone_ci95   # `run --json`: gep.by_township_ci95_cny
+    assert zone_ci95(res.summary, "township") == {z: [ci["low"], ci["high"]] for z, ci in by_zone.items()}
     st = store.table("gep_intervals", res.run_id)
     assert sorted(st.zone_kind.unique()) == ["county", "township"] and len(st) == 19
     tw = st[st.zone_kind == "township"].set_index("zone_id")
