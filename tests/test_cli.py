@@ -37,6 +37,8 @@ def test_run_json_has_the_documented_keys_and_services_sum_to_total(pilot_dir, t
     lo, hi = j["gep"]["ci95_cny"]   # GEP Monte Carlo (eco_value.gep_uncertainty)
     assert lo < j["gep"]["total_cny"] < hi
     assert set(j["gep"]["by_service_ci95_cny"]) == set(services)
+    tw = j["gep"]["by_township_ci95_cny"]   # the townships' GEP intervals (issue 15 item 2)
+    assert len(tw) == 18 and all(0 < lo < hi for lo, hi in tw.values())
     for key in ("report", "geopackage", "parcel_csv", "township_csv"):
         assert os.path.exists(j["outputs"][key]), key
     # per km2 GEP within the published range for county GEP studies (README results section)
