@@ -116,15 +116,10 @@ def _soil_channels(ctx: ServiceContext, res) -> dict[str, tuple]:
     return out
 
 
-def by_type_sums(ctx: ServiceContext, services: dict) -> dict[str, tuple]:
-    """The ``coded`` entries (positions, value, n_types) that pipeline ``build`` sums for the county."""
-    return {f"cls:{k}": v for k, v in channels(ctx, services).items()}
-
-
-def stats_of(county: dict, zone: int = 0) -> dict[str, np.ndarray]:
-    """The channels' sums by type position for one zone of the computed county sums."""
-    return {k[len("cls:" + PREFIX):]: np.asarray(v[zone], dtype=np.float64)
-            for k, v in county.items() if k.startswith("cls:" + PREFIX)}
+def stats_of(county, zone: int = 0) -> dict[str, np.ndarray]:
+    """The channels' sums by type position for one zone of the computed county sums
+    (an :class:`eco_value.engine.ZoneSums`; the engine sums :func:`channels` by type)."""
+    return county.gep_mc_sums(zone)
 
 
 def soil_c_sum(S: dict, tag: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -380,18 +375,18 @@ def sensitivity(rules: RuleSet, S, base, to_year, d: Draws, total: np.ndarray, k
     return rows
 
 
-def for_run(rules: RuleSet, county: dict, carbon_stats, by_service: dict, to_year: int, n: int, seed: int) -> dict:
-    """The run's GEP uncertainty for the county (called by pipeline ``_assemble``)."""
-    from .carbon.uncertainty import _param_draws, sink_from_stats
+def for_run(rules: RuleSet, county, carbon_stats, by_service: dict, to_year: int, n: int, seed: int) -> dict:
+    """The run's GEP uncertainty for the county (``county``: an :class:`eco_value.engine.ZoneSums`)."""
+    from .carbon.uncertainty import param_draws, sink_from_stats
 
     soil, co2 = rules.value("carbon.soil_transition_years"), rules.value("constants.molar_ratio_co2_c")
     shift = None
     if n > 1:   # the carbon Monte Carlo's own iterations (same seed and order as carbon.uncertainty.monte_carlo)
         rng = np.random.default_rng(seed)
-        det = sink_from_stats(carbon_stats, *_param_draws(rules, 1, rng, True), soil, co2)[0, 0]
-        shift = sink_from_stats(carbon_stats, *_param_draws(rules, n, rng, False), soil, co2)[:, 0] - det
+        det = sink_from_stats(carbon_stats, *param_draws(rules, 1, rng, True), soil, co2)[0, 0]
+        shift = sink_from_stats(carbon_stats, *param_draws(rules, n, rng, False), soil, co2)[:, 0] - det
     base = {k: float(v["value_cny"]) for k, v in by_service.items()}
-    base["__sink__"] = float(county["carbon:sink"][0])
+    base["__sink__"] = float(county.carbon_sink_tco2e_per_yr[0])
     return gep_uncertainty(rules, stats_of(county), base, to_year, shift, n=n, seed=seed)
 
 

@@ -114,7 +114,8 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
     }
     lc = positions(lc2)
     by_class = {f"cls:{k}": (lc, v, n_types) for k, v in values.items() if k.startswith(("v:", "q:"))}
-    by_class.update(gep_mc.by_type_sums(ctx, services))   # GEP Monte Carlo sums (eco_value.gep_uncertainty)
+    # GEP Monte Carlo sums (eco_value.gep_uncertainty), read back by types.ZoneSums.gep_mc_sums
+    by_class.update({f"cls:{k}": v for k, v in gep_mc.channels(ctx, services).items()})
     maps = {
         f"carbon_stock_{y2}_tc_per_ha": carbon["stock_t2_tc_per_ha"],
         "carbon_sink_tco2e_per_ha_yr": carbon["sink_tco2e_per_ha_yr"],
