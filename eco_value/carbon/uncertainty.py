@@ -68,7 +68,7 @@ def param_draws(rules: RuleSet, n: int, rng: np.random.Generator, deterministic:
 
     def d(name):
         if name not in drawn:
-            p = rules.params[name]
+            p = rules.param(name)
             drawn[name] = np.full(n, float(p.value)) if deterministic else draw(p, n, rng)
         return drawn[name]
 
@@ -130,7 +130,7 @@ def approach1_pct(stats: SufficientStats, rules: RuleSet) -> np.ndarray:
     Products: U = sqrt(Σ U_i²); sums: U = sqrt(Σ (U_j x_j)²) / |Σ x_j| (Vol. 1 Eq. 3.1, 3.2).
     """
     def u(name):
-        p = rules.params[name]
+        p = rules.param(name)
         if p.uncertainty is None:
             return 0.0
         if p.uncertainty.ci95_pct is not None:

@@ -155,7 +155,7 @@ def _carbon_parameters(rules, species_ids: set[int], type_ids: set[int]) -> list
         if n in seen:
             continue
         seen.add(n)
-        p = rules.params[n]
+        p = rules.param(n)
         out.append({"parameter": n, "value": p.value, "unit": p.unit, "source": p.source, "verified": p.verified,
                     "uncertainty": _uncertainty_text(rules, n), "from": f"rule set {rules.name}", "used_for": used})
     return out
