@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -171,8 +171,8 @@ class _Record:
     """A dataclass that reads from / writes to a JSON dict with the same keys in the same order;
     keys it does not know are kept (``extra``) so a field added elsewhere survives the round trip."""
 
-    NESTED: dict[str, type] = {}
-    MAPS: dict[str, type] = {}
+    NESTED: ClassVar[dict[str, type]] = {}
+    MAPS: ClassVar[dict[str, type]] = {}
 
     @classmethod
     def from_dict(cls, d: Mapping):
@@ -235,7 +235,7 @@ class CarbonSummary(_Record):
 
 @dataclass
 class GepSummary(_Record):
-    MAPS = {"by_service": ServiceTotal}
+    MAPS: ClassVar[dict[str, type]] = {"by_service": ServiceTotal}
 
     total_cny: float
     by_service: dict            # service key → ServiceTotal
@@ -254,7 +254,7 @@ class GepSummary(_Record):
 class RunSummary(_Record):
     """A run's summary, typed; :meth:`to_dict` gives the dict the store, report and console read."""
 
-    NESTED = {"carbon": CarbonSummary, "gep": GepSummary}
+    NESTED: ClassVar[dict[str, type]] = {"carbon": CarbonSummary, "gep": GepSummary}
 
     run_id: str
     region: str
