@@ -53,7 +53,7 @@ def test_catalog_lacking_a_layer_a_selected_service_declares_names_the_service(p
     p = probs[0]
     assert p.kind == "missing-layer" and p.file.endswith("catalog.toml")
     assert "service 'soil_conservation'" in p.problem and "MJ mm/(ha h yr)" in p.problem
-    assert "[layers.\"erosivity\"]" in p.fix and "[ruleset] services" in p.fix
+    assert "add a [layers.erosivity] entry" in p.fix and "[ruleset] services" in p.fix
 
 
 def test_a_layer_two_services_read_is_one_problem_naming_both(pilot_copy):
@@ -62,6 +62,15 @@ def test_a_layer_two_services_read_is_one_problem_naming_both(pilot_copy):
     probs = [p for p in check_structure(cat, services=_specs(*SERVICES)) if p.layer == "aet"]
     assert len(probs) == 1
     assert "services 'water_conservation', 'climate_regulation'" in probs[0].problem
+
+
+def test_a_role_at_period_layer_key_is_quoted_in_the_fix(pilot_copy):
+    from eco_value.inputs.validate import check_declared_inputs
+
+    _drop_catalog_entry(pilot_copy, 'layers."land_cover@t2"')
+    cat = load_catalog(pilot_copy / "catalog.toml")
+    probs = check_declared_inputs(cat, _specs("water_conservation"))
+    assert len(probs) == 1 and 'add a [layers."land_cover@t2"] entry' in probs[0].fix
 
 
 def test_catalog_lacking_a_declared_table_names_the_service(pilot_copy):

@@ -101,7 +101,7 @@ def check_declared_inputs(cat: Catalog, services=()) -> list[Problem]:
     probs = [Problem("missing-layer", src, key,
                      f"{who(svcs)} of the rule set read{'' if len(svcs) > 1 else 's'} layer '{key}' [{unit}] "
                      "(declared in the service's SPEC), but the catalog has no such layer",
-                     f"add a [layers.\"{key}\"] entry pointing at a raster in {unit} (or a [sources] entry that "
+                     f"add a [layers.{_toml_key(key)}] entry pointing at a raster in {unit} (or a [sources] entry that "
                      f"gives it), or drop {', '.join(repr(k) for k in svcs)} from the rule set's [ruleset] services")
              for key, (unit, svcs) in layers.items()]
     probs += [Problem("missing-layer", src, key,
@@ -111,6 +111,11 @@ def check_declared_inputs(cat: Catalog, services=()) -> list[Problem]:
                       "from the rule set's [ruleset] services")
               for key, svcs in tables.items()]
     return probs
+
+
+def _toml_key(key: str) -> str:
+    """A layer key as written in a TOML header: bare if it can be, else quoted (``"land_cover@t2"``)."""
+    return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() else f'"{key}"'
 
 
 def check_structure(cat: Catalog, require_all: bool = True, services=()) -> list[Problem]:
