@@ -14,6 +14,17 @@ from ..services import SERVICES
 from .options import RunOptions
 
 
+def _tenure(g: dict) -> dict:
+    """A parcel's tenure columns (``inputs/tenure.py`` PARCEL_COLUMNS), empty without tenure records."""
+    def text(k):
+        v = g.get(k)
+        return "" if v is None or v != v else str(v)
+    mu = g.get("tenure_area_mu")
+    return {"tenure_certificate": text("tenure_certificate"), "tenure_holder": text("tenure_holder"),
+            "use_right_start": text("use_right_start"), "use_right_end": text("use_right_end"),
+            "tenure_area_mu": None if mu is None or mu != mu else float(mu)}
+
+
 def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, computed: dict, run_id: str, inputs) -> dict:
     y1, y2 = cat.catalog.period
     services = ctx["services"]
@@ -41,6 +52,7 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, computed
                 holder_id=str(g.get("holder_id", "")) if kind == "parcel" else "",
                 holder_type=str(g.get("holder_type", "")) if kind == "parcel" else "",
                 other_programme=str(g.get("other_programme", "none")) if kind == "parcel" else "",
+                **_tenure(g if kind == "parcel" else {}),   # every row the same keys (one bulk insert)
                 area_ha=area, population=int(pop) if pop is not None and pop == pop else None,
                 geometry_sha256=hashlib.sha256(wkb).hexdigest(), geometry_wkb=wkb))
             row = {"zone_kind": kind, "zone_id": zid, "area_ha": area}
@@ -63,7 +75,8 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, computed
                 ci95_high_tco2e_per_yr=float(mc["high"][zi]),
                 afforestation_tco2e_per_yr=float(ls[LUCC["afforestation"]]),
                 deforestation_tco2e_per_yr=float(ls[LUCC["deforestation"]]),
-                forest_remaining_tco2e_per_yr=float(ls[LUCC["forest_remaining_forest"]])))
+                forest_remaining_tco2e_per_yr=float(ls[LUCC["forest_remaining_forest"]]),
+                harvest_tco2e_per_yr=float(ls[LUCC["harvest"]])))
             row.update({"carbon_stock_t2_tc": float(c["carbon:stock2"][zi]), "net_sink_tco2e_per_yr": sink,
                         "sink_ci95_low": float(mc["low"][zi]), "sink_ci95_high": float(mc["high"][zi])})
             if kind == "parcel":
