@@ -15,6 +15,17 @@ from .options import RunOptions
 from .types import RunSums
 
 
+def _tenure(g: dict) -> dict:
+    """A parcel's tenure columns (``inputs/tenure.py`` PARCEL_COLUMNS), empty without tenure records."""
+    def text(k):
+        v = g.get(k)
+        return "" if v is None or v != v else str(v)
+    mu = g.get("tenure_area_mu")
+    return {"tenure_certificate": text("tenure_certificate"), "tenure_holder": text("tenure_holder"),
+            "use_right_start": text("use_right_start"), "use_right_end": text("use_right_end"),
+            "tenure_area_mu": None if mu is None or mu != mu else float(mu)}
+
+
 def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_id: str, inputs) -> dict:
     """Rows, summary dict and zone tables from the computed per-zone sums (typed: :class:`.types.ZoneSums`)."""
     y1, y2 = cat.catalog.period
@@ -43,6 +54,7 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_
                 holder_id=str(g.get("holder_id", "")) if kind == "parcel" else "",
                 holder_type=str(g.get("holder_type", "")) if kind == "parcel" else "",
                 other_programme=str(g.get("other_programme", "none")) if kind == "parcel" else "",
+                **_tenure(g if kind == "parcel" else {}),   # every row the same keys (one bulk insert)
                 area_ha=area, population=int(pop) if pop is not None and pop == pop else None,
                 geometry_sha256=hashlib.sha256(wkb).hexdigest(), geometry_wkb=wkb))
             row = {"zone_kind": kind, "zone_id": zid, "area_ha": area}
@@ -65,7 +77,8 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_
                 ci95_high_tco2e_per_yr=float(mc["high"][zi]),
                 afforestation_tco2e_per_yr=float(ls[LUCC["afforestation"]]),
                 deforestation_tco2e_per_yr=float(ls[LUCC["deforestation"]]),
-                forest_remaining_tco2e_per_yr=float(ls[LUCC["forest_remaining_forest"]])))
+                forest_remaining_tco2e_per_yr=float(ls[LUCC["forest_remaining_forest"]]),
+                harvest_tco2e_per_yr=float(ls[LUCC["harvest"]])))
             row.update({"carbon_stock_t2_tc": float(c.carbon_stock_t2_tc[zi]), "net_sink_tco2e_per_yr": sink,
                         "sink_ci95_low": float(mc["low"][zi]), "sink_ci95_high": float(mc["high"][zi])})
             if kind == "parcel":

@@ -49,8 +49,8 @@ POOL_LABELS = {"above_ground_tc": ("above-ground biomass", "地上生物量"),
                "biomass_unsplit_tc": ("living biomass, not split (bamboo, shrub, non-forest)", "生物量（未分地上地下）"),
                "dead_organic_matter_tc": ("dead organic matter", "枯落物与枯死木"),
                "soil_tc": ("soil organic carbon", "土壤有机碳")}
-LUCC_NAMES = {1: "forest_remaining_forest", 2: "afforestation", 3: "deforestation", 4: "other"}
-CREDITED_LUCC = {"afforestation": (2,), "forest_management": (1, 3)}   # land-use change each component credits (run's LUCC)
+LUCC_NAMES = {1: "forest_remaining_forest", 2: "afforestation", 3: "deforestation", 4: "other", 5: "harvest"}
+CREDITED_LUCC = {"afforestation": (2,), "forest_management": (1, 3, 5)}   # land-use change each component credits (run's LUCC)
 POOL_SUM_REL = 1e-9          # pools must re-add to the run's stored total stock (float summation order only)
 AGE_CLASS = "n/a (the run has no stand-age layer)"
 DEDUCTION_FIELDS = ("removals_tco2e", "baseline_tco2e", "leakage_tco2e", "uncertainty_deduction_tco2e", "buffer_tco2e",
