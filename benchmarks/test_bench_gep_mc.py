@@ -48,7 +48,7 @@ def test_gep_mc_overhead_30m(benchmark, pilot30, tmp_path, monkeypatch):
 
     def both():
         with monkeypatch.context() as m:
-            m.setattr(gm, "by_type_sums", lambda ctx, services: {})
+            m.setattr(gm, "channels", lambda ctx, services: {})
             m.setattr(gm, "zone_sums", lambda zones, sums: {})
             m.setattr(gm, "for_run", lambda *a, **k: {})
             m.setattr(gm, "attach_zone_intervals", lambda *a, **k: [])

@@ -20,7 +20,8 @@ from .errors import EcoValueError, InputError, Problem, StoreError
 from .inputs.catalog import legacy_layer_key
 from .inputs.remote import HASH_ETAG_SIZE, content_id
 from .inputs.schemes import load_scheme
-from .pipeline import compute_valuation, input_manifest, stored_run_context
+from .engine import valuate
+from .pipeline import input_manifest, stored_run_context
 from .roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
 from .rules import RuleSet
 from .rules.ecosystem import NODATA_ID, ecosystem_types, species_groups
@@ -32,7 +33,7 @@ CARBON_LAYERS = (LAND_COVER_T1, LAND_COVER_T2, FOREST_TYPE_T1, FOREST_TYPE_T2, V
                  "precip", "aet")
 
 
-def _run_context(store, run_id: str, manifest: list | None = None):
+def run_context(store, run_id: str, manifest: list | None = None):
     """The stored run, its catalog, rules, options and the inputs changed since (each compared in the
     hash kind the run recorded); ``manifest`` receives the inputs' rows as they are now."""
     run, cat, rules, opts = stored_run_context(store, run_id, "explaining or re-running")
@@ -93,7 +94,7 @@ def _current_key(layer: str, period) -> str:
         return layer
 
 
-def _read_cells(cat, key, rows, cols) -> np.ndarray:
+def read_cells(cat, key, rows, cols) -> np.ndarray:
     """The pixels of one layer (categorical layers translated to engine ids, nodata 255)."""
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     if key not in cat.layers:   # a layer that [sources] provide (小班, DLTB, product): read lazily, one window
@@ -112,13 +113,13 @@ def _read_cells(cat, key, rows, cols) -> np.ndarray:
 
 
 def _p(rules: RuleSet, name: str) -> dict:
-    p = rules.params[name]
+    p = rules.param(name)   # a stored rule set that predates the parameter: RuleSetError naming it and the run
     return {"name": name, "value": p.value, "unit": p.unit, "source": p.source, "verified": p.verified}
 
 
 def explain(store, run_id: str, parcel: str | None = None, pixel: tuple[float, float] | None = None) -> dict:
     """The chain behind one parcel's (or pixel's) carbon sink and water conservation."""
-    run, cat, rules, _opts, changed = _run_context(store, run_id)
+    run, cat, rules, _opts, changed = run_context(store, run_id)
     if (parcel is None) == (pixel is None):
         raise EcoValueError("give exactly one of --parcel ID or --pixel X,Y (map coordinates in the run's CRS)")
     with rasterio.open(cat.path_of(cat.layers[cat.catalog.reference_layer].path)) as ds:
@@ -146,7 +147,7 @@ def explain(store, run_id: str, parcel: str | None = None, pixel: tuple[float, f
         col, row = ~transform * pixel
         rows, cols, cov = np.array([int(row)]), np.array([int(col)]), np.array([1.0])
         target = {"pixel": {"x": pixel[0], "y": pixel[1], "row": int(row), "col": int(col)}}
-    vals = {k: _read_cells(cat, k, rows, cols) for k in CARBON_LAYERS}
+    vals = {k: read_cells(cat, k, rows, cols) for k in CARBON_LAYERS}
     valid = (vals[LAND_COVER_T1][0] != vals[LAND_COVER_T1][1]) & (vals[LAND_COVER_T2][0] != vals[LAND_COVER_T2][1])
     w_ha = cov * area_m2 / 1e4 * valid
     y1, y2 = cat.catalog.period
@@ -171,7 +172,8 @@ def explain(store, run_id: str, parcel: str | None = None, pixel: tuple[float, f
                 continue
             pb, pc = _p(rules, f"carbon.per_area.{key}.biomass"), _p(rules, f"carbon.per_area.{key}.carbon_fraction")
             a = pb["value"] * pc["value"]
-            term = a * (sa2 - sa1) / dt
+            # the engine's stock-difference equation on the parcel's summed area (biomass only, in t C)
+            term = net_sink_tco2e_per_ha_yr(a * sa1, a * sa2, 0.0, 0.0, 0.0, 0.0, dt, 1.0, 1.0)
             terms.append({"what": f"{key} per-area biomass", "equation": "B * CF * (A_t2 - A_t1) / dt",
                           "inputs": {"A_t1_ha": sa1, "A_t2_ha": sa2, "dt_yr": dt}, "parameters": [pb, pc],
                           "result_tc_per_yr": term})
@@ -245,9 +247,9 @@ def explain(store, run_id: str, parcel: str | None = None, pixel: tuple[float, f
 def rerun(store, run_id: str, progress=None) -> dict:
     """Recompute a stored run from its manifest and compare every stored result bit for bit."""
     inputs: list[dict] = []
-    run, cat, rules, opts, changed = _run_context(store, run_id, inputs)
+    run, cat, rules, opts, changed = run_context(store, run_id, inputs)
     _refuse_changed_remote(store, run, inputs)
-    result, _ = compute_valuation(cat, rules, opts, progress or (lambda *_: None), run.id, None, inputs)
+    result = valuate(cat, rules, opts, run.id, inputs, say=progress)
     mism = []
     n = 0
     for table, key_cols, fields in (
@@ -255,7 +257,7 @@ def rerun(store, run_id: str, progress=None) -> dict:
         ("carbon", ("zone_kind", "zone_id"), ("stock_t1_tc", "stock_t2_tc", "net_sink_tco2e_per_yr",
                                                "ci95_low_tco2e_per_yr", "ci95_high_tco2e_per_yr")),
     ):
-        new = {tuple(r[k] for k in key_cols): r for r in result["rows"]["service_results" if table == "services" else "carbon_results"]}
+        new = {tuple(r[k] for k in key_cols): r for r in result.rows["service_results" if table == "services" else "carbon_results"]}
         old = store.table(table, run.id)
         for r in old.to_dict("records"):
             k = tuple(r[c] for c in key_cols)

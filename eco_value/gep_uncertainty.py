@@ -145,15 +145,10 @@ def _soil_channels(ctx: ServiceContext, res) -> dict[str, tuple]:
     return out
 
 
-def by_type_sums(ctx: ServiceContext, services: dict) -> dict[str, tuple]:
-    """The ``coded`` entries (positions, value, n_types) that pipeline ``build`` sums for the county."""
-    return {f"cls:{k}": v for k, v in channels(ctx, services).items()}
-
-
-def stats_of(county: dict, zone: int = 0) -> dict[str, np.ndarray]:
-    """The channels' sums by type position for one zone of the computed county sums."""
-    return {k[len("cls:" + PREFIX):]: np.asarray(v[zone], dtype=np.float64)
-            for k, v in county.items() if k.startswith("cls:" + PREFIX)}
+def stats_of(county, zone: int = 0) -> dict[str, np.ndarray]:
+    """The channels' sums by type position for one zone of the computed county sums
+    (an :class:`eco_value.engine.ZoneSums`; the engine sums :func:`channels` by type)."""
+    return county.gep_mc_sums(zone)
 
 
 def soil_c_sum(S: dict, tag: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -504,18 +499,18 @@ def sensitivity(rules: RuleSet, S, base, to_year, d: Draws, total: np.ndarray, k
     return rows
 
 
-def for_run(rules: RuleSet, county: dict, carbon_stats, by_service: dict, to_year: int, n: int, seed: int) -> dict:
-    """The run's GEP uncertainty for the county (called by pipeline ``_assemble``)."""
-    from .carbon.uncertainty import _param_draws, sink_from_stats
+def for_run(rules: RuleSet, county, carbon_stats, by_service: dict, to_year: int, n: int, seed: int) -> dict:
+    """The run's GEP uncertainty for the county (``county``: an :class:`eco_value.engine.ZoneSums`)."""
+    from .carbon.uncertainty import param_draws, sink_from_stats
 
     soil, co2 = rules.value("carbon.soil_transition_years"), rules.value("constants.molar_ratio_co2_c")
     shift = None
     if n > 1:   # the carbon Monte Carlo's own iterations (same seed and order as carbon.uncertainty.monte_carlo)
         rng = np.random.default_rng(seed)
-        det = sink_from_stats(carbon_stats, *_param_draws(rules, 1, rng, True), soil, co2)[0, 0]
-        shift = sink_from_stats(carbon_stats, *_param_draws(rules, n, rng, False), soil, co2)[:, 0] - det
+        det = sink_from_stats(carbon_stats, *param_draws(rules, 1, rng, True), soil, co2)[0, 0]
+        shift = sink_from_stats(carbon_stats, *param_draws(rules, n, rng, False), soil, co2)[:, 0] - det
     base = {k: float(v["value_cny"]) for k, v in by_service.items()}
-    base["__sink__"] = float(county["carbon:sink"][0])
+    base["__sink__"] = float(county.carbon_sink_tco2e_per_yr[0])
     return gep_uncertainty(rules, stats_of(county), base, to_year, shift, n=n, seed=seed)
 
 
@@ -545,55 +540,62 @@ def zone_sums(zones: dict, sums: dict) -> dict[str, dict]:
     return {kind: sums for kind in ZONE_KINDS if kind in zones}
 
 
-def zone_intervals(rules: RuleSet, computed: dict, carbon_stats: dict, keys, to_year: int, n: int,
-                   seed: int) -> dict[str, dict[str, dict]]:
+def _has_sums(z) -> bool:
+    return any(k.startswith("cls:" + PREFIX) for k in z.sums)
+
+
+def zone_intervals(rules: RuleSet, zones: dict, carbon_stats: dict, keys, to_year: int, n: int,
+                   seed: int) -> dict[str, dict[int, dict]]:
     """95 % interval of GEP of every zone of ``ZONE_KINDS``: kind → zone index → mean, low, high, sd.
 
-    ``computed``: kind → the zone sums of the run (incl. ``cls:gmc:*``); ``carbon_stats``: kind → its
-    carbon SufficientStats. Every zone uses the county's parameter draws (same seed, same order: one
-    draw of a parameter is the same number everywhere, as a parameter is one number for the region)
-    and the carbon Monte Carlo's iterations for its own sink.
+    ``zones``: kind → :class:`eco_value.engine.ZoneSums` of the run (with the Monte Carlo channels);
+    ``carbon_stats``: kind → its carbon SufficientStats. Every zone uses the county's parameter draws
+    (same seed, same order: one draw of a parameter is the same number everywhere, as a parameter is
+    one number for the region) and the carbon Monte Carlo's iterations for its own sink.
     """
-    from .carbon.uncertainty import _param_draws, sink_from_stats
+    from .carbon.uncertainty import param_draws, sink_from_stats
 
-    out: dict[str, dict[str, dict]] = {}
+    out: dict[str, dict[int, dict]] = {}
     if n <= 1:
         return out
     soil, co2 = rules.value("carbon.soil_transition_years"), rules.value("constants.molar_ratio_co2_c")
     keys = list(keys)
     for kind in ZONE_KINDS:
-        c = computed.get(kind)
-        if c is None or "cls:" + PREFIX + "a_ha" not in c:
+        z = zones.get(kind)
+        if z is None or not _has_sums(z):
             continue
         rng = np.random.default_rng(seed)   # the carbon Monte Carlo's iterations, as in for_run
-        det = sink_from_stats(carbon_stats[kind], *_param_draws(rules, 1, rng, True), soil, co2)[0]
-        shift = sink_from_stats(carbon_stats[kind], *_param_draws(rules, n, rng, False), soil, co2) - det[None]
+        det = sink_from_stats(carbon_stats[kind], *param_draws(rules, 1, rng, True), soil, co2)[0]
+        shift = sink_from_stats(carbon_stats[kind], *param_draws(rules, n, rng, False), soil, co2) - det[None]
         # the county's stream and order of services (``keys``): each parameter takes the county's draws
         d = Draws(rules, n, np.random.default_rng([seed, 15]))
+        sink = z.carbon_sink_tco2e_per_yr
+        values = {k: z.value_cny(k) for k in keys}
         res = {}
-        for zi in range(len(c["area_ha"])):
-            base = {k: float(c[f"v:{k}"][zi]) for k in keys}
-            base["__sink__"] = float(c["carbon:sink"][zi])
-            total = sum(service_values(keys, stats_of(c, zi), d, to_year, base, shift[:, zi]).values())
+        for zi in range(z.n):
+            base = {k: float(values[k][zi]) for k in keys}
+            base["__sink__"] = float(sink[zi])
+            total = sum(service_values(keys, z.gep_mc_sums(zi), d, to_year, base, shift[:, zi]).values())
             res[zi] = _ci(total)
         out[kind] = res
     return out
 
 
-def attach_zone_intervals(u: dict, rules: RuleSet, computed: dict, carbon_stats: dict, zone_ids: dict,
-                          tables: dict, run_id: str, to_year: int, n: int, seed: int) -> list[dict]:
+def attach_zone_intervals(u: dict, rules: RuleSet, zones: dict, carbon_stats: dict, tables: dict, run_id: str,
+                          to_year: int, n: int, seed: int) -> list[dict]:
     """Zone intervals into the run: ``u["by_zone"]`` (summary), the columns ``gep_mc_mean_cny``,
     ``gep_ci95_low_cny``, ``gep_ci95_high_cny`` of the county and township table rows, and the rows of the
-    store's ``gep_intervals`` table (returned)."""
+    store's ``gep_intervals`` table (returned). ``zones``: kind → :class:`eco_value.engine.ZoneSums`."""
     keys = list(u["by_service"])
     by_kind = {"county": {0: u["total"]} if u["draws"] > 1 else {}}
-    by_kind.update(zone_intervals(rules, computed, carbon_stats, keys, to_year, n, seed))
-    u["by_zone"] = {kind: {zone_ids[kind][zi]: ci for zi, ci in res.items()} for kind, res in by_kind.items() if kind != "county"}
+    by_kind.update(zone_intervals(rules, zones, carbon_stats, keys, to_year, n, seed))
+    ids = {kind: zones[kind].ids for kind in by_kind}
+    u["by_zone"] = {kind: {ids[kind][zi]: ci for zi, ci in res.items()} for kind, res in by_kind.items() if kind != "county"}
     rows = []
     for kind, res in by_kind.items():
         trows = {r["zone_id"]: r for r in tables.get(kind, [])}
         for zi, ci in res.items():
-            zid = zone_ids[kind][zi]
+            zid = ids[kind][zi]
             row = trows.get(zid)
             if row is not None:
                 row.update({"gep_mc_mean_cny": ci["mean"], "gep_ci95_low_cny": ci["low"], "gep_ci95_high_cny": ci["high"]})

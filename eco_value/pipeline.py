@@ -27,7 +27,8 @@ from .errors import EcoValueError, InputError
 from .inputs.catalog import Catalog, load_catalog
 from .inputs.remote import content_id, display_path, file_identity
 from .inputs.validate import check_structure
-from .rules import RuleSet, load_rules
+from .rules import RuleSet, check_declared_parameters, load_rules, selected_services
+from .services import SERVICES
 
 __all__ = ["COMPUTE_STAGE", "RunOptions", "RunResult", "compute_valuation", "input_manifest", "fingerprint",
            "run_valuation", "stored_run_context"]
@@ -84,14 +85,16 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
     say = progress or (lambda _s, _f: None)
     say("validate inputs", None)
     cat = load_catalog(catalog_path)
-    probs = check_structure(cat)
+    rules = opts.rules if isinstance(opts.rules, RuleSet) else load_rules(opts.rules)
+    specs = selected_services(rules, SERVICES)     # what the rule set's services declare drives validation
+    check_declared_parameters(rules, specs)
+    probs = check_structure(cat, services=specs)
     if cat.sources:
         from .inputs.sources import check_sources
 
         probs += check_sources(cat)   # the readers' checks: unmapped codes, fields, encoding, ids
     if probs:
         raise InputError(probs)
-    rules = opts.rules if isinstance(opts.rules, RuleSet) else load_rules(opts.rules)
     say("hash inputs", None)
     inputs = input_manifest(cat)
     fp = fingerprint(inputs, rules, opts)

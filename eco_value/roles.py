@@ -16,7 +16,8 @@ LAND_COVER = "land_cover"
 FOREST_TYPE = "forest_type"
 VOLUME = "volume"
 STAND_AGE = "stand_age"
-PERIODIC_ROLES = (LAND_COVER, FOREST_TYPE, VOLUME, STAND_AGE)
+CHANGE_EVENT = "change_event"   # engine id of the change recorded between t1 and t2 (accounting_rules/change_events.toml)
+PERIODIC_ROLES = (LAND_COVER, FOREST_TYPE, VOLUME, STAND_AGE, CHANGE_EVENT)
 
 
 def key(role: str, period: str | None = None) -> str:
@@ -46,3 +47,4 @@ FOREST_TYPE_T2 = key(FOREST_TYPE, T2)
 VOLUME_T1 = key(VOLUME, T1)
 VOLUME_T2 = key(VOLUME, T2)
 STAND_AGE_T1 = key(STAND_AGE, T1)
+CHANGE_EVENT_T2 = key(CHANGE_EVENT, T2)

@@ -81,8 +81,11 @@ def _tiny(tmp_path, pop: np.ndarray | None, water: str | None, emis: str | None)
 
     grid = Grid("EPSG:32648", from_origin(0, 200, 100, 100), 2, 2, chunk_px=1)   # chunks of one pixel
     z = lambda ids, boxes: zone_weights(gpd.GeoDataFrame({"id": ids}, geometry=boxes, crs="EPSG:32648"), "id", grid)  # noqa: E731
-    ctx = {"grid": grid, "zones": {"county": (None, z(["C"], [box(0, 0, 200, 200)]), "id"),
-                                   "township": (None, z(["T1", "T2"], [box(0, 0, 100, 200), box(100, 0, 200, 200)]), "id")}}
+    from eco_value.engine import ZoneSums
+
+    ctx = {"grid": grid, "zones": {"county": ZoneSums("county", None, "id", z(["C"], [box(0, 0, 200, 200)]), {}),
+                                   "township": ZoneSums("township", None, "id", z(["T1", "T2"], [box(0, 0, 100, 200),
+                                                                                               box(100, 0, 200, 200)]), {})}}
     zones = [dict(kind="county", zone_id="C", area_ha=4.0, population=None, parent_id=""),
              dict(kind="township", zone_id="T1", area_ha=2.0, population=None, parent_id=""),
              dict(kind="township", zone_id="T2", area_ha=2.0, population=None, parent_id="")]
@@ -107,7 +110,7 @@ def _by(result):
 def test_known_answer_on_a_tiny_raster(tmp_path):
     pop = np.array([[0.5, 0.0], [0.5, 1.0]])          # T1 (left column) 1 person, T2 1 person, county 2
     result, cat, ctx = _tiny(tmp_path, pop, "zone_id,water_use_m3\nT1,300\nT2,100\n", "zone_id,medium,load_t\nC,water,250\n")
-    apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), ctx)
+    apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), ctx["zones"])
     r = _by(result)
     assert r[("C", "water_conservation")]["used_share"] == pytest.approx(400 / 1000)      # county = Σ townships
     assert r[("T1", "water_conservation")]["actual_value_cny"] == pytest.approx(1200 * 300 / 600)
@@ -131,7 +134,7 @@ def test_known_answer_on_a_tiny_raster(tmp_path):
 
 def test_no_beneficiary_inputs_gives_default(tmp_path):
     result, cat, ctx = _tiny(tmp_path, None, None, None)
-    apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), ctx)
+    apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), ctx["zones"])
     for row in result["rows"]["service_results"]:
         assert row["used_share"] == (1.0 if row["service"] == "provisioning" else P.default_share)
 
@@ -139,7 +142,7 @@ def test_no_beneficiary_inputs_gives_default(tmp_path):
 def test_negative_population_is_refused(tmp_path):
     result, cat, ctx = _tiny(tmp_path, np.array([[1.0, -3.0], [-2.0, -1.0]]), None, None)
     with pytest.raises(InputError, match=r"2 pixel\(s\) have a negative population \(e.g. -3, -2\)"):
-        apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), ctx)
+        apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), ctx["zones"])
 
 
 def test_pipeline_stores_actual(pilot_run):
@@ -164,5 +167,5 @@ def test_a_net_loss_counts_in_full(tmp_path):
     result, cat, ctx = _tiny(tmp_path, None, None, None)
     row = next(r for r in result["rows"]["service_results"] if r["zone_id"] == "T1" and r["service"] == "soil_conservation")
     row["value_cny"] = -100.0
-    apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), ctx)
+    apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), ctx["zones"])
     assert row["used_share"] == 1.0 and row["actual_value_cny"] == -100.0

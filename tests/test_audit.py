@@ -61,3 +61,45 @@ def test_rerun_matches_bit_for_bit(pilot_run):
     d = rerun(store, res.run_id)
     assert d["matches"], d["mismatches"][:3]
     assert d["values_compared"] > 10_000
+
+
+def _run_with_an_older_rule_set(store, run_id: str, tmp_path, missing: str) -> str:
+    """A copy of the store in which the run's stored rule set lacks ``missing`` (as a run stored by a
+    release before that parameter existed); the run points at that rule set by its own hash."""
+    import shutil
+
+    from sqlmodel import select
+
+    from eco_value.rules import RuleSet
+    from eco_value.store import Store
+    from eco_value.store.models import RuleSetRow, Run
+
+    src = store.url.split("sqlite:///", 1)[1]
+    shutil.copy(src, tmp_path / "old.sqlite")
+    old = Store(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    data = old.rules_json(old.run(run_id).ruleset_hash)
+    del data["params"][missing]
+    rs = RuleSet.from_canonical(data)
+    with old.session() as s:
+        s.add(RuleSetRow(hash=rs.content_hash, name=rs.name, title=rs.meta.title, content_json=rs.canonical_json()))
+        run = s.exec(select(Run).where(Run.id == run_id)).one()
+        run.ruleset_hash = rs.content_hash
+        s.add(run)
+        s.commit()
+    return old.url
+
+
+@pytest.mark.parametrize("command", [["explain", "--parcel", None], ["rerun"]], ids=["explain", "rerun"])
+def test_a_run_whose_stored_rule_set_predates_a_parameter_is_refused_by_name(pilot_run, tmp_path, command):
+    """Issue 16 item 5: explain/rerun of an old run exit 2 naming the parameter and the run (was: internal error)."""
+    store, res = pilot_run
+    missing = "gep.water_conservation.price"
+    db = _run_with_an_older_rule_set(store, res.run_id, tmp_path, missing)
+    parcel = store.table("zones", res.run_id).query("kind == 'parcel'").zone_id.iloc[0]
+    args = [parcel if a is None else a for a in command]
+    out = subprocess.run([sys.executable, "-m", "eco_value.cli", args[0], res.run_id, *args[1:], "--db", db],
+                         capture_output=True, text=True)
+    err = " ".join(out.stderr.split())
+    assert out.returncode == 2, out.stderr
+    assert "internal error" not in err
+    assert f"has no parameter '{missing}'" in err and f"stored with run {res.run_id}" in err and "predates" in err

@@ -41,9 +41,6 @@ def test_run_json_has_the_documented_keys_and_services_sum_to_total(pilot_dir, t
     assert len(tw) == 18 and all(0 < lo < hi for lo, hi in tw.values())
     for key in ("report", "geopackage", "parcel_csv", "township_csv"):
         assert os.path.exists(j["outputs"][key]), key
-    # per km2 GEP within the published range for county GEP studies (README results section)
-    area_km2 = 1377
-    assert 1e7 <= j["gep"]["total_cny"] / area_km2 <= 1e8
     runs = json.loads(cli("runs", "--db", db, "--json", check=True).stdout)
     assert runs[0]["run_id"] == j["run_id"] and runs[0]["status"] == "complete"
     show = json.loads(cli("show", j["run_id"][:8], "--db", db, "--json", check=True).stdout)
@@ -106,7 +103,7 @@ def test_outputs_carry_units_run_id_and_seea_tables(pilot_run):
     assert set(p.service) == set(res.summary["gep"]["by_service"])
 
 
-def test_dayi_pilot_runs_with_every_service_and_townships_summing_to_county(tmp_path):
+def test_dayi_pilot_runs_with_every_service_townships_summing_to_county_and_plausible_gep(tmp_path):
     from eco_value.inputs.pilot import generate_pilot
 
     generate_pilot("dayi", tmp_path / "dayi", resolution_m=150, seed=3)
@@ -115,6 +112,7 @@ def test_dayi_pilot_runs_with_every_service_and_townships_summing_to_county(tmp_
     assert r.returncode == 0, r.stderr
     j = json.loads(r.stdout)
     assert all(v["value_cny"] >= 0 for v in j["gep"]["by_service"].values())
+    # plausibility on the synthetic Dayi pilot, not a known answer (see test_plausibility.py)
     assert 1e7 <= j["gep"]["total_cny"] / 1279 <= 1e8       # Dayi 1,279 km2 (UTM area of the outline)
     from eco_value.store import Store
     s = Store(db).table("services", j["run_id"])

@@ -77,7 +77,9 @@ def test_parcels_tile_the_county_with_unique_ids_and_holders(pilot_dir):
     assert p.geometry.is_valid.all()
 
 
-def test_inventory_growth_harvest_and_afforestation(pilot_dir):
+def test_plausibility_inventory_growth_harvest_and_afforestation(pilot_dir):
+    """Plausibility of the synthetic inventory, not a known answer: most stands grow, some are felled,
+    land is afforested and deforested, and no volume exceeds the validation limit."""
     with rasterio.open(pilot_dir / "volume_2020.tif") as a, rasterio.open(pilot_dir / "volume_2023.tif") as b, \
             rasterio.open(pilot_dir / "lulc_2020.tif") as l1, rasterio.open(pilot_dir / "lulc_2023.tif") as l2:
         v1, v2, c1, c2 = a.read(1), b.read(1), l1.read(1), l2.read(1)

@@ -103,7 +103,7 @@ def test_remote_run_equals_local_run_records_hash_kinds_and_refuses_a_changed_fi
                                                                                   tmp_path, monkeypatch):
     """One run with precip (a COG, above the threshold: ETag + size) and the townships (a GeoPackage,
     below it: SHA-256 streamed) served over HTTP gives exactly the local run's results."""
-    from eco_value.audit import _refuse_changed_remote, _run_context, rerun
+    from eco_value.audit import _refuse_changed_remote, run_context, rerun
 
     _local, rem, served, base = remote_pilot
     precip, towns = served / "precip.tif", served / "townships.gpkg"
@@ -135,7 +135,7 @@ def test_remote_run_equals_local_run_records_hash_kinds_and_refuses_a_changed_fi
     # unchanged: the re-check passes (nothing refused, nothing changed), whatever the threshold says now
     monkeypatch.setattr(remote, "remote_settings", lambda: dict(settings, max_streamed_hash_bytes=10**12))
     rows: list = []
-    r, _cat, _rules, _opts, changed = _run_context(st, run.run_id, rows)
+    r, _cat, _rules, _opts, changed = run_context(st, run.run_id, rows)
     assert changed == [] and {x["layer"]: x["hash_kind"] for x in rows}["precip"] == "etag+size"
     _refuse_changed_remote(st, r, rows)
     # the served GeoPackage changes: the re-run refuses, naming the URL and the SHA-256s

@@ -102,17 +102,18 @@ def _table_sums(df, value: str, by: list[str]) -> dict:
     return df.groupby(by)[value].sum().to_dict() if df is not None and len(df) else {}
 
 
-def zone_beneficiaries(inputs, ctx: dict, zone_rows: list[dict]) -> dict[tuple[str, str], Beneficiaries]:
+def zone_beneficiaries(inputs, zones: dict, zone_rows: list[dict]) -> dict[tuple[str, str], Beneficiaries]:
     """Beneficiaries of every zone from the catalog's optional inputs (``inputs.beneficiaries.BeneficiaryInputs``:
-    ``water_use``, ``emissions``, ``population`` — each None when absent → ``None`` fields)."""
+    ``water_use``, ``emissions``, ``population`` — each None when absent → ``None`` fields); ``zones``:
+    kind → the engine's :class:`eco_value.engine.ZoneSums` (its ``weights`` weigh the population raster)."""
     w_by_zone = _table_sums(inputs.water_use, "water_use_m3", ["zone_id"])
     e_by_zone = _table_sums(inputs.emissions, "load_t", ["zone_id", "medium"])
     pop_by: dict[tuple[str, str], float] = {}
     if inputs.population is not None:
         a = inputs.population
-        for kind, (_gdf, w, _f) in ctx["zones"].items():
-            s = zone_sums_of(w, a)
-            pop_by.update({(kind, zid): float(s[i]) for i, zid in enumerate(w.ids)})
+        for kind, z in zones.items():
+            s = zone_sums_of(z.weights, a)
+            pop_by.update({(kind, zid): float(s[i]) for i, zid in enumerate(z.ids)})
     townships = [z["zone_id"] for z in zone_rows if z["kind"] == "township"]
     out = {}
     for z in zone_rows:
@@ -132,9 +133,9 @@ def zone_beneficiaries(inputs, ctx: dict, zone_rows: list[dict]) -> dict[tuple[s
     return out
 
 
-def apply_actual(result: dict, inputs, ctx: dict) -> None:
+def apply_actual(result: dict, inputs, zones: dict) -> None:
     """Add ``used_share`` and ``actual_value_cny`` to every service row, actual GEP to the zone tables
-    and ``summary['gep']['actual']`` (in place)."""
+    and ``summary['gep']['actual']`` (in place); ``zones``: kind → :class:`eco_value.engine.ZoneSums`."""
     p = use_params()
     rows = result["rows"]
     zone_rows = rows["zones"]
@@ -146,7 +147,7 @@ def apply_actual(result: dict, inputs, ctx: dict) -> None:
         elif z["kind"] != "county":
             pid = z.get("parent_id") or ""
             parent[(z["kind"], z["zone_id"])] = ("township", pid) if pid else ("county", county_id)
-    ben = zone_beneficiaries(inputs, ctx, zone_rows)
+    ben = zone_beneficiaries(inputs, zones, zone_rows)
     qty: dict[tuple[str, str], dict[str, float]] = {}
     for r in rows["service_results"]:
         qty.setdefault((r["zone_kind"], r["zone_id"]), {})[r["service"]] = r["quantity"]

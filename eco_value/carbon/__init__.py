@@ -25,7 +25,7 @@ DataArrays with units in attrs.
 # (``eco_value.carbon.invest``) starts without importing xarray and dask.
 _EXPORTS = ("CarbonCoefficients", "coefficients", "biomass_tc_per_ha", "stock_tc_per_ha", "stock_difference",
             "gain_loss", "species_code", "species_k", "LUCC", "volume_species", "per_area_species", "class_param",
-            "N_SPECIES_CODES")
+            "N_SPECIES_CODES", "N_LUCC", "lucc_with_events")
 
 
 def __getattr__(name):

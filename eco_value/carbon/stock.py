@@ -13,8 +13,10 @@ from ..rules.ecosystem import N_IDS, ecosystem_types, species_groups
 
 N_SPECIES_CODES = N_IDS  # lookup tables indexed by a uint8 engine id (nodata 255 maps to 0)
 
-# land-use-change categories of the lucc raster
-LUCC = {"forest_remaining_forest": 1, "afforestation": 2, "deforestation": 3, "other": 4}
+# land-use-change categories of the lucc raster; "harvest" (forest land remaining forest land with a
+# recorded harvest) comes only from recorded change events (:func:`lucc_with_events`)
+LUCC = {"forest_remaining_forest": 1, "afforestation": 2, "deforestation": 3, "other": 4, "harvest": 5}
+N_LUCC = len(LUCC) + 1   # bins of per-category sums (0 = nodata)
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,32 @@ def stock_difference(v1, sp1, lc1, v2, sp2, lc2, years: tuple[int, int], coef: C
     lucc = lucc.where(valid, 0).astype("uint8")
     lucc.attrs = {"units": "class", "classes": str(LUCC)}
     return {"sink_tco2e_per_ha_yr": sink, "stock_t1_tc_per_ha": s1, "stock_t2_tc_per_ha": s2, "lucc": lucc}
+
+
+def lucc_with_events(lucc: xr.DataArray, events: xr.DataArray, event_lucc: np.ndarray) -> xr.DataArray:
+    """Land-use-change category with recorded change events overriding the land-cover differencing.
+
+    ``out = event_lucc[event]`` where an event is recorded and it names a category, else ``lucc``.
+
+    Parameters
+    ----------
+    lucc : DataArray of uint8
+        Category from differencing the land cover (:func:`stock_difference`; 0 = nodata, kept).
+    events : DataArray of uint8
+        Engine id of the change event recorded for the pixel's stand (0 = none).
+    event_lucc : ndarray (256,)
+        Category id each event id forces (0 = keep the differencing, and for nodata), from the
+        change-event table.
+
+    Returns
+    -------
+    The category per pixel (uint8, :data:`LUCC`). Only the attribution changes: the stocks and the sink
+    stay the stock difference of the pixel.
+    """
+    forced = _take(np.asarray(event_lucc, dtype=np.uint8), events)   # nodata (255) forces nothing: lut[255] = 0
+    out = xr.where((forced > 0) & (lucc > 0), forced, lucc).astype("uint8")
+    out.attrs = dict(lucc.attrs)
+    return out
 
 
 def gain_loss(area_ha: xr.DataArray, species: xr.DataArray, harvest_m3_per_ha: xr.DataArray | None,

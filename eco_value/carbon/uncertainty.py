@@ -58,7 +58,7 @@ def draw(p: Parameter, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x, 0.0, None)
 
 
-def _param_draws(rules: RuleSet, n: int, rng: np.random.Generator, deterministic: bool):
+def param_draws(rules: RuleSet, n: int, rng: np.random.Generator, deterministic: bool):
     """Arrays (n, species ids) for k and a, (n, type positions) for bio+dom and soc.
 
     Each parameter is drawn once per iteration, in vocabulary order (species groups, then ecosystem
@@ -68,7 +68,7 @@ def _param_draws(rules: RuleSet, n: int, rng: np.random.Generator, deterministic
 
     def d(name):
         if name not in drawn:
-            p = rules.params[name]
+            p = rules.param(name)
             drawn[name] = np.full(n, float(p.value)) if deterministic else draw(p, n, rng)
         return drawn[name]
 
@@ -109,10 +109,10 @@ def monte_carlo(stats: SufficientStats, rules: RuleSet, n: int = 1000, seed: int
     rng = np.random.default_rng(seed)
     soil = rules.value("carbon.soil_transition_years")
     co2 = rules.value("constants.molar_ratio_co2_c")
-    det = sink_from_stats(stats, *_param_draws(rules, 1, rng, True), soil, co2)[0]
+    det = sink_from_stats(stats, *param_draws(rules, 1, rng, True), soil, co2)[0]
     if n <= 0:
         return {"deterministic": det, "mean": det, "low": det, "high": det, "n": 0, "seed": seed}
-    k, a, bd, soc = _param_draws(rules, n, rng, False)
+    k, a, bd, soc = param_draws(rules, n, rng, False)
     sims = sink_from_stats(stats, k, a, bd, soc, soil, co2)
     return {
         "deterministic": det,
@@ -130,7 +130,7 @@ def approach1_pct(stats: SufficientStats, rules: RuleSet) -> np.ndarray:
     Products: U = sqrt(Σ U_i²); sums: U = sqrt(Σ (U_j x_j)²) / |Σ x_j| (Vol. 1 Eq. 3.1, 3.2).
     """
     def u(name):
-        p = rules.params[name]
+        p = rules.param(name)
         if p.uncertainty is None:
             return 0.0
         if p.uncertainty.ci95_pct is not None:
@@ -148,7 +148,7 @@ def approach1_pct(stats: SufficientStats, rules: RuleSet) -> np.ndarray:
         kval = rules.value(f"{pre}.wood_density") * rules.value(f"{pre}.bef") * (1 + r) * rules.value(f"{pre}.carbon_fraction")
         terms.append(kval * (stats.sv2[:, c] - stats.sv1[:, c]) / stats.dt * co2)
         us.append(uk)
-    total = sink_from_stats(stats, *_param_draws(rules, 1, np.random.default_rng(0), True),
+    total = sink_from_stats(stats, *param_draws(rules, 1, np.random.default_rng(0), True),
                             rules.value("carbon.soil_transition_years"), co2)[0]
     num = np.sqrt(sum((ui * t) ** 2 for ui, t in zip(us, terms)))
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -6,33 +6,46 @@ import hashlib
 
 from .. import gep_uncertainty as gep_mc
 from ..carbon import LUCC
-from ..carbon.uncertainty import SufficientStats, approach1_pct, monte_carlo
+from ..carbon.uncertainty import approach1_pct, monte_carlo
 from ..inputs.catalog import Catalog
 from ..rules import RuleSet
 from ..rules.ecosystem import ecosystem_types
 from ..services import SERVICES
 from .options import RunOptions
+from .types import RunSums
 
 
-def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, computed: dict, run_id: str, inputs) -> dict:
+def _tenure(g: dict) -> dict:
+    """A parcel's tenure columns (``inputs/tenure.py`` PARCEL_COLUMNS), empty without tenure records."""
+    def text(k):
+        v = g.get(k)
+        return "" if v is None or v != v else str(v)
+    mu = g.get("tenure_area_mu")
+    return {"tenure_certificate": text("tenure_certificate"), "tenure_holder": text("tenure_holder"),
+            "use_right_start": text("use_right_start"), "use_right_end": text("use_right_end"),
+            "tenure_area_mu": None if mu is None or mu != mu else float(mu)}
+
+
+def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_id: str, inputs) -> dict:
+    """Rows, summary dict and zone tables from the computed per-zone sums (typed: :class:`.types.ZoneSums`)."""
     y1, y2 = cat.catalog.period
-    services = ctx["services"]
+    services = sums.services
     price_year = opts.price_year or rules.meta.price_year or y2
     rows: dict[str, list[dict]] = {"zones": [], "service_results": [], "carbon_results": []}
     tables: dict[str, list[dict]] = {}
     mc_by_kind = {}
-    for kind, (gdf, w, id_field) in ctx["zones"].items():
-        c = computed[kind]
-        stats = SufficientStats(c["sv1"], c["sv2"], c["sa1"], c["sa2"], c["ca1"], c["ca2"], float(y2 - y1))
+    for kind, c in sums.zones.items():
+        gdf, id_field = c.polygons, c.id_field
+        stats = c.sufficient_stats(float(y2 - y1))
         mc = monte_carlo(stats, rules, n=opts.mc_draws, seed=opts.mc_seed)
         mc_by_kind[kind] = (mc, approach1_pct(stats, rules) if kind == "county" else None, stats)
         attrs = gdf.drop(columns="geometry").assign(_id=gdf[id_field].astype(str)).set_index("_id").to_dict("index")
         geoms = dict(zip(gdf[id_field].astype(str), gdf.geometry.to_wkb()))
         trows = []
-        for zi, zid in enumerate(w.ids):
+        for zi, zid in enumerate(c.ids):
             g = attrs[zid]
             wkb = geoms[zid]
-            area = float(c["area_ha"][zi])
+            area = float(c.area_ha[zi])
             pop = g.get("population")
             rows["zones"].append(dict(
                 run_id=run_id, kind=kind, zone_id=zid,
@@ -41,30 +54,32 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, computed
                 holder_id=str(g.get("holder_id", "")) if kind == "parcel" else "",
                 holder_type=str(g.get("holder_type", "")) if kind == "parcel" else "",
                 other_programme=str(g.get("other_programme", "none")) if kind == "parcel" else "",
+                **_tenure(g if kind == "parcel" else {}),   # every row the same keys (one bulk insert)
                 area_ha=area, population=int(pop) if pop is not None and pop == pop else None,
                 geometry_sha256=hashlib.sha256(wkb).hexdigest(), geometry_wkb=wkb))
             row = {"zone_kind": kind, "zone_id": zid, "area_ha": area}
             gep = 0.0
             for key, res in services.items():
-                q = float(c[f"q:{key}"][zi])
-                v = float(c[f"v:{key}"][zi])
+                q = float(c.quantity(key)[zi])
+                v = float(c.value_cny(key)[zi])
                 gep += v
                 rows["service_results"].append(dict(run_id=run_id, zone_kind=kind, zone_id=zid, service=key, quantity=q,
                                                     unit=res.quantity_unit, value_cny=v, price_year=price_year))
                 row[f"{key}_cny"] = v
             row["gep_cny"] = gep
             row["gep_cny_per_km2"] = gep / (area / 100.0) if area > 0 else 0.0
-            sink = float(c["carbon:sink"][zi])
-            ls = c["lucc_sink"][zi]
+            sink = float(c.carbon_sink_tco2e_per_yr[zi])
+            ls = c.sink_by_lucc[zi]
             rows["carbon_results"].append(dict(
                 run_id=run_id, zone_kind=kind, zone_id=zid, period_start=y1, period_end=y2, area_ha=area,
-                stock_t1_tc=float(c["carbon:stock1"][zi]), stock_t2_tc=float(c["carbon:stock2"][zi]),
+                stock_t1_tc=float(c.carbon_stock_t1_tc[zi]), stock_t2_tc=float(c.carbon_stock_t2_tc[zi]),
                 net_sink_tco2e_per_yr=sink, ci95_low_tco2e_per_yr=float(mc["low"][zi]),
                 ci95_high_tco2e_per_yr=float(mc["high"][zi]),
                 afforestation_tco2e_per_yr=float(ls[LUCC["afforestation"]]),
                 deforestation_tco2e_per_yr=float(ls[LUCC["deforestation"]]),
-                forest_remaining_tco2e_per_yr=float(ls[LUCC["forest_remaining_forest"]])))
-            row.update({"carbon_stock_t2_tc": float(c["carbon:stock2"][zi]), "net_sink_tco2e_per_yr": sink,
+                forest_remaining_tco2e_per_yr=float(ls[LUCC["forest_remaining_forest"]]),
+                harvest_tco2e_per_yr=float(ls[LUCC["harvest"]])))
+            row.update({"carbon_stock_t2_tc": float(c.carbon_stock_t2_tc[zi]), "net_sink_tco2e_per_yr": sink,
                         "sink_ci95_low": float(mc["low"][zi]), "sink_ci95_high": float(mc["high"][zi])})
             if kind == "parcel":
                 row.update({"township_id": str(g.get("township_id", "")), "holder_id": str(g.get("holder_id", "")),
@@ -72,14 +87,14 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, computed
             trows.append(row)
         tables[kind] = trows
 
-    county = computed["county"]
+    county = sums["county"]
     mc, a1, stats = mc_by_kind["county"]
-    area_ha = float(county["area_ha"][0])
-    ca2 = county["ca2"][0]
+    area_ha = float(county.area_ha[0])
+    ca2 = county.type_area_ha(2)[0]
     by_service = {}
     for key, res in services.items():
-        by_service[key] = {"quantity": float(county[f"q:{key}"][0]), "unit": res.quantity_unit,
-                           "value_cny": float(county[f"v:{key}"][0]), "name_zh": SERVICES[key].SPEC.name_zh,
+        by_service[key] = {"quantity": float(county.quantity(key)[0]), "unit": res.quantity_unit,
+                           "value_cny": float(county.value_cny(key)[0]), "name_zh": SERVICES[key].SPEC.name_zh,
                            "category": SERVICES[key].SPEC.category}
     total = float(sum(v["value_cny"] for v in by_service.values()))
     types = ecosystem_types()
@@ -87,17 +102,17 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, computed
     by_class: dict[str, dict[str, float]] = {}
     by_class_q: dict[str, dict[str, float]] = {}
     for key in services:
-        arr = county[f"cls:v:{key}"][0]
-        arq = county[f"cls:q:{key}"][0]
+        arr = county.by_type(key, "value_cny")[0]
+        arq = county.by_type(key, "quantity")[0]
         for pos in range(1, types.n_positions):
             if arr[pos] != 0 or arq[pos] != 0:
                 by_class.setdefault(type_names[pos], {})[key] = float(arr[pos])
                 by_class_q.setdefault(type_names[pos], {})[key] = float(arq[pos])
     population = None
-    bgdf = ctx["zones"]["county"][0]
+    bgdf = county.polygons
     if "population" in bgdf.columns:
         population = int(bgdf["population"].iloc[0])
-    ca1 = county["ca1"][0]
+    ca1 = county.type_area_ha(1)[0]
 
     def level1_areas(ca) -> dict[str, float]:   # by level-1 type, sub-types included
         out = {t.name: 0.0 for t in types.level1()}
@@ -117,18 +132,18 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, computed
         "rules": {"name": rules.name, "hash": rules.content_hash},
         "area_km2": area_ha / 100.0,
         "carbon": {
-            "net_sink_tco2e_per_yr": float(county["carbon:sink"][0]),
+            "net_sink_tco2e_per_yr": float(county.carbon_sink_tco2e_per_yr[0]),
             "ci95_tco2e_per_yr": [float(mc["low"][0]), float(mc["high"][0])],
             "mc_mean_tco2e_per_yr": float(mc["mean"][0]),
             "mc_draws": int(mc["n"]),
             "mc_seed": int(mc["seed"]),
             "approach1_ci95_pct": float(a1[0]) if a1 is not None else None,
-            "stock_tc": float(county["carbon:stock2"][0]),
-            "stock_t1_tc": float(county["carbon:stock1"][0]),
-            "by_lucc_tco2e_per_yr": {k: float(county["lucc_sink"][0][v]) for k, v in LUCC.items()},
-            "by_lucc_area_ha": {k: float(county["lucc_area"][0][v]) for k, v in LUCC.items()},
-            "forest_sink_tco2e_per_ha_yr": float(county["lucc_sink"][0][LUCC["forest_remaining_forest"]]) /
-                                           max(float(county["lucc_area"][0][LUCC["forest_remaining_forest"]]), 1e-9),
+            "stock_tc": float(county.carbon_stock_t2_tc[0]),
+            "stock_t1_tc": float(county.carbon_stock_t1_tc[0]),
+            "by_lucc_tco2e_per_yr": {k: float(county.sink_by_lucc[0][v]) for k, v in LUCC.items()},
+            "by_lucc_area_ha": {k: float(county.area_by_lucc[0][v]) for k, v in LUCC.items()},
+            "forest_sink_tco2e_per_ha_yr": float(county.sink_by_lucc[0][LUCC["forest_remaining_forest"]]) /
+                                           max(float(county.area_by_lucc[0][LUCC["forest_remaining_forest"]]), 1e-9),
         },
         "gep": {"total_cny": total, "by_service": by_service, "price_year": price_year,
                 "cny_per_km2": total / (area_ha / 100.0), "per_capita_cny": total / population if population else None,
@@ -142,6 +157,6 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, ctx: dict, computed
     u = summary["gep"]["uncertainty"] = gep_mc.for_run(rules, county, stats, by_service, price_year,
                                                        opts.mc_draws, opts.mc_seed)
     rows["gep_intervals"] = gep_mc.attach_zone_intervals(   # townships' GEP intervals: summary, tables, store
-        u, rules, computed, {k: v[2] for k, v in mc_by_kind.items()},
-        {k: w.ids for k, (_g, w, _f) in ctx["zones"].items()}, tables, run_id, price_year, opts.mc_draws, opts.mc_seed)
+        u, rules, sums.zones, {k: v[2] for k, v in mc_by_kind.items()}, tables, run_id, price_year,
+        opts.mc_draws, opts.mc_seed)
     return {"rows": rows, "summary": summary, "tables": tables}

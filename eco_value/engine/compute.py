@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import dask
@@ -15,6 +16,9 @@ from ..rules import RuleSet
 from .assemble import assemble
 from .graph import build
 from .options import COMPUTE_STAGE, Progress, RunOptions
+from .types import RunSummary, RunSums, Valuation
+
+ScenarioFn = Callable  # (layers, grid, rules) -> policy.scenario.Scenario
 
 
 class _DaskProgress(dask.callbacks.Callback):
@@ -43,12 +47,80 @@ def _client(address: str | None):
     return Client(address, set_as_default=False)
 
 
-def compute_valuation(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress, run_id: str,
-                      raster_dir: Path | None, inputs: list[dict]) -> tuple[dict, dict]:
-    """Build the graph, run the single compute, refuse bad values, assemble rows and summary.
+def _run_graph(graph, opts: RunOptions, say: Progress | None):
+    """The one ``dask.compute`` of a graph: local threads (with progress), or the cluster of ``--scheduler``."""
+    client = _client(opts.scheduler)
+    try:
+        if client is not None:
+            return client.compute(graph, sync=True)
+        if say is None:
+            (computed,) = dask.compute(graph, scheduler="threads")
+            return computed
+        with _DaskProgress(say):
+            (computed,) = dask.compute(graph, scheduler="threads")
+        return computed
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _quiet(*_):
+    return None
+
+
+def zone_sums(cat: Catalog, rules: RuleSet, opts: RunOptions, zones: dict[str, tuple] | None = None,
+              scenario: ScenarioFn | None = None, say: Progress | None = None) -> RunSums:
+    """Exact-coverage sums of every service, carbon stock and sink over ``zones`` in one compute.
+
+    ``zones`` (kind → (GeoDataFrame, id field)) replaces the catalog's townships and parcels (the
+    county is always kept); ``scenario`` (layers, grid, rules → :class:`~eco_value.policy.scenario.Scenario`)
+    values a changed land cover on the same inputs. Input value checks are the run's business: the
+    sums are returned without them.
+    """
+    return _sums(cat, rules, opts, zones, [scenario], say)[0]
+
+
+def zone_sums_before_after(cat: Catalog, rules: RuleSet, opts: RunOptions, zones: dict[str, tuple] | None,
+                           scenario: ScenarioFn, say: Progress | None = None) -> tuple[RunSums, RunSums]:
+    """:func:`zone_sums` of the run's own land cover and of ``scenario``, in one compute over the inputs."""
+    before, after = _sums(cat, rules, opts, zones, [None, scenario], say)
+    return before, after
+
+
+def _sums(cat, rules, opts, zones, scenarios, say) -> list[RunSums]:
+    from ..inputs.readers import open_layers
+
+    say = say or _quiet
+    layers, grid = open_layers(cat, chunk_px=opts.chunk_px)
+    graphs, ctxs = [], []
+    for fn in scenarios:
+        sc = None if fn is None else fn(layers, grid, rules)
+        g, c = build(cat, rules, opts, say, zone_layers=zones, scenario=sc, layers=layers, grid=grid)
+        graphs.append(g["zones"])
+        ctxs.append(c)
+    computed = _run_graph(graphs, opts, None)
+    return [RunSums.from_computed(res, c["zones"], c["services"]) for res, c in zip(computed, ctxs)]
+
+
+def valuate(cat: Catalog, rules: RuleSet, opts: RunOptions, run_id: str, inputs: list[dict],
+            say: Progress | None = None, raster_dir: Path | None = None) -> Valuation:
+    """A whole valuation, computed and not stored: graph, the single compute, value checks (bad input
+    values raise :class:`~eco_value.errors.InputError`), rows, the typed summary, zone tables, sums.
 
     Writes nothing but the per-pixel GeoTIFFs into ``raster_dir`` (when given); stores nothing.
     """
+    v, _ctx = _valuate(cat, rules, opts, say or _quiet, run_id, raster_dir, inputs)
+    return v
+
+
+def compute_valuation(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress, run_id: str,
+                      raster_dir: Path | None, inputs: list[dict]) -> tuple[dict, dict]:
+    """:func:`valuate` as the run lifecycle (:mod:`eco_value.pipeline`) stores it: (result dict, graph context)."""
+    v, ctx = _valuate(cat, rules, opts, say, run_id, raster_dir, inputs)
+    return v.as_result(), ctx
+
+
+def _valuate(cat, rules, opts, say, run_id, raster_dir, inputs) -> tuple[Valuation, dict]:
     writes = None
     if raster_dir is not None:
         raster_dir.mkdir(parents=True, exist_ok=True)
@@ -57,28 +129,20 @@ def compute_valuation(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progr
         writes = lambda maps, grid: create_map_files(maps, raster_dir, grid, run_id, rules, opts.scheduler)  # noqa: E731
     graph, ctx = build(cat, rules, opts, say, map_writer=writes)
     say(COMPUTE_STAGE, 0.0)
-    client = _client(opts.scheduler)
-    try:
-        if client is not None:
-            computed = client.compute(graph, sync=True)
-        else:
-            with _DaskProgress(say):
-                (computed,) = dask.compute(graph, scheduler="threads")
-    finally:
-        if client is not None:
-            client.close()
-    computed.update(computed.pop("zones"))
-    computed["checks"] = computed.pop("__stats__")
-    probs = problems_from_stats(computed["checks"], cat)
+    computed = _run_graph(graph, opts, say)
+    checks = computed["zones"].pop("__stats__")
+    probs = problems_from_stats(checks, cat)
     if probs:
         raise InputError(probs)
+    sums = RunSums.from_computed(computed["zones"], ctx["zones"], ctx["services"])
     say("uncertainty (Monte Carlo)", None)
-    result = assemble(cat, rules, opts, ctx, computed, run_id, inputs)
+    result = assemble(cat, rules, opts, sums, run_id, inputs)
     # actual (used) GEP beside potential: a post-step over the per-zone results (issue 15 item 4)
     from ..accounts.actual import apply_actual
 
     from ..inputs.beneficiaries import read_beneficiary_inputs
 
-    apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), ctx)
-    result["summary"]["input_warnings"] = [str(w) for w in warnings_from_stats(computed["checks"], cat)]
-    return result, ctx
+    apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), sums.zones)
+    result["summary"]["input_warnings"] = [str(w) for w in warnings_from_stats(checks, cat)]
+    rows, summary, tables = result.pop("rows"), result.pop("summary"), result.pop("tables")
+    return Valuation(rows, RunSummary.from_dict(summary), tables, sums, result), ctx

@@ -7,15 +7,16 @@ import xarray as xr
 
 from .. import gep_uncertainty as gep_mc
 from ..accounts.zonal import class_coverage, coverage_raster, zonal_sums_many, zone_weights
-from ..carbon import coefficients, stock_difference
+from ..carbon import LUCC, N_LUCC, coefficients, lucc_with_events, stock_difference
 from ..grid import Grid
 from ..inputs.catalog import Catalog
 from ..inputs.readers import open_layers, read_full, read_table, read_vector
 from ..inputs.validate import layer_checks, region_mask
 from ..policy.scenario import Scenario, apply_scenario
-from ..roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
+from ..roles import CHANGE_EVENT_T2, FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
 from ..rules import RuleSet
 from ..rules.ecosystem import NODATA_ID, ecosystem_types, species_groups
+from ..rules.events import change_events
 from ..services import ServiceContext, compute_services
 from .options import Progress, RunOptions
 
@@ -46,6 +47,8 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
                                   layers[VOLUME_T2], layers[FOREST_TYPE_T2], layers[LAND_COVER_T2],
                                   (y1, y2), coef)
         carbon["sink_tco2e_per_ha_yr"] = xr.where(scenario.changed, 0.0, before_sink).where(before_sink.notnull())
+    if CHANGE_EVENT_T2 in layers:   # recorded change events (小班 change reasons) override the differencing
+        carbon["lucc"] = lucc_with_events(carbon["lucc"], layers[CHANGE_EVENT_T2], change_events().lucc_lut(LUCC))
     tables = {k: read_table(cat, k) for k in cat.tables}
     say("zone weights (exact coverage at polygon edges)", None)
     template = str(cat.path_of(cat.layers[cat.catalog.reference_layer].path))
@@ -109,12 +112,13 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
         "sa2": (codes(layers[FOREST_TYPE_T2]), area, n_species),
         "ca1": (positions(lc1), area, n_types),
         "ca2": (positions(lc2), area, n_types),
-        "lucc_sink": (carbon["lucc"], values["carbon:sink"], 5),
-        "lucc_area": (carbon["lucc"], area, 5),
+        "lucc_sink": (carbon["lucc"], values["carbon:sink"], N_LUCC),
+        "lucc_area": (carbon["lucc"], area, N_LUCC),
     }
     lc = positions(lc2)
     by_class = {f"cls:{k}": (lc, v, n_types) for k, v in values.items() if k.startswith(("v:", "q:"))}
-    gmc = gep_mc.by_type_sums(ctx, services)   # GEP Monte Carlo sums (eco_value.gep_uncertainty): county, townships
+    # GEP Monte Carlo sums (eco_value.gep_uncertainty), read back by types.ZoneSums.gep_mc_sums: county, townships
+    gmc = {f"cls:{k}": v for k, v in gep_mc.channels(ctx, services).items()}
     by_class.update(gmc)
     maps = {
         f"carbon_stock_{y2}_tc_per_ha": carbon["stock_t2_tc_per_ha"],

@@ -110,6 +110,8 @@ def build_records(store, pr: Project, group: list[Issuance]) -> dict[str, list[d
         by.setdefault((ln.issuance_id, ln.parcel_id), {})[ln.kind] = ln.quantity_tco2e
     from .credits import verification_of
 
+    tenure = _tenure_fields(store, pr)
+
     with store.session() as s:
         ver = {iss.id: verification_of(s, iss) for iss in group}
     issuances = []
@@ -117,7 +119,8 @@ def build_records(store, pr: Project, group: list[Issuance]) -> dict[str, list[d
         v = ver[iss.id] or {"body": "", "approach": "", "date": ""}
         pl = [{"parcelId": p, "gross": v["gross"], "baseline": v["baseline"], "leakage": v["leakage"], "uncertainty": v["uncertainty"],
                "buffer": int(round(v["buffer"])), "issued": int(round(v["issued"])), "remainder": v["remainder"],
-               "otherProgramme": pv.get((iid, p), "none")} for (iid, p), v in sorted(by.items()) if iid == iss.id]
+               "otherProgramme": pv.get((iid, p), "none"), **tenure.get(p, {})}
+              for (iid, p), v in sorted(by.items()) if iid == iss.id]
         issuances.append({
             "id": iss.id, "warehouseProjectId": pr.id, "startDate": iss.monitoring_start, "endDate": iss.monitoring_end,
             "verificationApproach": v["approach"], "verificationBody": v["body"], "verificationReportDate": v["date"], "regionAdcode": iss.region_adcode, "runId": iss.run_id,
@@ -142,6 +145,7 @@ def build_records(store, pr: Project, group: list[Issuance]) -> dict[str, list[d
                "methodologyVersion": iss.methodology_version, "parcels": pids, "regionAdcode": iss.region_adcode,
                "rulesetHash": iss.ruleset_hash, "runId": iss.run_id,
                "otherProgrammes": sorted({pv.get((iss.id, p), "none") for p in pids} - {"none"}),
+               "tenureCertificates": sorted({c for p in pids for c in tenure.get(p, {}).get("tenureCertificate", "").split(";") if c}),
                "uncertaintyDeductionApplied": iss.uncertainty_deduction_tco2e / after if after else 0.0,
                "bufferShareApplied": iss.buffer_share, "schemaVersion": "unit/v2"}
         if b.status == "listed":
@@ -154,6 +158,23 @@ def build_records(store, pr: Project, group: list[Issuance]) -> dict[str, list[d
             rec["beneficiary"] = b.beneficiary
         units.append(rec)
     return {"unit": units, "issuance": issuances, "project": project}
+
+
+def _tenure_fields(store, pr: Project) -> dict[str, dict]:
+    """Per parcel of the project, its 林权 fields for the issuance's parcel lines (only those known), and
+    ``useRightFlag`` where the methodology flags a use right ending before the crediting period does."""
+    from .methodology import FLAG
+    from .projects import eligibility_lines, load_project
+
+    _pr, _meth, facts, _ok = load_project(store, pr.id)
+    flags = {ln["parcel_id"]: ln["reason"][len(FLAG):] for ln in eligibility_lines(store, pr.id)
+             if ln["rule"] == "use_right" and ln["passed"] and ln["reason"].startswith(FLAG)}
+    out = {}
+    for p, f in facts.items():
+        d = {"tenureCertificate": f.tenure_certificate, "tenureHolder": f.tenure_holder, "useRightStart": f.use_right_start,
+             "useRightEnd": f.use_right_end, "tenureAreaMu": f.tenure_area_mu, "useRightFlag": flags.get(p)}
+        out[p] = {k: v for k, v in d.items() if v not in (None, "")}
+    return out
 
 
 def _covering(events: dict, first: int, last: int):

@@ -181,6 +181,10 @@ class ParcelFacts:
     wetland_declared: bool = False
     other_programme: str = "none"
     baseline_tco2e_per_yr: float | None = None       # business-as-usual removals (declared)
+    tenure_holder: str = ""                          # 林权 holder(s) of the parcel's 小班 (catalog tenure records)
+    use_right_start: str = ""                        # ISO date: latest start of the parcel's use-right certificates
+    use_right_end: str = ""                          # ISO date: earliest end of them ("" = not known)
+    tenure_area_mu: float | None = None              # certified area, 亩
     extra: dict = field(default_factory=dict)
 
 
@@ -195,16 +199,39 @@ def _ha(m2: float) -> str:
     return f"{m2 / M2_PER_HA:,.2f} ha"
 
 
-def eligibility(meth: Methodology, f: ParcelFacts, start: date) -> list[Check]:
-    """One :class:`Check` per rule of the methodology, in the order of the methodology file."""
+def eligibility(meth: Methodology, f: ParcelFacts, start: date, end: date | None = None) -> list[Check]:
+    """One :class:`Check` per rule of the methodology, in the order of the methodology file; ``end`` is
+    the crediting period's end (rules about the whole crediting period need it)."""
     out = []
     for rule in meth.eligibility:
-        fn = _RULES.get(rule)
+        fn = _RULES.get(rule) or _PERIOD_RULES.get(rule)
         if fn is None:
             raise MethodologyError(f"{meth.path}: eligibility rule '{rule}' is not known to eco-value "
-                                   f"(known: {', '.join(_RULES)})")
-        out.append(Check(rule, *fn(meth, f, start)))
+                                   f"(known: {', '.join([*_RULES, *_PERIOD_RULES])})")
+        out.append(Check(rule, *(fn(meth, f, start, end) if rule in _PERIOD_RULES else fn(meth, f, start))))
     return out
+
+
+USE_RIGHT_ACTIONS = ("refuse", "flag")
+FLAG = "flagged: "   # the reason of a passed check that an exchange should see (use_right with action "flag")
+
+
+def _use_right(meth, f: ParcelFacts, start: date, end: date | None):
+    r = meth.eligibility["use_right"]
+    action = r.get("action", "refuse")
+    if action not in USE_RIGHT_ACTIONS:
+        raise MethodologyError(f"{meth.path}: eligibility.use_right.action '{action}' is not one of {USE_RIGHT_ACTIONS}")
+    if not f.use_right_end:
+        if r.get("require_dates", False):
+            return False, "no use-right dates (林地使用权起止时间) for the parcel: give the catalog's tenure records"
+        return True, "no use-right end recorded (no tenure records in the run's catalog): not checked"
+    ends = date.fromisoformat(f.use_right_end)
+    if end is None or ends >= end:
+        return True, f"use right (林地使用权) to {ends.isoformat()} covers the crediting period" + (
+            f" (to {end.isoformat()})" if end else "")
+    why = (f"the use right (林地使用权, {f.tenure_certificate or 'certificate not given'}) ends {ends.isoformat()}, before the "
+           f"crediting period ends ({end.isoformat()}): removals after {ends.isoformat()} are not the holder's to sell")
+    return (False, why) if action == "refuse" else (True, FLAG + why)
 
 
 def _land_history(meth, f: ParcelFacts, start: date):
@@ -324,6 +351,9 @@ def _baseline_declared(meth, f: ParcelFacts, start: date):
 _RULES = {"land_history": _land_history, "plot_area": _plot_area, "wetland": _wetland, "forest_category": _forest_category,
           "vegetation": _vegetation, "tenure": _tenure, "other_programme": _other_programme, "net_removal": _net_removal,
           "forest_at_start": _forest_at_start, "baseline_declared": _baseline_declared}
+
+
+_PERIOD_RULES = {"use_right": _use_right}
 
 
 def meth_component(meth: Methodology) -> str:

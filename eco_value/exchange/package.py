@@ -49,8 +49,8 @@ POOL_LABELS = {"above_ground_tc": ("above-ground biomass", "地上生物量"),
                "biomass_unsplit_tc": ("living biomass, not split (bamboo, shrub, non-forest)", "生物量（未分地上地下）"),
                "dead_organic_matter_tc": ("dead organic matter", "枯落物与枯死木"),
                "soil_tc": ("soil organic carbon", "土壤有机碳")}
-LUCC_NAMES = {1: "forest_remaining_forest", 2: "afforestation", 3: "deforestation", 4: "other"}
-CREDITED_LUCC = {"afforestation": (2,), "forest_management": (1, 3)}   # land-use change each component credits (run's LUCC)
+LUCC_NAMES = {1: "forest_remaining_forest", 2: "afforestation", 3: "deforestation", 4: "other", 5: "harvest"}
+CREDITED_LUCC = {"afforestation": (2,), "forest_management": (1, 3, 5)}   # land-use change each component credits (run's LUCC)
 POOL_SUM_REL = 1e-9          # pools must re-add to the run's stored total stock (float summation order only)
 AGE_CLASS = "n/a (the run has no stand-age layer)"
 DEDUCTION_FIELDS = ("removals_tco2e", "baseline_tco2e", "leakage_tco2e", "uncertainty_deduction_tco2e", "buffer_tco2e",
@@ -107,7 +107,7 @@ def _read_parcel_pixels(cat, parcels: list[tuple[str, object]]):
     import geopandas as gpd
 
     from ..accounts.zonal import zone_weights
-    from ..audit import _read_cells
+    from ..audit import read_cells
     from ..inputs.readers import reference_grid
     from ..roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
 
@@ -115,7 +115,7 @@ def _read_parcel_pixels(cat, parcels: list[tuple[str, object]]):
     gdf = gpd.GeoDataFrame({"pid": [p for p, _ in parcels]}, geometry=[g for _, g in parcels], crs=grid.crs)
     w = zone_weights(gdf, "pid", grid).flat()   # a project's parcels: flat (zone, pixel, coverage) arrays
     rows, cols = w.pixel // grid.width, w.pixel % grid.width
-    vals = {k: _read_cells(cat, k, rows, cols)
+    vals = {k: read_cells(cat, k, rows, cols)
             for k in (LAND_COVER_T1, LAND_COVER_T2, FOREST_TYPE_T1, FOREST_TYPE_T2, VOLUME_T1, VOLUME_T2)}
     return grid, w, vals
 
@@ -155,7 +155,7 @@ def _carbon_parameters(rules, species_ids: set[int], type_ids: set[int]) -> list
         if n in seen:
             continue
         seen.add(n)
-        p = rules.params[n]
+        p = rules.param(n)
         out.append({"parameter": n, "value": p.value, "unit": p.unit, "source": p.source, "verified": p.verified,
                     "uncertainty": _uncertainty_text(rules, n), "from": f"rule set {rules.name}", "used_for": used})
     return out
@@ -183,12 +183,12 @@ def build_package(store, project_id: str, monitoring: str | None = None) -> Pack
     """Every table of the calculation package (nothing is written)."""
     from shapely import from_wkb
 
-    from ..audit import _run_context
+    from ..audit import run_context
     from ..rules.ecosystem import NODATA_ID, ecosystem_types, species_groups
     from ..roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2
 
     pr, meth, facts, eligible = load_project(store, project_id)
-    run, cat, rules, _opts, changed = _run_context(store, pr.run_id)
+    run, cat, rules, _opts, changed = run_context(store, pr.run_id)
     if changed:
         raise PackageError(f"run {run.id[:8]} of project {pr.id}: input layer(s) {', '.join(changed)} changed since the run "
                            "(SHA-256 differs from the run's manifest), so its stocks cannot be split into pools from them. "

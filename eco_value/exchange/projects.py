@@ -2,7 +2,9 @@
 
 ``create_project`` gathers every parcel's facts (land-cover history from the run's catalog, removals
 from the run, attributes declared in a parcel table: tenure certificate, 林种, planting year, planted
-area, wetland, other programme, business-as-usual baseline), applies the methodology's eligibility
+area, wetland, other programme, business-as-usual baseline; the parcel's 林权 records when the run's
+catalog has them: certificate (unless the table gives one), holder, use-right start and end, area in
+亩), applies the methodology's eligibility
 rules and stores the project, its parcels and one eligibility line per parcel and rule in one
 transaction.
 """
@@ -163,14 +165,17 @@ def create_project(store, *, project_id: str, name: str, developer: str, methodo
             forest_m2=h["forest_m2"], afforested_m2=h["afforested_m2"], afforested_forest_m2=h["afforested_forest_m2"],
             afforested_wetland_m2=h["afforested_wetland_m2"],
             removals={"afforestation": float(c.afforestation_tco2e_per_yr),
-                      "forest_management": float(c.forest_remaining_tco2e_per_yr + c.deforestation_tco2e_per_yr),
+                      "forest_management": float(c.forest_remaining_tco2e_per_yr + c.deforestation_tco2e_per_yr
+                                                 + getattr(c, "harvest_tco2e_per_yr", 0.0)),
                       "net": float(c.net_sink_tco2e_per_yr)},
             ci95=(float(c.ci95_low_tco2e_per_yr), float(c.ci95_high_tco2e_per_yr)), holder_id=z.holder_id,
-            tenure_certificate=a.get("tenure_certificate") or "", forest_category=a.get("forest_category") or "",
+            tenure_certificate=a.get("tenure_certificate") or z.tenure_certificate or "",
+            tenure_holder=z.tenure_holder or "", use_right_start=z.use_right_start or "", use_right_end=z.use_right_end or "",
+            tenure_area_mu=z.tenure_area_mu, forest_category=a.get("forest_category") or "",
             vegetation=a.get("vegetation") or "", planting_year=a.get("planting_year"),
             planted_area_m2=a.get("planted_area_m2"), wetland_declared=bool(a.get("wetland")), other_programme=other,
             baseline_tco2e_per_yr=a.get("baseline_tco2e_per_yr"))
-    checks = {pid: eligibility(meth, f, d_start) for pid, f in facts.items()}
+    checks = {pid: eligibility(meth, f, d_start, d_end) for pid, f in facts.items()}
     cat = load_catalog(run.catalog_path)
     location = union_all([g for _, g in geoms])
     with store.session() as s:

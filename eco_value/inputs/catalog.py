@@ -68,13 +68,14 @@ class SourceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     path: str | list[str]
-    kind: Literal["inventory", "landuse", "product"] | None = None   # default: from the name
+    kind: Literal["inventory", "landuse", "product", "tenure"] | None = None   # default: from the name
     period: Literal["t1", "t2"] | None = None                         # default: from a _t1/_t2 suffix
     layer: str | None = None
     encoding: str | None = None
     fieldmap: str | None = None
     species: str | None = None          # the bureau's species crosswalk (CSV code,group or TOML)
     county: str | None = None           # DLTB: adcode every ZLDWDM must start with
+    inventory: str | None = None        # tenure: the inventory source its records join to (default: the t2 one)
     # products (raster_inputs/product-units.toml for units)
     unit: str = ""
     variable: str | None = None         # NetCDF variable

@@ -31,6 +31,13 @@ def land_cover_snapshots(catalog_path) -> list[tuple[int, str]]:
         year = roles.year_of(period, tuple(cat.catalog.period)) if period else spec.year
         if year is not None:
             out.append((int(year), key))
+    if cat.sources:   # land cover@tN a 小班 inventory or DLTB source provides
+        from .sources import provided_layers
+
+        for key in provided_layers(cat):
+            role, period = roles.split(key)
+            if role == roles.LAND_COVER and period:
+                out.append((roles.year_of(period, tuple(cat.catalog.period)), key))
     return sorted(out)
 
 
@@ -60,6 +67,12 @@ def parcel_land_history(catalog_path, parcels: list[tuple[str, object]]) -> dict
     forest_ids, wetland_ids = types.ids_under("forest"), types.ids_under("wetland")
     forest, wetland = {}, {}
     for y, key in snaps:
+        if key not in cat.layers:   # from [sources]: already in engine ecosystem-type ids
+            from .readers import open_layers
+
+            arr = np.asarray(open_layers(cat, keys=[key])[0][key].values)
+            forest[y], wetland[y] = np.isin(arr, forest_ids), np.isin(arr, wetland_ids)
+            continue
         spec = cat.layers[key]
         if spec.scheme is None:
             raise InputError([Problem("bad-classes", str(cat.path_of(spec.path)), key,

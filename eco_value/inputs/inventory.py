@@ -329,6 +329,10 @@ def load_change_reasons(name: str | Path = "change-reasons") -> dict[str, str]:
     return {normalise_code(k): v["event"] for k, v in raw.get("reasons", {}).items()}
 
 
+def change_reasons_path(name: str | Path = "change-reasons") -> Path:
+    return load_toml(name, fieldmaps_dir(), "change reasons")[1]
+
+
 def change_table(t1: gpd.GeoDataFrame, t2: gpd.GeoDataFrame,
                  reasons: str | Path = "change-reasons") -> pd.DataFrame:
     """One row per 小班 of either snapshot: the change between t1 and t2 and its reason.
@@ -352,6 +356,7 @@ def change_table(t1: gpd.GeoDataFrame, t2: gpd.GeoDataFrame,
             "read both snapshots with field maps that build the same id (same parts and widths); if the 小班 were "
             "renumbered, join them with the bureau's old-new id table first")])
     table = load_change_reasons(reasons)
+    reasons_path = change_reasons_path(reasons)
     types = ecosystem_types()
     cols = ["xiaoban_id", "ecosystem_type", "volume_m3_ha", "area_ha", "species_group"]
     m = pd.merge(t1[cols], t2[cols + ["change_reason"]], on="xiaoban_id", how="outer",
@@ -360,9 +365,12 @@ def change_table(t1: gpd.GeoDataFrame, t2: gpd.GeoDataFrame,
     unknown = Counter(c for c in m["change_reason"] if c and c not in table)
     if unknown:
         listed = ", ".join(f"'{c}' ({n}×)" for c, n in sorted(unknown.items()))
-        raise InputError([Problem("unmapped-code", f2, "change_reason",
-                                  f"change-reason codes not in the table: {listed}",
-                                  "add them to raster_inputs/fieldmaps/change-reasons.toml (or the bureau's copy)")])
+        fm = t2.attrs.get("fieldmap")
+        field = load_fieldmap(fm).optional.get("change_reason", "change_reason") if fm else "change_reason"
+        raise InputError([Problem("unmapped-code", f2, field,
+                                  f"{sum(unknown.values())} 小班 have change-reason codes not in the table: {listed}",
+                                  f"map each code to an event in {reasons_path} (or give change_table the bureau's "
+                                  "copy), or correct the codes in the 小班 layer")])
     fo1 = m["ecosystem_type_t1"].fillna("").map(types.is_forest)
     fo2 = m["ecosystem_type_t2"].fillna("").map(types.is_forest)
     derived = np.select(

@@ -132,6 +132,10 @@ def read_vector(cat: Catalog, key: str, crs: str | None = None) -> gpd.GeoDataFr
     gdf = gpd.read_file(os.fspath(cat.path_of(spec.path)), layer=spec.layer)   # a remote one as /vsicurl/…
     if crs is not None and gdf.crs is not None and gdf.crs.to_string() != crs:
         gdf = gdf.to_crs(crs)
+    if key == "parcels" and cat.sources:   # a tenure source: each parcel carries its 小班' 林权 records
+        from .sources import parcel_tenure
+
+        gdf = parcel_tenure(cat, gdf, spec.id_field)
     return gdf
 
 

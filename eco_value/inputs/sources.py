@@ -23,7 +23,14 @@ What each provides (a ``[layers]`` entry of the same key wins):
 
 * ``inventory_tN`` → ``forest_type@tN`` (species-group ids), ``volume@tN`` (m³/ha), ``stand_age@t1``,
   and ``land_cover@tN`` (the 小班's ecosystem type) when no land-use source gives it;
+* ``inventory_t1`` and ``inventory_t2`` together → ``change_event@t2``: the engine id
+  (``accounting_rules/change_events.toml``) of the change each 小班's change reason records
+  (``raster_inputs/fieldmaps/change-reasons.toml``; derived changes give none), burnt on the t2 polygon
+  (the t1 polygon for a 小班 gone by t2); the carbon engine lets it override the land-cover differencing;
 * ``landuse[_tN]`` → ``land_cover@tN`` (ecosystem-type ids);
+* ``tenure`` (kind ``tenure``: 林权 records, ``inputs/tenure.py``) → no layer: joined to the 小班 of the
+  inventory it names (``inventory = "inventory_t2"``, default the t2 inventory, else t1) and carried into
+  the parcels (:func:`parcel_tenure`);
 * a product → the layer named like the source, decoded and (with ``aggregate``) annual, on the grid.
 
 Polygons are burnt lazily per chunk with the centre-of-pixel rule (``rasterize.py``); pixels outside
@@ -44,6 +51,7 @@ from .. import roles
 from ..errors import InputError, Problem
 from ..grid import Grid
 from ..rules.ecosystem import NODATA_ID
+from ..rules.events import NO_EVENT
 from .rasterize import rasterize_column
 
 NODATA_F = -9999.0
@@ -56,6 +64,8 @@ def kind_of(name: str, spec) -> str:
         return "inventory"
     if name.startswith("landuse") or name.startswith("dltb"):
         return "landuse"
+    if name.startswith("tenure") or name.startswith("linquan"):
+        return "tenure"
     return "product"
 
 
@@ -86,9 +96,17 @@ def provided_layers(cat) -> dict[str, tuple[str, str]]:
         elif k == "landuse":
             for p in periods_of(name, spec):
                 out[roles.key(roles.LAND_COVER, p)] = (name, "land_cover")
-        else:
+        elif k == "product":
             out[name] = (name, "product")
+    inv = inventories(cat)
+    if set(roles.PERIODS) <= set(inv):
+        out[roles.CHANGE_EVENT_T2] = (inv[roles.T2], "change_event")
     return {k: v for k, v in out.items() if k not in cat.layers}
+
+
+def inventories(cat) -> dict[str, str]:
+    """period → the name of the inventory source of that period."""
+    return {p: n for n, s in cat.sources.items() if kind_of(n, s) == "inventory" for p in periods_of(n, s)}
 
 
 def source_files(cat, name: str) -> list[Path]:
@@ -146,6 +164,13 @@ def _read_cached(kind: str, path: str, spec_json: str, root: str, _stamp: tuple)
             fm = str(Path(root) / fm)
         return read_dltb(path, fieldmap=fm, layer=spec.get("layer"), encoding=spec.get("encoding"),
                          county=spec.get("county") or None)
+    if kind == "tenure":
+        from .tenure import read_tenure
+
+        fm = spec.get("fieldmap") or "tenure-national"
+        if fm.endswith(".toml") and not Path(fm).is_absolute():
+            fm = str(Path(root) / fm)
+        return read_tenure(path, fieldmap=fm, layer=spec.get("layer"), encoding=spec.get("encoding"))
     raise ValueError(kind)
 
 
@@ -189,7 +214,79 @@ def check_sources(cat) -> list[Problem]:
                 read_source(cat, name)
         except InputError as exc:
             probs += exc.problems
+    if probs:
+        return probs
+    try:
+        if roles.CHANGE_EVENT_T2 in provided_layers(cat):
+            change_events_of(cat)
+        tenure_joined(cat)
+    except InputError as exc:
+        probs += exc.problems
     return probs
+
+
+# --- two snapshots: recorded change events ------------------------------------------------------
+
+def change_events_of(cat):
+    """The 小班 with a recorded change event: ``xiaoban_id, event, event_id, geometry`` (the t2 polygon,
+    or the t1 polygon of a 小班 gone by t2). Refused: a change-reason code the table does not map, an
+    event the engine's table (``accounting_rules/change_events.toml``) does not have."""
+    import geopandas as gpd
+    import pandas as pd
+
+    from ..rules.events import change_events
+    from .inventory import change_table
+
+    inv = inventories(cat)
+    t1, t2 = read_source(cat, inv[roles.T1]), read_source(cat, inv[roles.T2])
+    ct = change_table(t1, t2)
+    rec = ct[ct["event_source"] == "change_reason"]
+    ev = change_events()
+    unknown = rec.loc[~rec["event"].isin(list(ev.ids)), "event"].value_counts()
+    if len(unknown):
+        listed = ", ".join(f"'{e}' ({n}×)" for e, n in sorted(unknown.items()))
+        raise InputError([Problem("unmapped-code", "raster_inputs/fieldmaps/change-reasons.toml", "event",
+                                  f"change events the carbon engine does not know: {listed}",
+                                  f"map each change reason to one of {', '.join(ev.ids)} ({ev.path})")])
+    geom = pd.concat([t2.set_index("xiaoban_id").geometry, t1.set_index("xiaoban_id").geometry])
+    geom = geom[~geom.index.duplicated(keep="first")]
+    out = gpd.GeoDataFrame({"xiaoban_id": rec["xiaoban_id"].to_numpy(), "event": rec["event"].to_numpy(),
+                            "event_id": rec["event"].map(ev.ids).astype("int64").to_numpy()},
+                           geometry=geom.reindex(rec["xiaoban_id"]).to_numpy(), crs=t2.crs)
+    return out
+
+
+# --- tenure -------------------------------------------------------------------------------------
+
+def tenure_joined(cat):
+    """``(inventory 小班, TenureJoin)`` of the catalog's tenure source, or None without one."""
+    from .tenure import join_tenure
+
+    names = [n for n, s in cat.sources.items() if kind_of(n, s) == "tenure"]
+    if not names:
+        return None
+    name = names[0]
+    spec = cat.sources[name]
+    inv = inventories(cat)
+    target = spec.inventory or inv.get(roles.T2) or inv.get(roles.T1)
+    if target not in cat.sources or kind_of(target, cat.sources[target]) != "inventory":
+        raise InputError([Problem("missing-source", str(cat.source or "catalog.toml"), f"sources.{name}.inventory",
+                                  f"tenure records join to 小班 (LB/XB), but the catalog has no inventory source "
+                                  f"'{target or ''}' to join them to",
+                                  "add an [sources.inventory_t2] 小班 layer, or name it with inventory = \"...\"")])
+    xb = read_source(cat, target)
+    return xb, join_tenure(xb, read_source(cat, name))
+
+
+def parcel_tenure(cat, parcels, id_field: str):
+    """The parcels with their tenure (:func:`eco_value.inputs.tenure.parcel_tenure`), or unchanged
+    when the catalog has no tenure source."""
+    from .tenure import parcel_tenure as attach
+
+    j = tenure_joined(cat)
+    if j is None:
+        return parcels
+    return attach(parcels, id_field, *j)
 
 
 # --- layers on the grid --------------------------------------------------------------------------
@@ -226,6 +323,15 @@ def open_source_layer(cat, key: str, grid: Grid, region_lc: xr.DataArray | None)
         arr.attrs = {"layer": key, "variable": spec.variable_name or key, "unit": unit, "nodata": NODATA_F,
                      "source_file": ";".join(map(str, source_files(cat, name))), "year": spec.year,
                      "product": spec.product}
+        arr.name = key
+        return arr
+    if what == "change_event":
+        ev = change_events_of(cat)
+        arr = _outside(region_lc, rasterize_column(ev[["event_id", "geometry"]], "event_id", grid, fill=NO_EVENT,
+                                                   dtype="uint8", name=key), NODATA_ID)
+        arr.attrs = {"layer": key, "variable": "change_event", "unit": "class", "nodata": NODATA_ID,
+                     "vocabulary": "change_event", "source_file": str(cat.path_of(spec.path)), "year": None,
+                     "product": f"change reasons of inventory source '{name}'", "events": int(len(ev))}
         arr.name = key
         return arr
     gdf = read_source(cat, name)

@@ -159,3 +159,51 @@ def attach(parcels: gpd.GeoDataFrame, joined: TenureJoin) -> gpd.GeoDataFrame:
         certified_area_ha=("area_ha", "sum"),
     ).reset_index()
     return parcels.merge(agg, on="xiaoban_id", how="left")
+
+
+# columns a parcel carries from its 小班' tenure records (empty / NaN without a record)
+PARCEL_COLUMNS = ("tenure_certificate", "tenure_holder", "use_right_start", "use_right_end", "tenure_area_mu")
+
+
+def parcel_tenure(parcels: gpd.GeoDataFrame, id_field: str, xiaoban: gpd.GeoDataFrame,
+                  joined: TenureJoin) -> gpd.GeoDataFrame:
+    """The parcels with the tenure of their 小班 (columns :data:`PARCEL_COLUMNS`).
+
+    A 小班 belongs to the parcel whose id is its 小班 id (parcels that are the 小班), else to the parcel
+    containing its representative point. Per parcel: certificates and holders ``;``-joined (sorted,
+    distinct); ``use_right_start`` the latest start and ``use_right_end`` the earliest end of its
+    certificates (ISO dates: the span over which all of the parcel's certified land is held, the one
+    that binds a crediting period); ``tenure_area_mu`` the certified area in 亩 (the records' SYQMJ,
+    each record once)."""
+    ids = parcels[id_field].astype(str)
+    xb = xiaoban[["xiaoban_id", "geometry"]]
+    pts = xb.geometry.representative_point()
+    if xb.crs is not None and parcels.crs is not None and xb.crs != parcels.crs:
+        pts = pts.to_crs(parcels.crs)
+    hit = gpd.sjoin(gpd.GeoDataFrame({"xiaoban_id": xb["xiaoban_id"].to_numpy()}, geometry=pts.values, crs=parcels.crs),
+                    gpd.GeoDataFrame({"_pid": ids.to_numpy()}, geometry=parcels.geometry.values, crs=parcels.crs),
+                    predicate="within", how="inner")
+    owner = hit.groupby("xiaoban_id")["_pid"].first().to_dict()
+    own_id = set(ids)
+    owner.update({x: x for x in xb["xiaoban_id"] if x in own_id})
+    r = joined.records.copy()
+    r["_pid"] = r["xiaoban_id"].map(owner)
+    r = r[r["_pid"].notna()]
+    if r.empty:
+        agg = pd.DataFrame(columns=["_pid", *PARCEL_COLUMNS])
+    else:
+        agg = r.groupby("_pid").agg(
+            tenure_certificate=("certificate", lambda s: ";".join(sorted({c for c in s if c}))),
+            tenure_holder=("holder", lambda s: ";".join(sorted({h for h in s if h}))),
+            use_right_start=("start", lambda s: max((d for d in s if d), default=None)),
+            use_right_end=("end", lambda s: min((d for d in s if d), default=None)),
+            tenure_area_mu=("area_ha", lambda s: float(s.sum()) / HA_PER_UNIT["mu"]),
+        ).reset_index()
+        for c in ("use_right_start", "use_right_end"):
+            agg[c] = agg[c].map(lambda d: d.isoformat() if d else "")
+    out = parcels.drop(columns=[c for c in PARCEL_COLUMNS if c in parcels.columns]).assign(_pid=ids.to_numpy())
+    out = out.merge(agg, on="_pid", how="left").drop(columns="_pid")
+    for c in PARCEL_COLUMNS[:4]:
+        out[c] = out[c].fillna("").astype(str)
+    out["tenure_area_mu"] = pd.to_numeric(out["tenure_area_mu"], errors="coerce")
+    return gpd.GeoDataFrame(out, geometry=parcels.geometry.name, crs=parcels.crs)

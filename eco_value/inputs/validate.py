@@ -2,7 +2,8 @@
 
 Two stages, both collecting every problem rather than stopping at the first:
 
-1. :func:`check_structure` (no pixel read): the catalog's period and reference layer; files exist,
+1. :func:`check_structure` (no pixel read): the catalog's period and reference layer; every layer and
+   table the selected services declare in their ``SPEC`` (:func:`check_declared_inputs`); files exist,
    are files and open, are not truncated, have the declared band, a CRS that matches or a declared
    resampling, overlap the region, declare nodata and a known unit; vector layers open, have
    features, valid geometries and unique ids; every table is read as the run reads it and checked
@@ -73,16 +74,65 @@ def _truncated(ds: rasterio.DatasetReader, file_size: int) -> str | None:
     return None
 
 
-def check_structure(cat: Catalog, require_all: bool = True) -> list[Problem]:
-    """Check every file of the catalog without reading pixels; return all problems found."""
-    probs: list[Problem] = []
+def check_declared_inputs(cat: Catalog, services=()) -> list[Problem]:
+    """Every layer and table the selected services declare in their ``SPEC`` is in the catalog.
+
+    ``services``: the selected services' specs (``services.ServiceSpec``: ``key``, ``layers`` with
+    ``key`` and ``unit``, ``tables``), passed in by the caller so that ``inputs/`` does not import the
+    engine. One problem per missing layer or table, naming every service that reads it.
+    """
+    from .sources import provided_layers
+
+    src = str(cat.source or "catalog.toml")
+    provided = provided_layers(cat)
+    layers: dict[str, tuple[str, list[str]]] = {}   # missing key -> (unit, services)
+    tables: dict[str, list[str]] = {}
+    for spec in services:
+        for lay in spec.layers:
+            if lay.key not in cat.layers and lay.key not in provided:
+                layers.setdefault(lay.key, (lay.unit, []))[1].append(spec.key)
+        for t in spec.tables:
+            if t not in cat.tables:
+                tables.setdefault(t, []).append(spec.key)
+
+    def who(keys):
+        return "service" + ("s " if len(keys) > 1 else " ") + ", ".join(f"'{k}'" for k in keys)
+
+    probs = [Problem("missing-layer", src, key,
+                     f"{who(svcs)} of the rule set read{'' if len(svcs) > 1 else 's'} layer '{key}' [{unit}] "
+                     "(declared in the service's SPEC), but the catalog has no such layer",
+                     f"add a [layers.{_toml_key(key)}] entry pointing at a raster in {unit} (or a [sources] entry that "
+                     f"gives it), or drop {', '.join(repr(k) for k in svcs)} from the rule set's [ruleset] services")
+             for key, (unit, svcs) in layers.items()]
+    probs += [Problem("missing-layer", src, key,
+                      f"{who(svcs)} of the rule set read{'' if len(svcs) > 1 else 's'} table '{key}' "
+                      "(declared in the service's SPEC), but the catalog has no such table",
+                      f"add a [tables.{key}] entry pointing at the CSV, or drop {', '.join(repr(k) for k in svcs)} "
+                      "from the rule set's [ruleset] services")
+              for key, svcs in tables.items()]
+    return probs
+
+
+def _toml_key(key: str) -> str:
+    """A layer key as written in a TOML header: bare if it can be, else quoted (``"land_cover@t2"``)."""
+    return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() else f'"{key}"'
+
+
+def check_structure(cat: Catalog, require_all: bool = True, services=()) -> list[Problem]:
+    """Check every file of the catalog without reading pixels; return all problems found.
+
+    ``services``: the specs of the services the rule set selects; a layer or table one of them
+    declares and the catalog lacks is reported naming the service (:func:`check_declared_inputs`).
+    """
     src = str(cat.source or "catalog.toml")
     from .sources import provided_layers
 
+    probs: list[Problem] = check_declared_inputs(cat, services)
+    named = {p.layer for p in probs}
     provided = provided_layers(cat)
     if require_all:
         for key, var in REQUIRED_LAYERS.items():
-            if key not in cat.layers and key not in provided:
+            if key not in cat.layers and key not in provided and key not in named:
                 probs.append(Problem("missing-layer", src, key, f"the catalog has no layer '{key}' ({var})",
                                      f"add a [layers.{key}] entry pointing at a {var} raster"))
         for key in REQUIRED_VECTORS:
@@ -90,7 +140,7 @@ def check_structure(cat: Catalog, require_all: bool = True) -> list[Problem]:
                 probs.append(Problem("missing-layer", src, key, f"the catalog has no vector layer '{key}'",
                                      f"add a [vectors.{key}] entry"))
         for key in REQUIRED_TABLES:
-            if key not in cat.tables:
+            if key not in cat.tables and key not in named:
                 probs.append(Problem("missing-layer", src, key, f"the catalog has no table '{key}'",
                                      f"add a [tables.{key}] entry"))
     probs += _check_catalog_meta(cat, src)

@@ -167,33 +167,29 @@ def present_value(annual: float, years: int, rate: float) -> float:
     return annual * years if rate == 0 else annual * (1 - (1 + rate) ** -years) / rate
 
 
+UNIT = "unit"   # the zone kind of a policy polygon
+
+
 def _zone_results(store, run_id, polygons, scenario_fn=None, setup=None):
-    """Per-service sums inside the polygon for the run (and, optionally, a scenario), in one compute."""
-    from ..inputs.readers import open_layers
-    from ..engine.graph import build
+    """The engine's sums inside the polygon for the run (and, optionally, a scenario), in one compute:
+    (run, catalog, rules, {"before": RunSums[, "after": RunSums]})."""
+    from .. import engine
 
     run, cat, rules, opts = setup or _run_setup(store, run_id)
-    say = lambda *_: None  # noqa: E731
-    layers, grid = open_layers(cat, chunk_px=opts.chunk_px)
-    zl = {"unit": (polygons, "unit_id")}
-    g0, c0 = build(cat, rules, opts, say, zone_layers=zl, layers=layers, grid=grid)
-    graphs = {"before": g0["zones"]}
-    ctxs = {"before": c0}
-    if scenario_fn is not None:
-        sc = scenario_fn(layers, grid, rules)
-        g1, c1 = build(cat, rules, opts, say, zone_layers=zl, scenario=sc, layers=layers, grid=grid)
-        graphs["after"] = g1["zones"]
-        ctxs["after"] = c1
-    (res,) = dask.compute(graphs, scheduler="threads")
-    res = {k: v["unit"] for k, v in res.items()}   # (input checks were done by the run itself)
-    return run, cat, rules, ctxs["before"], res
+    zones = {UNIT: (polygons, "unit_id")}
+    if scenario_fn is None:
+        res = {"before": engine.zone_sums(cat, rules, opts, zones)}
+    else:
+        before, after = engine.zone_sums_before_after(cat, rules, opts, zones, scenario_fn)
+        res = {"before": before, "after": after}
+    return run, cat, rules, res
 
 
-def _services_of(ctx, sums) -> dict:
-    out = {}
-    for key, r in ctx["services"].items():
-        out[key] = {"quantity": float(sums[f"q:{key}"][0]), "unit": r.quantity_unit, "value_cny": float(sums[f"v:{key}"][0])}
-    return out
+def _services_of(sums) -> dict:
+    """Quantity, unit and value of every service inside the polygon (``sums``: engine ``RunSums``)."""
+    u = sums[UNIT]
+    return {key: {"quantity": float(u.quantity(key)[0]), "unit": sums.service_unit(key),
+                  "value_cny": float(u.value_cny(key)[0])} for key in sums.services}
 
 
 def _store_result(store, run_id, kind, rule, params, result, geom=None) -> str:
@@ -224,17 +220,17 @@ def value_unit(store, run_id: str, polygon: str | Path, layer: str | None = None
             raise EcoValueError(f"--years must be a whole positive number of years, got {years}")
         discount_rate = check_discount_rate(rules, discount_rate)
     poly, clip = clip_to_region(read_polygons(polygon, layer, cat.catalog.crs), cat, polygon, layer)
-    run, cat, rules, ctx, res = _zone_results(store, run.id, poly, setup=setup)
-    sums = res["before"]
-    services = _services_of(ctx, sums)
+    run, cat, rules, res = _zone_results(store, run.id, poly, setup=setup)
+    sums = res["before"][UNIT]
+    services = _services_of(res["before"])
     total = sum(v["value_cny"] for v in services.values())
-    sink = float(sums["carbon:sink"][0])
+    sink = float(sums.carbon_sink_tco2e_per_yr[0])
     carbon_value = services.get(CARBON_SERVICE, {}).get("value_cny", 0.0)
     creditable = max(carbon_value, 0.0) * _creditable_fraction(rules)
     market = sum(services[k]["value_cny"] for k in MARKET_SERVICES if k in services) + creditable
     result = {
-        "run_id": run.id, "area_ha": float(sums["area_ha"][0]), "gep_total_cny": total, "by_service": services,
-        "carbon": {"stock_tc": float(sums["carbon:stock2"][0]), "net_sink_tco2e_per_yr": sink},
+        "run_id": run.id, "area_ha": float(sums.area_ha[0]), "gep_total_cny": total, "by_service": services,
+        "carbon": {"stock_tc": float(sums.carbon_stock_t2_tc[0]), "net_sink_tco2e_per_yr": sink},
         "market_realisable_cny": market, "public_good_cny": total - market,
         "creditable_carbon_cny": creditable, "clipped_to_region": clip,
         "method": "zj_vep structure; the unit clipped to the run's region; exact area weights at its edges",
@@ -340,22 +336,21 @@ def damage(store, run_id: str, after_lulc: str | Path, polygon: str | Path, laye
         return Scenario(changed=changed, lulc_after=after.astype(lc.dtype), fvc_by_class=fvc,
                         lulc_after_np=np.where(ch_np, a_np, l_np).astype(l_np.dtype))
 
-    run, cat, rules, ctx, res = _zone_results(store, run.id, poly, scenario, setup=setup)
-    before, after = _services_of(ctx, res["before"]), None
-    after_sums = res["after"]
-    after = {k: {"quantity": float(after_sums[f"q:{k}"][0]), "value_cny": float(after_sums[f"v:{k}"][0])} for k in before}
+    run, cat, rules, res = _zone_results(store, run.id, poly, scenario, setup=setup)
+    before, after = _services_of(res["before"]), _services_of(res["after"])
     lost = {k: {"quantity": before[k]["quantity"] - after[k]["quantity"], "unit": before[k]["unit"],
                 "value_cny": before[k]["value_cny"] - after[k]["value_cny"]} for k in before}
     yearly = sum(v["value_cny"] for v in lost.values())
-    stock_lost_tc = float(res["before"]["carbon:stock2"][0]) - float(after_sums["carbon:stock2"][0])
+    stock_lost_tc = float(res["before"][UNIT].carbon_stock_t2_tc[0]) - float(res["after"][UNIT].carbon_stock_t2_tc[0])
     co2 = rules.value("constants.molar_ratio_co2_c")
-    price = ctx["services"][CARBON_SERVICE].details.get("price_cny_per_tco2") if CARBON_SERVICE in ctx["services"] else None
+    services = res["before"].services
+    price = services[CARBON_SERVICE].details.get("price_cny_per_tco2") if CARBON_SERVICE in services else None
     stock_lost_co2 = stock_lost_tc * co2
     # interim loss: linear recovery from full loss in year 1 to none after N years, discounted to today
     interim = sum(yearly * (1 - t / n) / (1 + r) ** t for t in range(n))
     stock_value = stock_lost_co2 * (price or 0.0)
     result = {
-        "run_id": run.id, "area_ha": float(res["before"]["area_ha"][0]),
+        "run_id": run.id, "area_ha": float(res["before"][UNIT].area_ha[0]),
         "yearly_gep_loss_cny": yearly, "by_service": lost,
         "carbon_stock_lost_tco2e": stock_lost_co2, "carbon_stock_lost_value_cny": stock_value,
         "recovery_years": n, "discount_rate": r, "interim_loss_cny": interim,

@@ -328,6 +328,47 @@ def load_rules(name: str = "cn2011-mee2020") -> RuleSet:
     return RuleSet(meta, sources, params, (base.files if base else []) + [path], evidence_classes)
 
 
+def selected_services(rules: RuleSet, registry: dict) -> list:
+    """The specs of the services a rule set selects (``[ruleset] services``; all when it lists none),
+    in registry order. ``registry``: service key -> module with a ``SPEC`` (``services.SERVICES``,
+    passed in so that ``rules/`` imports no engine). A name the registry lacks is refused (it used to
+    drop the service silently)."""
+    wanted = rules.meta.services
+    if wanted is not None:
+        unknown = [k for k in wanted if k not in registry]
+        if unknown:
+            where = rules.files[-1].name if rules.files else (rules.origin or "the stored rule set")
+            raise RuleSetError(f"rule set '{rules.name}' ({where}): [ruleset] services lists unknown service(s) "
+                               f"{', '.join(repr(k) for k in unknown)}; known services: {', '.join(registry)}. "
+                               "Fix: correct the name(s) or remove them from the list")
+    return [m.SPEC for k, m in registry.items() if wanted is None or k in wanted]
+
+
+def declares(rules: RuleSet, name: str) -> bool:
+    """Whether the rule set has parameter ``name`` or, for a group prefix, at least one under it."""
+    return rules.has(name) or bool(rules.group(name))
+
+
+def check_declared_parameters(rules: RuleSet, services) -> None:
+    """Every parameter (or parameter group) the selected services declare in their ``SPEC`` is in the
+    rule set; else one :class:`RuleSetError` naming each service, its missing parameters and the fix."""
+    missing = {spec.key: [p for p in spec.parameters if not declares(rules, p)] for spec in services}
+    missing = {k: v for k, v in missing.items() if v}
+    if not missing:
+        return
+    if rules.files:
+        where, fix = rules.files[-1].name, (f"add each to {rules.files[-1].name} (or a rule set it extends) with value, "
+                                            "unit and source, or drop the service from [ruleset] services")
+    else:
+        where = rules.origin or "stored with a run"
+        fix = ("the stored rule set predates these parameters; run the catalog again with a current rule set "
+               "(eco-value run --rules NAME)")
+    lines = [f"service '{k}' declares parameter{'s' if len(v) > 1 else ''} {', '.join(repr(p) for p in v)}"
+             for k, v in missing.items()]
+    raise RuleSetError(f"rule set '{rules.name}' ({where}) lacks parameters its selected services read:\n  - "
+                       + "\n  - ".join(lines) + f"\nFix: {fix}")
+
+
 def diff(a: RuleSet, b: RuleSet) -> list[dict]:
     """Parameters that differ between two rule sets (added, removed, changed)."""
     rows = []

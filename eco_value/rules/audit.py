@@ -76,7 +76,7 @@ def one_at_a_time(rules: RuleSet, catalog_path) -> tuple[dict[str, tuple[str, fl
     """Elasticity of GEP (gep.*) and of the net sink (carbon.*, constants.*) to each scalar parameter."""
     import numpy as np
 
-    from ..carbon.uncertainty import SufficientStats, _param_draws, sink_from_stats
+    from ..carbon.uncertainty import SufficientStats, param_draws, sink_from_stats
     from ..inputs.catalog import load_catalog
     from ..inputs.readers import open_layers, read_table
     from ..services import SERVICES, ServiceContext
@@ -110,7 +110,7 @@ def one_at_a_time(rules: RuleSet, catalog_path) -> tuple[dict[str, tuple[str, fl
                             sums(pos[LAND_COVER_T1], a_ha, n_types), sums(pos[LAND_COVER_T2], a_ha, n_types), float(y2 - y1))
 
     def sink_of(r: RuleSet) -> float:
-        d = _param_draws(r, 1, np.random.default_rng(0), True)
+        d = param_draws(r, 1, np.random.default_rng(0), True)
         return float(sink_from_stats(stats, *d, r.value("carbon.soil_transition_years"),
                                      r.value("constants.molar_ratio_co2_c"))[0, 0])
 

@@ -68,6 +68,12 @@ class Zone(SQLModel, table=True):
     holder_id: str = ""
     holder_type: str = ""
     other_programme: str = ""
+    # tenure (林权) of a parcel from the catalog's tenure records (revision 0008_parcel_tenure; "" without)
+    tenure_certificate: str = ""          # BDCQZH, ";"-joined when the parcel's 小班 hold several
+    tenure_holder: str = ""               # SLLMSYQR, ";"-joined
+    use_right_start: str = ""             # ISO date: the latest start of its certificates
+    use_right_end: str = ""               # ISO date: the earliest end of its certificates
+    tenure_area_mu: float | None = None   # certified area (SYQMJ), 亩
     area_ha: float = 0.0
     population: int | None = None
     geometry_sha256: str = ""
@@ -106,6 +112,7 @@ class CarbonValue(SQLModel, table=True):
     afforestation_tco2e_per_yr: float = 0.0
     deforestation_tco2e_per_yr: float = 0.0
     forest_remaining_tco2e_per_yr: float = 0.0
+    harvest_tco2e_per_yr: float = 0.0     # forest remaining forest with a recorded harvest (revision 0008_parcel_tenure)
 
 
 class GepInterval(SQLModel, table=True):

@@ -1,7 +1,7 @@
 """GEP Monte Carlo intervals by zone: table gep_intervals (county and townships)
 
-Revision ID: 0008_gep_intervals
-Revises: 0007_remote_hash_kind
+Revision ID: 0009_gep_intervals
+Revises: 0008_parcel_tenure
 Create Date: 2026-11-29
 
 One row per zone with a 95 % interval of its GEP (eco_value/gep_uncertainty.py). Runs stored before
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '0008_gep_intervals'
-down_revision = '0007_remote_hash_kind'
+revision = '0009_gep_intervals'
+down_revision = '0008_parcel_tenure'
 branch_labels = None
 depends_on = None
 
