@@ -58,6 +58,35 @@ def test_humidifier_term_by_hand():
     assert v == pytest.approx(q * 0.52, rel=1e-12)
 
 
+def test_transpiration_energy_reproduces_the_garze_2010_gep():
+    """Bai et al. 2017 (Acta Ecol. Sin. 37(19)) print no EPP table, but their Table 4 (climate regulation
+    by ecosystem, 亿元), Table 1 (areas, km2) and Table 3 (0.53 CNY/kWh) with V = EPP A d c / (3600 R),
+    R = 3.0, give EPP x d; the rule set's forest and shrub EPP give the same d = 15 days to 5 digits."""
+    r = R.value("gep.climate_regulation.ac_efficiency")
+    printed = {"forest": (666.68, 31920.60), "shrub": (309.16, 32283.46), "grassland": (507.68, 71113.87)}
+    days = {}
+    for cls, (value_1e8_cny, area_km2) in printed.items():
+        kwh_per_m2 = value_1e8_cny * 1e8 / 0.53 / (area_km2 * 1e6)
+        epp_d = kwh_per_m2 * 3600.0 * r                                   # kJ/m2 over the cooling days
+        days[cls] = epp_d / R.value(f"gep.climate_regulation.transpiration_energy.{cls}")
+    assert days["forest"] == pytest.approx(15.0, rel=1e-4)
+    assert days["shrub"] == pytest.approx(15.0, rel=1e-4)
+    assert days["grassland"] == pytest.approx(11.84, rel=1e-3)       # not reproduced: stays a placeholder
+    assert R.param("gep.climate_regulation.transpiration_energy.grassland").evidence == "placeholder"
+    # the vegetation total of Table 3 (2799.10 亿 kWh) is the sum of the three classes of Table 4
+    assert sum(v for v, _ in printed.values()) / 0.53 == pytest.approx(2799.10, abs=0.01)
+
+
+def test_runoff_coefficients_and_c_factor_match_the_printed_tables():
+    # Gong et al. 2017 Table 2 (Ouyang group) prints the shrub, grassland and wetland values; forest differs
+    assert R.value("gep.water_conservation.runoff_coefficient.shrub") == 0.0426
+    assert R.value("gep.water_conservation.runoff_coefficient.grassland") == 0.0937
+    assert R.value("gep.water_conservation.runoff_coefficient.wetland") == 0.0
+    assert R.uncertainty_range("gep.water_conservation.runoff_coefficient.forest")[:2] == (0.0267, 0.0465)
+    # He, Dai & Chen 2020 Sect. 2.1 (after Cai et al. 2000): C = 0.6508 - 0.3436 lg f
+    assert (R.value("gep.soil_conservation.c_factor_a"), R.value("gep.soil_conservation.c_factor_b")) == (0.6508, 0.3436)
+
+
 def test_every_gep_parameter_has_an_evidence_class_and_a_range():
     for r in (R, load_rules("cn2011-ndrc2022"), load_rules("cn2011-mee2020-reservoir-high")):
         for name, p in r.params.items():
@@ -141,6 +170,15 @@ def test_audit_no_material_parameter_lacks_a_source_or_derivation(pilot300):
     material = [r for r in rows if (r.share or 0) >= MATERIAL]
     assert len(material) > 20
     assert [r.parameter for r in material if not r.sourced] == []
+    # stricter for GEP: a material placeholder states its derivation, and a material value that is not
+    # verified against the primary standard names a secondary source that was read (a [sources] entry
+    # of shared/methods/parameter-audit.md or later, key s<n>_... / s_...) or states its derivation
+    read = {k for k in R.sources if k[0] == "s" and (k[1].isdigit() or k[1] == "_")}
+    gep_material = [r for r in material if r.target == "gep"]
+    assert [r.parameter for r in gep_material if r.evidence == "placeholder" and not r.derivation.strip()] == []
+    unsupported = [r.parameter for r in gep_material if not r.verified and not r.derivation.strip()
+                   and not read & set(r.source.replace(";", " ").replace(",", " ").split())]
+    assert unsupported == []
     # the sink from the per-class sums equals the raster sink exactly
     assert totals["sink_tco2e_per_yr"] == pytest.approx(totals["sink_tco2e_per_yr_raster"], rel=1e-9)
     # a price multiplying one service: its share is that service's share of GEP
