@@ -46,16 +46,16 @@ def test_fertiliser_based_n_and_p_prices_by_hand():
 
 
 def test_humidifier_term_by_hand():
-    """One water pixel, AET 730 mm: E_w = 0.73 m * 100 m2 * 90/365 = 18 m3 on cooling days."""
+    """One water pixel, AET 730 mm: E_w = 0.73 m * 100 m2 * 116/365 = 23.2 m3 on cooling days."""
     ctx = ctx_for([[ecosystem_types().id("water")]], aet=730.0)
     q, v = total(SERVICES["climate_regulation"].compute(ctx))
-    e_w = 0.73 * A_M2 * 90.0 / 365.0
-    assert e_w == pytest.approx(18.0)
-    assert q == pytest.approx(18.0 * (2450.0 / 3.6 / 3.0 + 120.0), rel=1e-12)   # 4083.3 + 2160 kWh
+    e_w = 0.73 * A_M2 * 116.0 / 365.0
+    assert e_w == pytest.approx(23.2)
+    assert q == pytest.approx(23.2 * (2450.0 / 3.6 / 3.0 + 120.0), rel=1e-12)   # 5263.0 + 2784 kWh
     ctx.rules = R.with_value("gep.climate_regulation.humidifier_energy", 0.0)
     q0, _ = total(SERVICES["climate_regulation"].compute(ctx))
-    assert q - q0 == pytest.approx(18.0 * 120.0, rel=1e-12)
-    assert v == pytest.approx(q * 0.52, rel=1e-12)
+    assert q - q0 == pytest.approx(23.2 * 120.0, rel=1e-12)
+    assert v == pytest.approx(q * 0.5224, rel=1e-12)
 
 
 def test_transpiration_energy_reproduces_the_garze_2010_gep():
@@ -75,6 +75,28 @@ def test_transpiration_energy_reproduces_the_garze_2010_gep():
     assert R.param("gep.climate_regulation.transpiration_energy.grassland").evidence == "placeholder"
     # the vegetation total of Table 3 (2799.10 亿 kWh) is the sum of the three classes of Table 4
     assert sum(v for v, _ in printed.values()) / 0.53 == pytest.approx(2799.10, abs=0.01)
+
+
+def test_cooling_days_from_the_printed_chengdu_normals():
+    """Days with Tmax > 26 C: each day's Tmax normal around its month's printed mean maximum (sd 3.5 C)."""
+    from math import erf, sqrt
+    mean_max = [9, 12, 16, 22, 27, 28, 30, 30, 26, 21, 16, 11]          # Jan-Dec, C (s_chengdu_normals)
+    days = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    def count(sd):
+        return sum(d * 0.5 * (1 - erf((26.0 - t) / (sd * sqrt(2)))) for t, d in zip(mean_max, days))
+    assert round(count(3.5)) == R.value("gep.climate_regulation.cooling_days") == 116.0
+    assert 114.0 < count(4.5) < count(2.5) < 120.0
+    lo, hi, _d, _b = R.uncertainty_range("gep.climate_regulation.cooling_days")
+    assert (lo, hi) == (sum(days[5:8]), sum(days[4:9])) == (92, 153)   # Jun-Aug (>= 28 C) .. May-Sep (>= 26 C)
+
+
+def test_soil_nutrient_contents_are_the_mean_of_the_printed_sichuan_values():
+    n = {"jianyang": 1.24, "wenjiang": 1.56, "yaan": 2.79}              # total N, g/kg
+    p = {"jianyang": 0.73, "wenjiang": 0.246, "yaan": 0.383}            # total P, g/kg
+    for name, vals in (("soil_n_content", n), ("soil_p_content", p)):
+        key = f"gep.soil_conservation.{name}"
+        assert R.value(key) == pytest.approx(sum(vals.values()) / 3 / 1000, rel=1e-12)
+        assert R.uncertainty_range(key)[:2] == pytest.approx((min(vals.values()) / 1000, max(vals.values()) / 1000))
 
 
 def test_runoff_coefficients_and_c_factor_match_the_printed_tables():
@@ -100,7 +122,9 @@ def test_every_gep_parameter_has_an_evidence_class_and_a_range():
     assert R.evidence_classes["placeholder"].ci95_pct > R.evidence_classes["literature"].ci95_pct \
         > R.evidence_classes["measured"].ci95_pct > R.evidence_classes["exact"].ci95_pct == 0.0
     # a default spread by class, or the parameter's own sources' range
-    assert R.uncertainty_range("gep.climate_regulation.cooling_days") == (45.0, 135.0, "lognormal", "evidence:placeholder")
+    lo, hi, dist, basis = R.uncertainty_range("gep.flood_regulation.storm_share")
+    assert (lo, hi) == pytest.approx((0.15, 0.45), rel=1e-12) and (dist, basis) == ("lognormal", "evidence:placeholder")
+    assert R.uncertainty_range("gep.climate_regulation.cooling_days") == (92.0, 153.0, "uniform", "parameter")
     assert R.uncertainty_range("gep.climate_regulation.price")[:2] == (0.52, 0.60)
 
 
@@ -113,13 +137,13 @@ def _edited(tmp_path, old, new):
 
 
 def test_unknown_evidence_class_and_value_outside_its_range_are_errors(tmp_path):
-    with pytest.raises(RuleSetError, match="'gep.climate_regulation.cooling_days': evidence: Input should be 'exact', 'measured'"):
-        load_rules(_edited(tmp_path, 'value = 90.0\nunit = "days"\nsource = "chengdu_climate days with Tmax >= 26 C"\nverified = false\nevidence = "placeholder"',
-                           'value = 90.0\nunit = "days"\nsource = "chengdu_climate days with Tmax >= 26 C"\nverified = false\nevidence = "guess"'))
+    with pytest.raises(RuleSetError, match="'gep.flood_regulation.storm_share': evidence: Input should be 'exact', 'measured'"):
+        load_rules(_edited(tmp_path, 'value = 0.30\nunit = "fraction"\nsource = "chengdu_climate share of annual precipitation falling in storm events"\nverified = false\nevidence = "placeholder"',
+                           'value = 0.30\nunit = "fraction"\nsource = "chengdu_climate share of annual precipitation falling in storm events"\nverified = false\nevidence = "guess"'))
     with pytest.raises(RuleSetError, match="evidence class 'exact' is not defined under \\[evidence_classes\\]"):
         load_rules(_edited(tmp_path, "[evidence_classes.exact]", "[evidence_classes.exactly]"))
     with pytest.raises(RuleSetError, match=r"value 0.7 lies outside its uncertainty range 0.52..0.6"):
-        load_rules(_edited(tmp_path, "value = 0.52\n", "value = 0.7\n"))
+        load_rules(_edited(tmp_path, "value = 0.5224\n", "value = 0.7\n"))
     with pytest.raises(RuleSetError, match="ci95_pct"):
         load_rules(_edited(tmp_path, "[evidence_classes.measured]\nci95_pct = 10.0", "[evidence_classes.measured]\nspread = 10.0"))
 
