@@ -185,7 +185,7 @@ def test_widening_a_range_widens_the_interval_and_raises_its_share(pilot300):
     wide = rules.with_uncertainty(name, low=0.2 * v, high=1.8 * v, dist="normal")
     u1 = gm.gep_uncertainty(wide, S, dict(base), to_year, None, n=2000, seed=5)
     w0, w1 = (u["total"]["high"] - u["total"]["low"] for u in (u0, u1))
-    assert w1 > 1.2 * w0
+    assert w1 > 1.1 * w0     # 1.13 since the cooling days and soil N/P carry sourced ranges (was > 1.2)
     share = {u_i: {r["parameter"]: r for r in u["sensitivity"]}[name] for u_i, u in (("a", u0), ("b", u1))}
     assert share["b"]["sobol_first_order"] > share["a"]["sobol_first_order"] + 0.1
     assert share["b"]["oat_share"] > share["a"]["oat_share"]

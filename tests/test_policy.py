@@ -101,8 +101,8 @@ def test_forest_to_built_up_loss_equals_hand_computed_pixel_values(pilot_run, pi
     # air purification: forest SO2 + NOx + dust per ha -> 0 on built-up
     ha = A / 1e4 * 16
     assert d["by_service"]["air_purification"]["quantity"] == pytest.approx(ha * (152.13 + 6.0 + 21655.0) / 1000, rel=1e-9)
-    # climate regulation: forest transpiration EPP 2837.27 kJ/m2/d x 90 days / (3600 x 3)
-    assert d["by_service"]["climate_regulation"]["quantity"] == pytest.approx(2837.27 * A * 16 * 90 / (3600 * 3), rel=1e-9)
+    # climate regulation: forest transpiration EPP 2837.27 kJ/m2/d x 116 cooling days / (3600 x 3)
+    assert d["by_service"]["climate_regulation"]["quantity"] == pytest.approx(2837.27 * A * 16 * 116 / (3600 * 3), rel=1e-9)
     assert d["carbon_stock_lost_tco2e"] > 0 and d["yearly_gep_loss_cny"] > 0
     n, rr = 10, 0.03
     assert d["interim_loss_cny"] == pytest.approx(sum(d["yearly_gep_loss_cny"] * (1 - k / n) / (1 + rr) ** k for k in range(n)))

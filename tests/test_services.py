@@ -113,7 +113,7 @@ def test_soil_conservation_known_answer_on_a_plane():
     # N and P valued as diammonium phosphate: price / nutrient content (LY/T 1721-2008), by hand
     n_per_t = 2400.0 / 0.14 * CPI_2008_TO_2023      # CNY per tonne of N
     p_per_t = 2400.0 / 0.1501 * CPI_2008_TO_2023    # CNY per tonne of P
-    expected_v = per_pixel * 0.24 / 1.3 * 12.6 * CPI_2002_TO_2023 + per_pixel * (0.0012 * n_per_t + 0.0006 * p_per_t)
+    expected_v = per_pixel * 0.24 / 1.3 * 12.6 * CPI_2002_TO_2023 + per_pixel * ((1.24 + 1.56 + 2.79) / 3e3 * n_per_t + (0.73 + 0.246 + 0.383) / 3e3 * p_per_t)
     assert v == pytest.approx(expected_v, rel=1e-6)
     assert res.details["n_price_cny_per_t"] == pytest.approx(n_per_t, rel=1e-12)
 
@@ -154,11 +154,11 @@ def test_carbon_sequestration_and_oxygen_use_the_carbon_engine_sink():
 def test_climate_regulation_transpiration_and_evaporation():
     ctx = ctx_for([[TYPE["forest"], TYPE["water"]]], aet=700.0)
     q, v = total(SERVICES["climate_regulation"].compute(ctx))
-    e_pt = 2837.27 * A_M2 * 90.0 / (3600.0 * 3.0)
-    e_w = 700.0 / 1000.0 * A_M2 * 90.0 / 365.0               # m3 evaporated on cooling days
+    e_pt = 2837.27 * A_M2 * 116.0 / (3600.0 * 3.0)
+    e_w = 700.0 / 1000.0 * A_M2 * 116.0 / 365.0              # m3 evaporated on the 116 cooling days
     e_we = e_w * 2450.0 * 1000.0 / 3600.0 / 3.0 + e_w * 120.0  # cooling (AC, EER 3) + humidifier 120 kWh/m3
     assert q == pytest.approx(e_pt + e_we, rel=1e-12)
-    assert v == pytest.approx((e_pt + e_we) * 0.52, rel=1e-12)
+    assert v == pytest.approx((e_pt + e_we) * 0.5224, rel=1e-12)   # Sichuan residential tariff, 2023
 
 
 def test_provisioning_and_recreation_conserve_the_statistics():

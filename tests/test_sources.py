@@ -46,16 +46,67 @@ def test_fertiliser_based_n_and_p_prices_by_hand():
 
 
 def test_humidifier_term_by_hand():
-    """One water pixel, AET 730 mm: E_w = 0.73 m * 100 m2 * 90/365 = 18 m3 on cooling days."""
+    """One water pixel, AET 730 mm: E_w = 0.73 m * 100 m2 * 116/365 = 23.2 m3 on cooling days."""
     ctx = ctx_for([[ecosystem_types().id("water")]], aet=730.0)
     q, v = total(SERVICES["climate_regulation"].compute(ctx))
-    e_w = 0.73 * A_M2 * 90.0 / 365.0
-    assert e_w == pytest.approx(18.0)
-    assert q == pytest.approx(18.0 * (2450.0 / 3.6 / 3.0 + 120.0), rel=1e-12)   # 4083.3 + 2160 kWh
+    e_w = 0.73 * A_M2 * 116.0 / 365.0
+    assert e_w == pytest.approx(23.2)
+    assert q == pytest.approx(23.2 * (2450.0 / 3.6 / 3.0 + 120.0), rel=1e-12)   # 5263.0 + 2784 kWh
     ctx.rules = R.with_value("gep.climate_regulation.humidifier_energy", 0.0)
     q0, _ = total(SERVICES["climate_regulation"].compute(ctx))
-    assert q - q0 == pytest.approx(18.0 * 120.0, rel=1e-12)
-    assert v == pytest.approx(q * 0.52, rel=1e-12)
+    assert q - q0 == pytest.approx(23.2 * 120.0, rel=1e-12)
+    assert v == pytest.approx(q * 0.5224, rel=1e-12)
+
+
+def test_transpiration_energy_reproduces_the_garze_2010_gep():
+    """Bai et al. 2017 (Acta Ecol. Sin. 37(19)) print no EPP table, but their Table 4 (climate regulation
+    by ecosystem, 亿元), Table 1 (areas, km2) and Table 3 (0.53 CNY/kWh) with V = EPP A d c / (3600 R),
+    R = 3.0, give EPP x d; the rule set's forest and shrub EPP give the same d = 15 days to 5 digits."""
+    r = R.value("gep.climate_regulation.ac_efficiency")
+    printed = {"forest": (666.68, 31920.60), "shrub": (309.16, 32283.46), "grassland": (507.68, 71113.87)}
+    days = {}
+    for cls, (value_1e8_cny, area_km2) in printed.items():
+        kwh_per_m2 = value_1e8_cny * 1e8 / 0.53 / (area_km2 * 1e6)
+        epp_d = kwh_per_m2 * 3600.0 * r                                   # kJ/m2 over the cooling days
+        days[cls] = epp_d / R.value(f"gep.climate_regulation.transpiration_energy.{cls}")
+    assert days["forest"] == pytest.approx(15.0, rel=1e-4)
+    assert days["shrub"] == pytest.approx(15.0, rel=1e-4)
+    assert days["grassland"] == pytest.approx(11.84, rel=1e-3)       # not reproduced: stays a placeholder
+    assert R.param("gep.climate_regulation.transpiration_energy.grassland").evidence == "placeholder"
+    # the vegetation total of Table 3 (2799.10 亿 kWh) is the sum of the three classes of Table 4
+    assert sum(v for v, _ in printed.values()) / 0.53 == pytest.approx(2799.10, abs=0.01)
+
+
+def test_cooling_days_from_the_printed_chengdu_normals():
+    """Days with Tmax > 26 C: each day's Tmax normal around its month's printed mean maximum (sd 3.5 C)."""
+    from math import erf, sqrt
+    mean_max = [9, 12, 16, 22, 27, 28, 30, 30, 26, 21, 16, 11]          # Jan-Dec, C (s_chengdu_normals)
+    days = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    def count(sd):
+        return sum(d * 0.5 * (1 - erf((26.0 - t) / (sd * sqrt(2)))) for t, d in zip(mean_max, days))
+    assert round(count(3.5)) == R.value("gep.climate_regulation.cooling_days") == 116.0
+    assert 114.0 < count(4.5) < count(2.5) < 120.0
+    lo, hi, _d, _b = R.uncertainty_range("gep.climate_regulation.cooling_days")
+    assert (lo, hi) == (sum(days[5:8]), sum(days[4:9])) == (92, 153)   # Jun-Aug (>= 28 C) .. May-Sep (>= 26 C)
+
+
+def test_soil_nutrient_contents_are_the_mean_of_the_printed_sichuan_values():
+    n = {"jianyang": 1.24, "wenjiang": 1.56, "yaan": 2.79}              # total N, g/kg
+    p = {"jianyang": 0.73, "wenjiang": 0.246, "yaan": 0.383}            # total P, g/kg
+    for name, vals in (("soil_n_content", n), ("soil_p_content", p)):
+        key = f"gep.soil_conservation.{name}"
+        assert R.value(key) == pytest.approx(sum(vals.values()) / 3 / 1000, rel=1e-12)
+        assert R.uncertainty_range(key)[:2] == pytest.approx((min(vals.values()) / 1000, max(vals.values()) / 1000))
+
+
+def test_runoff_coefficients_and_c_factor_match_the_printed_tables():
+    # Gong et al. 2017 Table 2 (Ouyang group) prints the shrub, grassland and wetland values; forest differs
+    assert R.value("gep.water_conservation.runoff_coefficient.shrub") == 0.0426
+    assert R.value("gep.water_conservation.runoff_coefficient.grassland") == 0.0937
+    assert R.value("gep.water_conservation.runoff_coefficient.wetland") == 0.0
+    assert R.uncertainty_range("gep.water_conservation.runoff_coefficient.forest")[:2] == (0.0267, 0.0465)
+    # He, Dai & Chen 2020 Sect. 2.1 (after Cai et al. 2000): C = 0.6508 - 0.3436 lg f
+    assert (R.value("gep.soil_conservation.c_factor_a"), R.value("gep.soil_conservation.c_factor_b")) == (0.6508, 0.3436)
 
 
 def test_every_gep_parameter_has_an_evidence_class_and_a_range():
@@ -71,7 +122,9 @@ def test_every_gep_parameter_has_an_evidence_class_and_a_range():
     assert R.evidence_classes["placeholder"].ci95_pct > R.evidence_classes["literature"].ci95_pct \
         > R.evidence_classes["measured"].ci95_pct > R.evidence_classes["exact"].ci95_pct == 0.0
     # a default spread by class, or the parameter's own sources' range
-    assert R.uncertainty_range("gep.climate_regulation.cooling_days") == (45.0, 135.0, "lognormal", "evidence:placeholder")
+    lo, hi, dist, basis = R.uncertainty_range("gep.flood_regulation.storm_share")
+    assert (lo, hi) == pytest.approx((0.15, 0.45), rel=1e-12) and (dist, basis) == ("lognormal", "evidence:placeholder")
+    assert R.uncertainty_range("gep.climate_regulation.cooling_days") == (92.0, 153.0, "uniform", "parameter")
     assert R.uncertainty_range("gep.climate_regulation.price")[:2] == (0.52, 0.60)
 
 
@@ -84,13 +137,13 @@ def _edited(tmp_path, old, new):
 
 
 def test_unknown_evidence_class_and_value_outside_its_range_are_errors(tmp_path):
-    with pytest.raises(RuleSetError, match="'gep.climate_regulation.cooling_days': evidence: Input should be 'exact', 'measured'"):
-        load_rules(_edited(tmp_path, 'value = 90.0\nunit = "days"\nsource = "chengdu_climate days with Tmax >= 26 C"\nverified = false\nevidence = "placeholder"',
-                           'value = 90.0\nunit = "days"\nsource = "chengdu_climate days with Tmax >= 26 C"\nverified = false\nevidence = "guess"'))
+    with pytest.raises(RuleSetError, match="'gep.flood_regulation.storm_share': evidence: Input should be 'exact', 'measured'"):
+        load_rules(_edited(tmp_path, 'value = 0.30\nunit = "fraction"\nsource = "chengdu_climate share of annual precipitation falling in storm events"\nverified = false\nevidence = "placeholder"',
+                           'value = 0.30\nunit = "fraction"\nsource = "chengdu_climate share of annual precipitation falling in storm events"\nverified = false\nevidence = "guess"'))
     with pytest.raises(RuleSetError, match="evidence class 'exact' is not defined under \\[evidence_classes\\]"):
         load_rules(_edited(tmp_path, "[evidence_classes.exact]", "[evidence_classes.exactly]"))
     with pytest.raises(RuleSetError, match=r"value 0.7 lies outside its uncertainty range 0.52..0.6"):
-        load_rules(_edited(tmp_path, "value = 0.52\n", "value = 0.7\n"))
+        load_rules(_edited(tmp_path, "value = 0.5224\n", "value = 0.7\n"))
     with pytest.raises(RuleSetError, match="ci95_pct"):
         load_rules(_edited(tmp_path, "[evidence_classes.measured]\nci95_pct = 10.0", "[evidence_classes.measured]\nspread = 10.0"))
 
@@ -141,6 +194,15 @@ def test_audit_no_material_parameter_lacks_a_source_or_derivation(pilot300):
     material = [r for r in rows if (r.share or 0) >= MATERIAL]
     assert len(material) > 20
     assert [r.parameter for r in material if not r.sourced] == []
+    # stricter for GEP: a material placeholder states its derivation, and a material value that is not
+    # verified against the primary standard names a secondary source that was read (a [sources] entry
+    # of shared/methods/parameter-audit.md or later, key s<n>_... / s_...) or states its derivation
+    read = {k for k in R.sources if k[0] == "s" and (k[1].isdigit() or k[1] == "_")}
+    gep_material = [r for r in material if r.target == "gep"]
+    assert [r.parameter for r in gep_material if r.evidence == "placeholder" and not r.derivation.strip()] == []
+    unsupported = [r.parameter for r in gep_material if not r.verified and not r.derivation.strip()
+                   and not read & set(r.source.replace(";", " ").replace(",", " ").split())]
+    assert unsupported == []
     # the sink from the per-class sums equals the raster sink exactly
     assert totals["sink_tco2e_per_yr"] == pytest.approx(totals["sink_tco2e_per_yr_raster"], rel=1e-9)
     # a price multiplying one service: its share is that service's share of GEP
