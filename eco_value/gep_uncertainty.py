@@ -58,9 +58,7 @@ L_MIN, L_MAX = -2.0, 2.0   # FVC 0.01 % .. 100 %: below, C = a - b·L >= 1 for a
 
 def type_positions(ctx: ServiceContext) -> xr.DataArray:
     """Dense ecosystem-type position of every pixel from the t2 land cover alone (nodata → dropped)."""
-    lut = ctx.types.position_lut
-    lc = ctx.land_cover
-    return xr.DataArray(lc.data.map_blocks(lambda x: np.take(lut, x), dtype="int64"), dims=lc.dims, coords=lc.coords)
+    return ctx.lookup(ctx.types.position_lut)
 
 
 def channels(ctx: ServiceContext, services: dict) -> dict[str, tuple]:
