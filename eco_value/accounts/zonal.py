@@ -131,23 +131,40 @@ _NONE = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
 
 
 def chunk_weights(geoms, zones, bounds, shape, crs_wkt=None) -> ChunkWeights:
-    """Exact coverage of the window ``bounds`` (``shape`` pixels) by ``geoms`` (zone indices ``zones``)."""
+    """Exact coverage of the window ``bounds`` (``shape`` pixels) by ``geoms`` (zone indices ``zones``).
+
+    A zone whose polygon holds the whole window in its interior covers every pixel wholly (no
+    coverage computation: the county and township polygons are walked only for the chunks on their
+    boundaries); the others go to exactextract, as WKB.
+    """
     if len(zones) == 0:
         return ChunkWeights(np.zeros(0, np.int64), np.zeros(0, np.int64), _NONE)
-    import geopandas as gpd
-    from exactextract import exact_extract
-    from exactextract.raster import NumPyRasterSource
+    import shapely
 
     h, w = shape
-    gdf = gpd.GeoDataFrame({"_z": np.asarray(zones, dtype=np.int64)}, geometry=list(geoms), crs=crs_wkt)
-    rast = NumPyRasterSource(np.zeros((h, w), np.uint8), *bounds, srs_wkt=crs_wkt)
-    df = exact_extract(rast, gdf, ["cell_id", "coverage"], include_cols=["_z"], output="pandas")
-    lens = np.array([len(c) for c in df["cell_id"]], dtype=np.int64)
-    if lens.sum() == 0:
+    zones = np.asarray(zones, dtype=np.int64)
+    geoms = np.asarray(geoms, dtype=object)
+    whole_window = shapely.contains_properly(geoms, shapely.box(*bounds))
+    zone_parts, pix_parts, cov_parts = [], [], []
+    for z in zones[whole_window]:
+        zone_parts.append(np.full(h * w, z, np.int64))
+        pix_parts.append(np.arange(h * w, dtype=np.int64))
+        cov_parts.append(np.ones(h * w))
+    if not whole_window.all():
+        from exactextract import exact_extract
+        from exactextract.raster import NumPyRasterSource
+
+        rast = NumPyRasterSource(np.zeros((h, w), np.uint8), *bounds, srs_wkt=crs_wkt)
+        src = _wkb_source(geoms[~whole_window], zones[~whole_window], crs_wkt)
+        df = exact_extract(rast, src, ["cell_id", "coverage"], include_cols=["_z"], output="pandas")
+        lens = np.array([len(c) for c in df["cell_id"]], dtype=np.int64)
+        if lens.sum():
+            zone_parts.append(np.repeat(df["_z"].to_numpy(np.int64), lens))
+            pix_parts.append(np.concatenate([np.asarray(c, dtype=np.int64) for c in df["cell_id"]]))
+            cov_parts.append(np.concatenate([np.asarray(c, dtype=np.float64) for c in df["coverage"]]))
+    if not zone_parts:
         return ChunkWeights(np.zeros(0, np.int64), np.zeros(0, np.int64), _NONE)
-    zone = np.repeat(df["_z"].to_numpy(np.int64), lens)
-    pix = np.concatenate([np.asarray(c, dtype=np.int64) for c in df["cell_id"]])
-    cov = np.concatenate([np.asarray(c, dtype=np.float64) for c in df["coverage"]])
+    zone, pix, cov = (np.concatenate(p) for p in (zone_parts, pix_parts, cov_parts))
     whole = cov == 1.0
     ids = np.full(h * w, -1, np.int64)
     ids[pix[whole]] = zone[whole]
@@ -157,6 +174,44 @@ def chunk_weights(geoms, zones, bounds, shape, crs_wkt=None) -> ChunkWeights:
     edge = ~whole | second
     inner = np.flatnonzero(ids >= 0)
     return ChunkWeights(inner, ids[inner], (pix[edge], zone[edge], cov[edge]))
+
+
+def _wkb_source(geoms, zones, crs_wkt):
+    """exactextract features from shapely geometries as WKB (no GeoJSON text for large polygons)."""
+    import shapely
+    from exactextract.feature import Feature, FeatureSource
+
+    class WkbFeature(Feature):
+        def __init__(self, wkb, z):
+            Feature.__init__(self)
+            self.wkb, self.z = wkb, z
+
+        def geometry(self):
+            return self.wkb
+
+        def set_geometry_format(self):
+            return "wkb"
+
+        def get(self, name):
+            return self.z
+
+        def fields(self):
+            return ["_z"]
+
+    class WkbSource(FeatureSource):
+        def count(self):
+            return len(zones)
+
+        def __iter__(self):
+            for g, z in zip(shapely.to_wkb(geoms), zones):
+                yield WkbFeature(g, int(z))
+
+        def srs_wkt(self):
+            return crs_wkt
+
+    return WkbSource()
+
+
 
 
 def zone_weights(gdf, id_field: str, grid: Grid, template_path: str | None = None) -> ZoneWeights:
@@ -185,29 +240,58 @@ def _nan0(a: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(a), 0.0, a)
 
 
-def _block_sums(n_zones: int, cw: ChunkWeights, values: dict, coded: dict) -> dict[str, np.ndarray]:
-    """Per-zone sums of one chunk: interior pixels by zone id (weight 1), edge pixels by fraction."""
+def _block_sums(n_zones: int, cw: ChunkWeights, values: dict, coded: dict, flat: dict | None = None) -> dict[str, np.ndarray]:
+    """Per-zone sums of one chunk: interior pixels by zone id (weight 1), edge pixels by fraction.
+
+    ``flat`` caches, across the zone layers of one chunk, each array as a flat float64 with NaN as 0
+    (keyed by the array's identity) and its codes' keys; the sums are those of ``np.bincount`` over
+    the pixels in ascending order, whatever is cached.
+    """
+    flat = {} if flat is None else flat
     sel, zi = cw.inner, cw.inner_zone
     pix, zone, cov = cw.edge
+    n_px = None
+
+    def nan0(arr, coded=False):   # coded sums also take ±inf as the largest finite numbers (nan_to_num)
+        k = (coded, id(arr))
+        if k not in flat:
+            a = np.asarray(arr, dtype=np.float64).ravel()
+            flat[k] = (np.nan_to_num(a) if coded else np.where(np.isnan(a), 0.0, a), arr)   # (arr kept: ids stay unique)
+        return flat[k][0]
+
+    def inner_of(a):   # the interior pixels' values (no copy when the chunk is all interior)
+        return a if len(sel) == len(a) else a[sel]
+
     out = {}
     for name, arr in values.items():
-        a = np.asarray(arr, dtype=np.float64).ravel()
-        s = np.bincount(zi, weights=_nan0(a[sel]), minlength=n_zones).astype(np.float64)  # int64 when empty
+        a = nan0(arr)
+        s = np.bincount(zi, weights=inner_of(a), minlength=n_zones).astype(np.float64)  # int64 when empty
         if len(pix):
-            s += np.bincount(zone, weights=cov * _nan0(a[pix]), minlength=n_zones)
+            s += np.bincount(zone, weights=cov * a[pix], minlength=n_zones)
         out[name] = s
+    keys: dict = {}
     for name, (codes, arr, n_codes) in coded.items():
-        c = np.asarray(codes).ravel()
-        a = None if arr is None else np.asarray(arr, dtype=np.float64).ravel()
         m = n_zones * (n_codes + 1)
+        kk = (id(codes), n_codes)
+        if kk not in keys:
+            c = np.asarray(codes).ravel()
+            n_px = len(c)
 
-        def key(p, z):
-            k = c[p].astype(np.int64)
-            return z * (n_codes + 1) + np.where((k >= 0) & (k < n_codes), k, n_codes)
+            def key(p, z):
+                k = c[p].astype(np.int64)
+                return z * (n_codes + 1) + np.where((k >= 0) & (k < n_codes), k, n_codes)
 
-        s = np.bincount(key(sel, zi), weights=None if a is None else np.nan_to_num(a[sel]), minlength=m).astype(np.float64)
-        if len(pix):
-            s += np.bincount(key(pix, zone), weights=cov if a is None else cov * np.nan_to_num(a[pix]), minlength=m)
+            keys[kk] = (key(sel, zi), key(pix, zone) if len(pix) else None, codes)
+        k_in, k_edge, _ = keys[kk]
+        if arr is None:
+            s = np.bincount(k_in, minlength=m).astype(np.float64)
+            if len(pix):
+                s += np.bincount(k_edge, weights=cov, minlength=m)
+        else:
+            a = nan0(arr, coded=True)
+            s = np.bincount(k_in, weights=a if len(sel) == n_px == len(a) else a[sel], minlength=m).astype(np.float64)
+            if len(pix):
+                s += np.bincount(k_edge, weights=cov * a[pix], minlength=m)
         out[name] = s.reshape(n_zones, n_codes + 1)[:, :n_codes]
     return out
 
@@ -216,9 +300,9 @@ def _zeros(n: int, values, coded) -> dict[str, np.ndarray]:
     return {k: np.zeros(n) for k in values} | {k: np.zeros((n, c[2])) for k, c in coded.items()}
 
 
-def _part_sums(n_zones: int, part: ZonePart, values: dict, coded: dict) -> dict[str, np.ndarray]:
+def _part_sums(n_zones: int, part: ZonePart, values: dict, coded: dict, flat: dict | None = None) -> dict[str, np.ndarray]:
     cw = part.weights()
-    return _zeros(n_zones, values, coded) if cw.empty else _block_sums(n_zones, cw, values, coded)
+    return _zeros(n_zones, values, coded) if cw.empty else _block_sums(n_zones, cw, values, coded, flat)
 
 
 def _add(parts: list[dict]) -> dict:
@@ -413,11 +497,12 @@ def _kernel_sums(ns, parts, kernel, blocks, halos, window, only, stats, writes):
     _write_blocks({k: (maps[k], path, lock, (r0, c0)) for k, (path, lock) in writes.items()})
     out = {"__stats__": _stats(stats)}
     prefixes = tuple(p for ps in only.values() for p in ps)
+    flat: dict = {}   # each array as float64 with NaN as 0, once for all zone layers
     for kind, part in parts.items():
         cod = {k: v for k, v in coded.items() if not k.startswith(prefixes) or k.startswith(tuple(only.get(kind, ())))}
         if not cod and not values:
             continue
-        out[kind] = _part_sums(ns[kind], part, values, cod)
+        out[kind] = _part_sums(ns[kind], part, values, cod, flat)
     return out
 
 
