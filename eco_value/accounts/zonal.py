@@ -256,7 +256,9 @@ def _block_sums(n_zones: int, cw: ChunkWeights, values: dict, coded: dict, flat:
         k = (coded, id(arr))
         if k not in flat:
             a = np.asarray(arr, dtype=np.float64).ravel()
-            flat[k] = (np.nan_to_num(a) if coded else np.where(np.isnan(a), 0.0, a), arr)   # (arr kept: ids stay unique)
+            if not (np.isfinite(a).all() if coded else not np.isnan(a).any()):   # else no copy
+                a = np.nan_to_num(a) if coded else np.where(np.isnan(a), 0.0, a)
+            flat[k] = (a, arr)   # (arr kept alive: ids stay unique)
         return flat[k][0]
 
     def inner_of(a):   # the interior pixels' values (no copy when the chunk is all interior)

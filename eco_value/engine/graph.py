@@ -71,12 +71,12 @@ def build(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progress,
     else:
         lc_np = read_full(cat, LAND_COVER_T2, grid)
     if lc_np is None:   # not a file on the grid (a source, a scenario): its uint8 type ids, computed
-        lc_np = np.asarray(layers[LAND_COVER_T2].data.compute())
+        lc_np = np.asarray(layers[LAND_COVER_T2].values)
     region_class_px = class_coverage(zones["county"][1], lc_np)
     region_class_px[int(layers[LAND_COVER_T2].attrs.get("nodata", NODATA_ID))] = 0.0
     kernel = ChunkKernel(grid=grid, rules=rules, tables=tables, coef=coef, period=(y1, y2), price_year=opts.price_year,
-                         region_class_px=region_class_px, scenario=scenario is not None,
-                         attrs={k: _scalar_attrs(a) for k, a in layers.items()})
+                         region_class_px=region_class_px,
+                         attrs={k: _scalar_attrs(a) for k, a in layers.items()}, with_maps=map_writer is not None)
     say("GEP services", None)
     # the same recipe on the whole lazy layers: the services' units and details and the map names
     # for the callers (nothing of it is computed)
@@ -118,8 +118,8 @@ class ChunkKernel:
     period: tuple
     price_year: int | None
     region_class_px: np.ndarray
-    scenario: bool
     attrs: dict
+    with_maps: bool = True   # per-pixel maps made (only when they are written)
 
     def __call__(self, blocks: dict, halos: dict, window: tuple):
         r0, c0, h, w = window
@@ -133,7 +133,7 @@ class ChunkKernel:
         changed = arr(CHANGED, blocks[CHANGED]) if CHANGED in blocks else None
         top, left = int(r0 > 0), int(c0 > 0)
         hal = {k: (arr(k, a), (slice(top, top + h), slice(left, left + w))) for k, a in halos.items()}
-        _s, _c, values, coded, by_class, maps = valuation(layers, self, before, changed, hal)
+        _s, _c, values, coded, by_class, maps = valuation(layers, self, before, changed, hal, self.with_maps)
         coded.update(by_class)
         return ({k: v.data for k, v in values.items()},
                 {k: (c.data, None if v is None else v.data, n) for k, (c, v, n) in coded.items()},
@@ -141,7 +141,7 @@ class ChunkKernel:
 
 
 def valuation(layers: dict[str, xr.DataArray], k: ChunkKernel, before: dict | None = None,
-              changed: xr.DataArray | None = None, halos: dict | None = None):
+              changed: xr.DataArray | None = None, halos: dict | None = None, with_maps: bool = True):
     """Carbon, every service and every channel the pass sums or maps, from aligned layers: lazy on
     dask-backed layers, the numbers of one chunk on numpy-backed ones (the same code either way).
 
@@ -200,6 +200,8 @@ def valuation(layers: dict[str, xr.DataArray], k: ChunkKernel, before: dict | No
     lc = positions(lc2)
     by_class = {f"cls:{k}": (lc, v, n_types) for k, v in values.items() if k.startswith(("v:", "q:"))}
     by_class.update(gep_mc.by_type_sums(ctx, services))   # GEP Monte Carlo sums (eco_value.gep_uncertainty)
+    if not with_maps:
+        return services, carbon, values, coded, by_class, {}
     maps = {
         f"carbon_stock_{y2}_tc_per_ha": carbon["stock_t2_tc_per_ha"],
         "carbon_sink_tco2e_per_ha_yr": carbon["sink_tco2e_per_ha_yr"],

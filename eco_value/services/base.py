@@ -208,7 +208,7 @@ class ServiceContext:
             return fn(self.masked_float(key))
         self.layers[key]   # noqa: B018 - a read of the layer (declared, logged)
         block, (rows, cols) = self.halos[key]
-        return fn(_masked(block)).isel(y=rows, x=cols)
+        return fn(_masked(block)).isel(dict(zip(block.dims, (rows, cols))))
 
     def class_table(self, prefix: str, default: float = 0.0) -> np.ndarray:
         """Lookup table type id → parameter ``prefix.<type>`` (a sub-type falls back to its parent)."""
