@@ -497,6 +497,7 @@ def _kernel_sums(ns, parts, kernel, blocks, halos, window, only, stats, writes):
     r0, c0, _h, _w = window
     values, coded, maps = kernel(blocks, halos, window)
     _write_blocks({k: (maps[k], path, lock, (r0, c0)) for k, (path, lock) in writes.items()})
+    del maps   # written: released before the sums
     out = {"__stats__": _stats(stats)}
     prefixes = tuple(p for ps in only.values() for p in ps)
     flat: dict = {}   # each array as float64 with NaN as 0, once for all zone layers
