@@ -278,12 +278,7 @@ def _block_sums(n_zones: int, cw: ChunkWeights, values: dict, coded: dict, flat:
         if kk not in keys:
             c = np.asarray(codes).ravel()
             n_px = len(c)
-
-            def key(p, z):
-                k = c[p].astype(np.int64)
-                return z * (n_codes + 1) + np.where((k >= 0) & (k < n_codes), k, n_codes)
-
-            keys[kk] = (key(sel, zi), key(pix, zone) if len(pix) else None, codes)
+            keys[kk] = (_code_keys(c, sel, zi, n_codes), _code_keys(c, pix, zone, n_codes) if len(pix) else None, codes)
         k_in, k_edge, _ = keys[kk]
         if arr is None:
             s = np.bincount(k_in, minlength=m).astype(np.float64)
@@ -296,6 +291,12 @@ def _block_sums(n_zones: int, cw: ChunkWeights, values: dict, coded: dict, flat:
                 s += np.bincount(k_edge, weights=cov * a[pix], minlength=m)
         out[name] = s.reshape(n_zones, n_codes + 1)[:, :n_codes]
     return out
+
+
+def _code_keys(c: np.ndarray, p: np.ndarray, z: np.ndarray, n_codes: int) -> np.ndarray:
+    """Flat (zone, code) index of pixels ``p`` of zones ``z``; codes outside 0..n_codes-1 → n_codes."""
+    k = c[p].astype(np.int64)
+    return z * (n_codes + 1) + np.where((k >= 0) & (k < n_codes), k, n_codes)
 
 
 def _zeros(n: int, values, coded) -> dict[str, np.ndarray]:

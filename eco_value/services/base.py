@@ -206,7 +206,7 @@ class ServiceContext:
         """
         if key not in self.halos:
             return fn(self.masked_float(key))
-        self.layers[key]   # noqa: B018 - a read of the layer (declared, logged)
+        _ = self.layers[key]   # a read of the layer (declared, logged)
         block, (rows, cols) = self.halos[key]
         return fn(_masked(block)).isel(dict(zip(block.dims, (rows, cols))))
 
