@@ -79,6 +79,10 @@ FIXED = ("provisioning", "recreation")
 PREFIX = "gmc:"
 NB = 256                # bins of L = log10(100 FVC) for the soil C factor (bin 0: C = 1)
 L_MIN, L_MAX = -2.0, 2.0   # FVC 0.01 % .. 100 %: below, C = a - b·L >= 1 for any plausible a, b
+THIRDS = 3.0            # a triangular distribution's mean is (a + c + b) / 3: its mode from a mean and a range
+SIGMA_GUARD = 1.000001  # numerical guard: keeps a lognormal's sigma > 0 for a zero-width range
+Q95 = (0.025, 0.975)    # quantiles bounding a 95 % interval
+GEP_STREAM = 15         # index of the GEP draws' random stream (independent of the carbon stream; same for every zone)
 DRAW_BLOCK = 4_000_000     # draws × types × bins evaluated at once for the soil C factor (~32 MB)
 
 
@@ -87,9 +91,7 @@ DRAW_BLOCK = 4_000_000     # draws × types × bins evaluated at once for the so
 
 def type_positions(ctx: ServiceContext) -> xr.DataArray:
     """Dense ecosystem-type position of every pixel from the t2 land cover alone (nodata → dropped)."""
-    lut = ctx.types.position_lut
-    lc = ctx.land_cover
-    return xr.DataArray(lc.data.map_blocks(lambda x: np.take(lut, x), dtype="int64"), dims=lc.dims, coords=lc.coords)
+    return ctx.lookup(ctx.types.position_lut)
 
 
 def channels(ctx: ServiceContext, services: dict) -> dict[str, tuple]:
@@ -215,15 +217,15 @@ def marginal(rules: RuleSet, name: str, reciprocal: bool = False) -> Marginal:
         return Marginal("point", v)
     if dist == "uniform":
         s = hi - lo
-        if v < lo + s / 3.0:       # value in the lower third: the span slides down, mode at its lower end
-            a, b = v - s / 3.0, v + 2.0 * s / 3.0
+        if v < lo + s / THIRDS:       # value in the lower third: the span slides down, mode at its lower end
+            a, b = v - s / THIRDS, v + 2.0 * s / THIRDS
             return Marginal("triangular", v, (a, a, b))
-        if v > hi - s / 3.0:       # upper third: mode at the upper end
-            a, b = v - 2.0 * s / 3.0, v + s / 3.0
+        if v > hi - s / THIRDS:       # upper third: mode at the upper end
+            a, b = v - 2.0 * s / THIRDS, v + s / THIRDS
             return Marginal("triangular", v, (a, b, b))
-        return Marginal("triangular", v, (lo, 3.0 * v - lo - hi, hi))
+        return Marginal("triangular", v, (lo, THIRDS * v - lo - hi, hi))
     if dist == "lognormal" and v > 0:
-        return Marginal("lognormal", v, (math.log(max(hi, v * 1.000001) / v) / Z95,))
+        return Marginal("lognormal", v, (math.log(max(hi, v * SIGMA_GUARD) / v) / Z95,))
     return Marginal("normal", v, ((hi - lo) / (2 * Z95),))
 
 
@@ -234,7 +236,7 @@ def draw_param(rules: RuleSet, name: str, n: int, rng: np.random.Generator) -> n
 
 def bounds95(rules: RuleSet, name: str, how: str = "direct") -> tuple[float, float]:
     """The 2.5 % and 97.5 % quantiles of the parameter as drawn (its one-at-a-time bounds)."""
-    q = marginal(rules, name, how == "reciprocal").ppf(np.array([0.025, 0.975]))
+    q = marginal(rules, name, how == "reciprocal").ppf(np.array(Q95))
     if how == "reciprocal":
         return float(1.0 / q[1]), float(1.0 / q[0])
     return float(q[0]), float(q[1])
@@ -447,7 +449,7 @@ def gep_uncertainty(rules: RuleSet, S: dict[str, np.ndarray], base: dict[str, fl
                     "sensitivity": []})
         return out
     # its own stream: the carbon interval's draws stay exactly those of carbon.uncertainty.monte_carlo
-    rng = np.random.default_rng([seed, 15])
+    rng = np.random.default_rng([seed, GEP_STREAM])
     d = Draws(rules, n, rng)
     shift = None if sink_shift is None else np.asarray(sink_shift, dtype=np.float64)
     vals = service_values(keys, S, d, to_year, base, shift)
@@ -535,13 +537,10 @@ ZONE_KINDS = ("township",)   # parcels: the per-zone soil bins (4 × types × NB
 #                              ~0.8 GB per chunk task for the pilot's 4 499 parcels; townships ~3 MB
 
 
-def zone_sums(zones: dict, sums: dict) -> dict[str, dict]:
-    """The ``coded_only`` entries that give the zone kinds of ``ZONE_KINDS`` the Monte Carlo sums too."""
-    return {kind: sums for kind in ZONE_KINDS if kind in zones}
-
-
-def _has_sums(z) -> bool:
-    return any(k.startswith("cls:" + PREFIX) for k in z.sums)
+def zone_sums(zones: dict, prefixes: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """The per-zone-kind ``only`` entries (channel name prefixes) that give the zone kinds of
+    ``ZONE_KINDS`` the Monte Carlo sums too."""
+    return {kind: prefixes for kind in ZONE_KINDS if kind in zones}
 
 
 def zone_intervals(rules: RuleSet, zones: dict, carbon_stats: dict, keys, to_year: int, n: int,
@@ -562,13 +561,13 @@ def zone_intervals(rules: RuleSet, zones: dict, carbon_stats: dict, keys, to_yea
     keys = list(keys)
     for kind in ZONE_KINDS:
         z = zones.get(kind)
-        if z is None or not _has_sums(z):
+        if z is None or not z.has_gep_mc_sums:
             continue
         rng = np.random.default_rng(seed)   # the carbon Monte Carlo's iterations, as in for_run
         det = sink_from_stats(carbon_stats[kind], *param_draws(rules, 1, rng, True), soil, co2)[0]
         shift = sink_from_stats(carbon_stats[kind], *param_draws(rules, n, rng, False), soil, co2) - det[None]
         # the county's stream and order of services (``keys``): each parameter takes the county's draws
-        d = Draws(rules, n, np.random.default_rng([seed, 15]))
+        d = Draws(rules, n, np.random.default_rng([seed, GEP_STREAM]))
         sink = z.carbon_sink_tco2e_per_yr
         values = {k: z.value_cny(k) for k in keys}
         res = {}

@@ -148,14 +148,15 @@ def test_each_parameter_is_drawn_with_the_rule_sets_value_as_its_mean():
     slides to [v - s/3, v + 2s/3] with mode v - s/3 (mean v); in the middle third the range stays and the
     mode is 3v - lo - hi; a divisor's reciprocal has mean 1/v; the C-factor coefficients move together."""
     rules = load_rules()
-    price = "gep.climate_regulation.price"            # 0.52 in 0.52-0.60 CNY/kWh (min-max of sources)
-    m = gm.marginal(rules, price)
-    assert m.kind == "triangular" and m.p == pytest.approx((0.52 - 0.08 / 3, 0.52 - 0.08 / 3, 0.52 + 0.16 / 3))
-    mid = gm.marginal(rules.with_uncertainty(price, low=0.46, high=0.60, dist="uniform"), price)
-    assert mid.p == pytest.approx((0.46, 3 * 0.52 - 1.06, 0.60))
+    price = "gep.climate_regulation.price"
+    v = rules.value(price)                                  # the value at the low end of a 0.08-wide min-max
+    m = gm.marginal(rules.with_uncertainty(price, low=v, high=v + 0.08, dist="uniform"), price)
+    assert m.kind == "triangular" and m.p == pytest.approx((v - 0.08 / 3, v - 0.08 / 3, v + 0.16 / 3))
+    mid = gm.marginal(rules.with_uncertainty(price, low=v - 0.06, high=v + 0.08, dist="uniform"), price)
+    assert mid.p == pytest.approx((v - 0.06, v - 0.02, v + 0.08))   # mode 3v - lo - hi
     u = (np.arange(200_000) + 0.5) / 200_000                # quadrature of the mean
     for mm in (m, mid):
-        assert mm.ppf(u).mean() == pytest.approx(0.52, rel=1e-6)
+        assert mm.ppf(u).mean() == pytest.approx(v, rel=1e-6)
     d = gm.Draws(rules, 200_000, np.random.default_rng(2))
     eff = "gep.climate_regulation.ac_efficiency"        # 3 in 2.1-3.9, divides the cooling energy
     assert d.inv(eff).mean() == pytest.approx(1 / 3.0, rel=0.003)

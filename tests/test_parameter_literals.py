@@ -44,16 +44,15 @@ NOT_PARAMETERS = {
     ("carbon/uncertainty.py", "approach1_pct", 100.0): "fraction -> percent",
     ("accounts/zonal.py", "zonal_sums", 8): "fan-in of the dask tree reduction (performance, not a result)",
     ("accounts/zonal.py", "zonal_sums_many", 8): "fan-in of the dask tree reduction (performance, not a result)",
+    ("accounts/zonal.py", "zonal_pass", 8): "fan-in of the dask tree reduction (performance, not a result)",
     ("accounts/zonal.py", "zonal_sums_by_id", 8): "fan-in of the dask tree reduction (performance, not a result)",
     ("accounts/zonal.py", "class_coverage", 256): "number of uint8 codes",
     ("gep_uncertainty.py", "gep_uncertainty", 1000): "default draw count of a function argument (run option)",
     ("gep_uncertainty.py", "gep_uncertainty", 42): "default random seed of a function argument (run option)",
-    ("gep_uncertainty.py", "gep_uncertainty", 15): "index of the random stream (keeps draws independent of other streams)",
     ("gep_uncertainty.py", "sensitivity", 2.5): "bounds of the 95 % interval (percentiles)",
     ("gep_uncertainty.py", "sensitivity", 97.5): "bounds of the 95 % interval (percentiles)",
     ("gep_uncertainty.py", "_ci", 2.5): "bounds of the 95 % interval (percentiles)",
     ("gep_uncertainty.py", "_ci", 97.5): "bounds of the 95 % interval (percentiles)",
-    ("gep_uncertainty.py", "draw_param", 1.000001): "numerical guard: keeps sigma > 0 for a zero-width interval",
     ("gep_uncertainty.py", "sobol_first_order", 4): "fewest samples for a regression index (statistics, not accounting)",
 }
 

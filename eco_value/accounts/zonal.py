@@ -131,23 +131,40 @@ _NONE = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
 
 
 def chunk_weights(geoms, zones, bounds, shape, crs_wkt=None) -> ChunkWeights:
-    """Exact coverage of the window ``bounds`` (``shape`` pixels) by ``geoms`` (zone indices ``zones``)."""
+    """Exact coverage of the window ``bounds`` (``shape`` pixels) by ``geoms`` (zone indices ``zones``).
+
+    A zone whose polygon holds the whole window in its interior covers every pixel wholly (no
+    coverage computation: the county and township polygons are walked only for the chunks on their
+    boundaries); the others go to exactextract, as WKB.
+    """
     if len(zones) == 0:
         return ChunkWeights(np.zeros(0, np.int64), np.zeros(0, np.int64), _NONE)
-    import geopandas as gpd
-    from exactextract import exact_extract
-    from exactextract.raster import NumPyRasterSource
+    import shapely
 
     h, w = shape
-    gdf = gpd.GeoDataFrame({"_z": np.asarray(zones, dtype=np.int64)}, geometry=list(geoms), crs=crs_wkt)
-    rast = NumPyRasterSource(np.zeros((h, w), np.uint8), *bounds, srs_wkt=crs_wkt)
-    df = exact_extract(rast, gdf, ["cell_id", "coverage"], include_cols=["_z"], output="pandas")
-    lens = np.array([len(c) for c in df["cell_id"]], dtype=np.int64)
-    if lens.sum() == 0:
+    zones = np.asarray(zones, dtype=np.int64)
+    geoms = np.asarray(geoms, dtype=object)
+    whole_window = shapely.contains_properly(geoms, shapely.box(*bounds))
+    zone_parts, pix_parts, cov_parts = [], [], []
+    for z in zones[whole_window]:
+        zone_parts.append(np.full(h * w, z, np.int64))
+        pix_parts.append(np.arange(h * w, dtype=np.int64))
+        cov_parts.append(np.ones(h * w))
+    if not whole_window.all():
+        from exactextract import exact_extract
+        from exactextract.raster import NumPyRasterSource
+
+        rast = NumPyRasterSource(np.zeros((h, w), np.uint8), *bounds, srs_wkt=crs_wkt)
+        src = _wkb_source(geoms[~whole_window], zones[~whole_window], crs_wkt)
+        df = exact_extract(rast, src, ["cell_id", "coverage"], include_cols=["_z"], output="pandas")
+        lens = np.array([len(c) for c in df["cell_id"]], dtype=np.int64)
+        if lens.sum():
+            zone_parts.append(np.repeat(df["_z"].to_numpy(np.int64), lens))
+            pix_parts.append(np.concatenate([np.asarray(c, dtype=np.int64) for c in df["cell_id"]]))
+            cov_parts.append(np.concatenate([np.asarray(c, dtype=np.float64) for c in df["coverage"]]))
+    if not zone_parts:
         return ChunkWeights(np.zeros(0, np.int64), np.zeros(0, np.int64), _NONE)
-    zone = np.repeat(df["_z"].to_numpy(np.int64), lens)
-    pix = np.concatenate([np.asarray(c, dtype=np.int64) for c in df["cell_id"]])
-    cov = np.concatenate([np.asarray(c, dtype=np.float64) for c in df["coverage"]])
+    zone, pix, cov = (np.concatenate(p) for p in (zone_parts, pix_parts, cov_parts))
     whole = cov == 1.0
     ids = np.full(h * w, -1, np.int64)
     ids[pix[whole]] = zone[whole]
@@ -157,6 +174,44 @@ def chunk_weights(geoms, zones, bounds, shape, crs_wkt=None) -> ChunkWeights:
     edge = ~whole | second
     inner = np.flatnonzero(ids >= 0)
     return ChunkWeights(inner, ids[inner], (pix[edge], zone[edge], cov[edge]))
+
+
+def _wkb_source(geoms, zones, crs_wkt):
+    """exactextract features from shapely geometries as WKB (no GeoJSON text for large polygons)."""
+    import shapely
+    from exactextract.feature import Feature, FeatureSource
+
+    class WkbFeature(Feature):
+        def __init__(self, wkb, z):
+            Feature.__init__(self)
+            self.wkb, self.z = wkb, z
+
+        def geometry(self):
+            return self.wkb
+
+        def set_geometry_format(self):
+            return "wkb"
+
+        def get(self, name):
+            return self.z
+
+        def fields(self):
+            return ["_z"]
+
+    class WkbSource(FeatureSource):
+        def count(self):
+            return len(zones)
+
+        def __iter__(self):
+            for g, z in zip(shapely.to_wkb(geoms), zones):
+                yield WkbFeature(g, int(z))
+
+        def srs_wkt(self):
+            return crs_wkt
+
+    return WkbSource()
+
+
 
 
 def zone_weights(gdf, id_field: str, grid: Grid, template_path: str | None = None) -> ZoneWeights:
@@ -185,40 +240,72 @@ def _nan0(a: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(a), 0.0, a)
 
 
-def _block_sums(n_zones: int, cw: ChunkWeights, values: dict, coded: dict) -> dict[str, np.ndarray]:
-    """Per-zone sums of one chunk: interior pixels by zone id (weight 1), edge pixels by fraction."""
+def _block_sums(n_zones: int, cw: ChunkWeights, values: dict, coded: dict, flat: dict | None = None) -> dict[str, np.ndarray]:
+    """Per-zone sums of one chunk: interior pixels by zone id (weight 1), edge pixels by fraction.
+
+    ``flat`` caches, across the zone layers of one chunk, each array as a flat float64 with NaN as 0
+    (keyed by the array's identity) and its codes' keys; the sums are those of ``np.bincount`` over
+    the pixels in ascending order, whatever is cached.
+    """
+    flat = {} if flat is None else flat
     sel, zi = cw.inner, cw.inner_zone
     pix, zone, cov = cw.edge
+    n_px = None
+
+    def nan0(arr, coded=False):   # coded sums also take ±inf as the largest finite numbers (nan_to_num)
+        k = (coded, id(arr))
+        if k not in flat:
+            a = np.asarray(arr, dtype=np.float64).ravel()
+            if not (np.isfinite(a).all() if coded else not np.isnan(a).any()):   # else no copy
+                a = np.nan_to_num(a) if coded else np.where(np.isnan(a), 0.0, a)
+            flat[k] = (a, arr)   # (arr kept alive: ids stay unique)
+        return flat[k][0]
+
+    def inner_of(a):   # the interior pixels' values (no copy when the chunk is all interior)
+        return a if len(sel) == len(a) else a[sel]
+
     out = {}
     for name, arr in values.items():
-        a = np.asarray(arr, dtype=np.float64).ravel()
-        s = np.bincount(zi, weights=_nan0(a[sel]), minlength=n_zones).astype(np.float64)  # int64 when empty
+        a = nan0(arr)
+        s = np.bincount(zi, weights=inner_of(a), minlength=n_zones).astype(np.float64)  # int64 when empty
         if len(pix):
-            s += np.bincount(zone, weights=cov * _nan0(a[pix]), minlength=n_zones)
+            s += np.bincount(zone, weights=cov * a[pix], minlength=n_zones)
         out[name] = s
+    keys: dict = {}
     for name, (codes, arr, n_codes) in coded.items():
-        c = np.asarray(codes).ravel()
-        a = None if arr is None else np.asarray(arr, dtype=np.float64).ravel()
         m = n_zones * (n_codes + 1)
-
-        def key(p, z):
-            k = c[p].astype(np.int64)
-            return z * (n_codes + 1) + np.where((k >= 0) & (k < n_codes), k, n_codes)
-
-        s = np.bincount(key(sel, zi), weights=None if a is None else np.nan_to_num(a[sel]), minlength=m).astype(np.float64)
-        if len(pix):
-            s += np.bincount(key(pix, zone), weights=cov if a is None else cov * np.nan_to_num(a[pix]), minlength=m)
+        kk = (id(codes), n_codes)
+        if kk not in keys:
+            c = np.asarray(codes).ravel()
+            n_px = len(c)
+            keys[kk] = (_code_keys(c, sel, zi, n_codes), _code_keys(c, pix, zone, n_codes) if len(pix) else None, codes)
+        k_in, k_edge, _ = keys[kk]
+        if arr is None:
+            s = np.bincount(k_in, minlength=m).astype(np.float64)
+            if len(pix):
+                s += np.bincount(k_edge, weights=cov, minlength=m)
+        else:
+            a = nan0(arr, coded=True)
+            s = np.bincount(k_in, weights=a if len(sel) == n_px == len(a) else a[sel], minlength=m).astype(np.float64)
+            if len(pix):
+                s += np.bincount(k_edge, weights=cov * a[pix], minlength=m)
         out[name] = s.reshape(n_zones, n_codes + 1)[:, :n_codes]
     return out
+
+
+def _code_keys(c: np.ndarray, p: np.ndarray, z: np.ndarray, n_codes: int) -> np.ndarray:
+    """Flat (zone, code) index of pixels ``p`` of zones ``z``; codes outside 0..n_codes-1 → n_codes."""
+    k = c[p].astype(np.int64)
+    return z * (n_codes + 1) + np.where((k >= 0) & (k < n_codes), k, n_codes)
 
 
 def _zeros(n: int, values, coded) -> dict[str, np.ndarray]:
     return {k: np.zeros(n) for k in values} | {k: np.zeros((n, c[2])) for k, c in coded.items()}
 
 
-def _part_sums(n_zones: int, part: ZonePart, values: dict, coded: dict) -> dict[str, np.ndarray]:
+def _part_sums(n_zones: int, part: ZonePart, values: dict, coded: dict, flat: dict | None = None) -> dict[str, np.ndarray]:
     cw = part.weights()
-    return _zeros(n_zones, values, coded) if cw.empty else _block_sums(n_zones, cw, values, coded)
+    return _zeros(n_zones, values, coded) if cw.empty else _block_sums(n_zones, cw, values, coded, flat)
 
 
 def _add(parts: list[dict]) -> dict:
@@ -260,20 +347,47 @@ def _add_many(parts, merges):
     return out
 
 
-def _block_getter(arrays, chunks):
-    """The blocks of ``arrays`` (DataArrays) as ``Delayed`` objects, after ONE joint graph optimisation.
+class _Blocks:
+    """The blocks of several DataArrays as ``Delayed`` keys, after ONE joint graph optimisation.
 
     Passing dask-array blocks to ``dask.delayed`` optimises each block's whole graph at every call
-    (~90 s of graph building at 10 m); optimising all arrays together once keeps shared inputs
-    shared and makes each block a cheap key reference.
+    (~90 s of graph building at 10 m), and a block's ``Delayed`` from ``to_delayed`` carries its
+    array's whole graph, merged again into every task that uses it (~20 s at 10 m). Here all arrays
+    are optimised together once, each block is a bare key, and :meth:`attach` adds the arrays'
+    graphs once to the result.
+
+    ``halos``: DataArrays whose blocks come with a 1-px halo of their neighbours (none beyond the
+    raster's outer ring), fetched with ``halo=True``.
     """
-    uniq = {}
-    for a in arrays:
-        if a is not None:
-            uniq.setdefault(id(a), a)
-    opt = dask.optimize(*[a.data.rechunk(chunks) for a in uniq.values()])
-    grids = {k: o.to_delayed(optimize_graph=False) for k, o in zip(uniq, opt)}
-    return lambda a, i, j: grids[id(a)][i, j]
+
+    def __init__(self, arrays, chunks, halos=()):
+        import dask.array as da
+
+        uniq = {}
+        for a in arrays:
+            if a is not None:
+                uniq.setdefault(id(a), a.data.rechunk(chunks))
+        for a in halos:
+            uniq[("halo", id(a))] = da.overlap.overlap(a.data.rechunk(chunks), depth={0: 1, 1: 1}, boundary="none")
+        opt = dask.optimize(*uniq.values())
+        self.graphs = [o.__dask_graph__() for o in opt]
+        self.keys = {k: o.__dask_keys__() for k, o in zip(uniq, opt)}
+
+    def __call__(self, a, i, j, halo=False):
+        from dask.delayed import Delayed
+
+        return Delayed(self.keys[("halo", id(a)) if halo else id(a)][i][j], {})
+
+    def attach(self, result):
+        """``result`` (a ``Delayed`` made of these blocks) with the arrays' graphs."""
+        from dask.delayed import Delayed
+        from dask.highlevelgraph import HighLevelGraph
+
+        return Delayed(result.key, HighLevelGraph.merge(result.dask, *self.graphs))
+
+
+def _block_getter(arrays, chunks, halos=()):
+    return _Blocks(arrays, chunks, halos)
 
 
 def zonal_sums(weights: ZoneWeights, grid: Grid, values: dict[str, xr.DataArray] | None = None,
@@ -304,7 +418,7 @@ def zonal_sums(weights: ZoneWeights, grid: Grid, values: dict[str, xr.DataArray]
     if not parts:
         empty = _zeros(weights.n, values, coded)
         return dask.delayed(lambda: empty)()
-    return parts[0]
+    return blocks.attach(parts[0])
 
 
 def zonal_sums_many(weights: dict[str, ZoneWeights], grid: Grid, values: dict[str, xr.DataArray],
@@ -346,7 +460,7 @@ def zonal_sums_many(weights: dict[str, ZoneWeights], grid: Grid, values: dict[st
     merges = {k: m for k, (_fn, m, _arrs) in block_stats.items()}
     while len(parts) > 1:
         parts = [dask.delayed(_add_many)(parts[k:k + 8], merges) for k in range(0, len(parts), 8)]
-    return parts[0]
+    return blocks.attach(parts[0])
 
 
 def _block_sums_many(ns, parts, values, coded, only, stats=None, writes=None):
@@ -358,6 +472,62 @@ def _block_sums_many(ns, parts, values, coded, only, stats=None, writes=None):
         if not cod and not values:
             continue
         out[kind] = _part_sums(ns[kind], part, values, cod)
+    return out
+
+
+def zonal_pass(weights: dict[str, ZoneWeights], grid: Grid, inputs: dict[str, xr.DataArray],
+               halos: dict[str, xr.DataArray], kernel, only: dict[str, tuple[str, ...]] | None = None,
+               block_stats: dict[str, tuple] | None = None, block_writes: dict[str, tuple] | None = None):
+    """The valuation's one pass: per raster chunk ONE task evaluates ``kernel`` on the chunk's input
+    blocks and sums its results per zone of every layer, runs the input checks and writes the map
+    windows, so the per-pixel results never enter the dask graph.
+
+    ``kernel(blocks, halo_blocks, (r0, c0, h, w)) -> (values, coded, maps)`` gets numpy blocks keyed
+    like ``inputs`` and ``halos`` (the latter with a 1-px halo where the raster has neighbours) and
+    returns numpy ``values`` (name → per-pixel array), ``coded`` (name → (codes, array or None for
+    coverage, number of codes)) and ``maps`` (name → per-pixel array, written when named in
+    ``block_writes``). ``only``: kind → name prefixes of coded sums made for that zone layer only
+    (and for no other). ``block_stats`` and ``block_writes`` as in :func:`zonal_sums_many` (a write's
+    DataArray is not used: the kernel's map of that name is written). Returns a ``dask.delayed`` dict
+    kind → dict name → array, with the merged statistics under ``"__stats__"``.
+    """
+    only = only or {}
+    block_stats = block_stats or {}
+    block_writes = block_writes or {}
+    ref = next(iter(inputs.values())).data
+    ns = {k: w.n for k, w in weights.items()}
+    stat_arrays = [a for _fn, _m, arrs in block_stats.values() for a in arrs]
+    blocks = _block_getter(list(inputs.values()) + stat_arrays, ref.chunks, list(halos.values()))
+    kern = dask.delayed(kernel, pure=True)   # one key shared by every chunk's task
+    parts = []
+    for i, j, r0, c0, h, w in _chunks(*ref.chunks):
+        t = {k: wt.part(r0, c0, h, w) for k, wt in weights.items()}
+        if not any(len(p.zones) for p in t.values()) and not block_writes:
+            continue
+        ib = {k: blocks(a, i, j) for k, a in inputs.items()}
+        hb = {k: blocks(a, i, j, halo=True) for k, a in halos.items()}
+        sb = {k: (fn, tuple(blocks(a, i, j) for a in arrs)) for k, (fn, _m, arrs) in block_stats.items()}
+        wb = {k: (path, lock) for k, (_a, path, lock) in block_writes.items()}
+        parts.append(dask.delayed(_kernel_sums)(ns, t, kern, ib, hb, (r0, c0, h, w), only, sb, wb))
+    merges = {k: m for k, (_fn, m, _arrs) in block_stats.items()}
+    while len(parts) > 1:
+        parts = [dask.delayed(_add_many)(parts[k:k + 8], merges) for k in range(0, len(parts), 8)]
+    return blocks.attach(parts[0])
+
+
+def _kernel_sums(ns, parts, kernel, blocks, halos, window, only, stats, writes):
+    r0, c0, _h, _w = window
+    values, coded, maps = kernel(blocks, halos, window)
+    _write_blocks({k: (maps[k], path, lock, (r0, c0)) for k, (path, lock) in writes.items()})
+    del maps   # written: released before the sums
+    out = {"__stats__": _stats(stats)}
+    prefixes = tuple(p for ps in only.values() for p in ps)
+    flat: dict = {}   # each array as float64 with NaN as 0, once for all zone layers
+    for kind, part in parts.items():
+        cod = {k: v for k, v in coded.items() if not k.startswith(prefixes) or k.startswith(tuple(only.get(kind, ())))}
+        if not cod and not values:
+            continue
+        out[kind] = _part_sums(ns[kind], part, values, cod, flat)
     return out
 
 

@@ -132,6 +132,11 @@ class ZoneSums:
                                g(SPECIES_AREA[0], "species areas"), g(SPECIES_AREA[1], "species areas"),
                                g(TYPE_AREA[0], "type areas"), g(TYPE_AREA[1], "type areas"), float(dt_yr))
 
+    @property
+    def has_gep_mc_sums(self) -> bool:
+        """Whether this zone kind's sums hold the GEP Monte Carlo channels (county, townships)."""
+        return any(k.startswith(BY_TYPE + GEP_MC_PREFIX) for k in self.sums)
+
     def gep_mc_sums(self, zone: int = 0) -> dict[str, np.ndarray]:
         """The GEP Monte Carlo's channels (``gep_uncertainty.channels``) summed by type for one zone."""
         head = BY_TYPE + GEP_MC_PREFIX

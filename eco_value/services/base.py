@@ -145,6 +145,9 @@ class ServiceContext:
     region_coverage: xr.DataArray | None = None  # share of each pixel inside the region (exact)
     region_class_px: np.ndarray | None = None     # Σ coverage of the region's pixels by type id, if known
     types: EcosystemTypes = field(default_factory=ecosystem_types)
+    # one chunk's view (the engine's per-chunk kernel): layer key -> (the layer's block with a 1-px
+    # halo of its neighbours where the raster has them, (row slice, column slice) of the chunk in it)
+    halos: dict = field(default_factory=dict)
     spec: ServiceSpec | None = None             # set by bind(): the service this view serves
     reads: Reads | None = None
 
@@ -190,9 +193,22 @@ class ServiceContext:
 
     def lookup(self, table: np.ndarray) -> xr.DataArray:
         """Per-pixel ``table[type id]`` (one ``np.take`` per chunk)."""
-        lc = self.land_cover
-        data = lc.data.map_blocks(lambda c: np.take(table, c), dtype=table.dtype)
-        return xr.DataArray(data, dims=lc.dims, coords=lc.coords)
+        return take(table, self.land_cover)
+
+    def neighbourhood(self, key: str, fn) -> xr.DataArray:
+        """``fn(layer)`` for a function of each pixel's 1-px neighbourhood, over layer ``key`` as float
+        with nodata as NaN (:meth:`masked_float`).
+
+        On whole (lazy) layers ``fn`` gets the whole layer (it handles chunk overlaps itself, e.g.
+        dask's ``map_overlap``); on one chunk's view it gets the chunk with its halo (the neighbours the
+        raster has; none beyond its outer ring) and the result is cut back to the chunk, so both give
+        the same numbers.
+        """
+        if key not in self.halos:
+            return fn(self.masked_float(key))
+        _ = self.layers[key]   # a read of the layer (declared, logged)
+        block, (rows, cols) = self.halos[key]
+        return fn(_masked(block)).isel(dict(zip(block.dims, (rows, cols))))
 
     def class_table(self, prefix: str, default: float = 0.0) -> np.ndarray:
         """Lookup table type id → parameter ``prefix.<type>`` (a sub-type falls back to its parent)."""
@@ -222,10 +238,7 @@ class ServiceContext:
 
     def masked_float(self, key: str) -> xr.DataArray:
         """Layer ``key`` as float64 with its nodata as NaN."""
-        a = self.layers[key]
-        nod = a.attrs.get("nodata")
-        x = a.astype("float64")
-        return x.where(a != nod) if nod is not None else x
+        return _masked(self.layers[key])
 
     @property
     def pixel_area_m2(self) -> float:
@@ -238,6 +251,21 @@ class ServiceContext:
     def rebase(self, price: float, from_year: int) -> float:
         """Price in CNY of ``price_year`` (CPI rebasing; index from the rule set)."""
         return price * price_factor(self.rules, from_year, self.price_year or self.rules.meta.price_year or self.year)
+
+
+def _masked(a: xr.DataArray) -> xr.DataArray:
+    nod = a.attrs.get("nodata")
+    x = a.astype("float64")
+    return x.where(a != nod) if nod is not None else x
+
+
+def take(table: np.ndarray, codes: xr.DataArray) -> xr.DataArray:
+    """Per-pixel ``table[code]`` of an integer-coded DataArray, lazily on dask (one ``np.take`` per chunk)
+    or at once on numpy."""
+    data = codes.data
+    out = data.map_blocks(lambda c: np.take(table, c), dtype=table.dtype) if hasattr(data, "map_blocks") \
+        else np.take(table, data)
+    return xr.DataArray(out, dims=codes.dims, coords=codes.coords)
 
 
 def price_factor(rules: RuleSet, from_year: int, to_year: int) -> float:

@@ -201,7 +201,7 @@ def compute(ctx: ServiceContext):
     dem = ctx.masked_float("dem")
     res = ctx.grid.res_m
     # pixels next to nodata get NaN slope and no soil-conservation value
-    ls = ls_from_dem(dem, res).fillna(0.0)
+    ls = ctx.neighbourhood("dem", lambda d: ls_from_dem(d, res)).fillna(0.0)
     R = ctx.masked_float("erosivity")
     K = ctx.masked_float("erodibility")
     C = c_factor(ctx.masked_float("fvc"), r.value("gep.soil_conservation.c_factor_a"), r.value("gep.soil_conservation.c_factor_b"))
