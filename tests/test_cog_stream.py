@@ -99,3 +99,21 @@ def test_an_unfinished_stream_refuses_to_close_and_aborts_cleanly(tmp_path):
         s.close()
     s.abort()
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_mapset_with_overviews(tmp_path):
+    """``--overviews``: the streamed COG gets GDAL's overviews in a second pass and stays a COG."""
+    from eco_value.outputs.invest_maps import MapSet
+
+    a = np.random.default_rng(1).choice(np.array([1.5, 66.0, 226.25], dtype=np.float32), size=(700, 1100))
+    ms = MapSet(tmp_path, {"c_storage_bas": -1.0}, width=1100, height=700, transform=TRANSFORM, crs=CRS, threads=2)
+    for win in ms.windows(1024):
+        block = a[win.row_off:win.row_off + win.height, win.col_off:win.col_off + win.width]
+        ms.append(ms.encode(win, {"c_storage_bas": block}))
+    paths = ms.finish(threads=2, overviews=True)
+    with rasterio.open(paths["c_storage_bas"]) as d:
+        assert d.overviews(1)[0] == 2
+        assert d.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        np.testing.assert_array_equal(d.read(1), a)
+        assert d.tags()["units"] == "t C/ha"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c_storage_bas.tif"]      # no part file left
