@@ -103,8 +103,11 @@ def tiles_of(buf: bytes) -> list[bytes]:
     """The compressed tiles of an in-memory TIFF, in the order of its offset array (band by band for
     ``interleave="band"``, row-major within a band)."""
     offs, cnts, _ = _ifd_arrays(buf)
+    counts = _values(buf, cnts)
+    if (counts <= 0).any():
+        raise ValueError("a tile was not written (sparse file): every tile must be stored")
     mv = memoryview(buf)
-    return [bytes(mv[o:o + c]) for o, c in zip(_values(buf, offs).tolist(), _values(buf, cnts).tolist())]
+    return [bytes(mv[o:o + c]) for o, c in zip(_values(buf, offs).tolist(), counts.tolist())]
 
 
 def encode_tiles(arrays: list[np.ndarray], codec: Codec, transform=None) -> list[list[bytes]]:
