@@ -168,19 +168,21 @@ def carbon_stock_maps(lulc: str | Path, pools: str | Path, out: str | Path, futu
 
     counts = BlockCounts()
     pending: deque = deque()
+
+    def append_oldest():
+        encoded, c = pending.popleft().result()
+        maps.append(encoded)
+        counts.add(c)
+
     try:
         with ThreadPoolExecutor(max_workers=threads) as ex:
             try:
                 for win in maps.windows(CHUNK_COLS):          # in order: the maps' tiles are appended in order
                     pending.append(ex.submit(task, win))
                     if len(pending) >= IN_FLIGHT_PER_THREAD * threads:
-                        encoded, c = pending.popleft().result()
-                        maps.append(encoded)
-                        counts.add(c)
+                        append_oldest()
                 while pending:
-                    encoded, c = pending.popleft().result()
-                    maps.append(encoded)
-                    counts.add(c)
+                    append_oldest()
             finally:
                 for f in pending:
                     f.cancel()
