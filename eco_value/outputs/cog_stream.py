@@ -49,7 +49,7 @@ class Codec:
     predictor: int = 1                                  # 1: none, 2: horizontal, 3: floating point
 
     def cog_options(self) -> dict:
-        return dict(compress=self.compress, level=self.level, blocksize=self.blocksize, predictor=self.predictor)
+        return {"compress": self.compress, "level": self.level, "blocksize": self.blocksize, "predictor": self.predictor}
 
     def gtiff_options(self) -> dict:
         level_key = {"ZSTD": "zstd_level", "DEFLATE": "zlevel"}[self.compress.upper()]
@@ -217,7 +217,7 @@ class CogStream:
         self._off = np.zeros(n_tiles, dtype=np.int64)
         self._cnt = np.zeros(n_tiles, dtype=np.int64)
         self._next = 0
-        self._f = open(self.path, "wb")
+        self._f = open(self.path, "wb")          # noqa: SIM115 - held open from tile to tile, closed in close()/abort()
         self._f.write(header)
         self._pos = len(header)
 

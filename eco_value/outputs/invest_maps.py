@@ -86,7 +86,7 @@ class MapSet:
 
     def append(self, encoded: tuple[Window, dict[str, list[bytes]]]) -> None:
         """Append an encoded window to every map (one thread, windows in the order of :meth:`windows`)."""
-        win, tiles = encoded
+        _win, tiles = encoded
         if set(tiles) != set(self.names):
             raise ValueError(f"maps missing from the window: {sorted(set(self.names) - set(tiles))}")
         for n, t in tiles.items():
