@@ -22,28 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .carbon.invest import (
-    CARBON_NODATA,
-    MAX_CLASSES,
-    NPV_NODATA,
-    POOL_COLUMNS,
-    BlockCounts,
-    PoolTable,
-    Scratch,
-    block_totals,
-    build_lookup,
-    carbon_block,
-    slot_tables,
-    valuation_constant,
-)
+from .carbon.invest import (CARBON_NODATA, MAX_CLASSES, NPV_NODATA, POOL_COLUMNS, BlockCounts, PoolTable, Scratch,
+                            block_totals, build_lookup, carbon_block, slot_tables, valuation_constant)
 from .errors import InputError, Problem
-from .inputs.invest_carbon import (
-    WindowReader,
-    check_same_grid,
-    open_lulc,
-    read_pool_table,
-    windows,
-)
+from .inputs.invest_carbon import WindowReader, check_same_grid, open_lulc, read_pool_table, windows
 
 CHUNK_COLS = 2048             # one task: one tile row (512 px) × 2048 px = 1 Mpx (≤ 12 float32 maps → ≤ 48 MB)
 IN_FLIGHT_PER_THREAD = 2      # chunks computed ahead of the (ordered) appending, per worker thread
