@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -61,11 +62,15 @@ c.execute(args)
 
 
 def _whole(cmd):
+    """Wall time, CPU time (user + sys of the child and its threads) and the finished process."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode:
         raise RuntimeError(f"{cmd[:3]} failed: {p.stderr[-800:]}")
-    return time.perf_counter() - t, p
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), p
 
 
 def _same_maps(a_dir: Path, b_dir: Path, names) -> dict:
@@ -113,25 +118,32 @@ def test_whole_process_16mpx_vs_numpy_and_invest(benchmark, tmp_path):
         "maps+intermediate": (eco + ["--out", str(tmp_path / "eco_all"), "--intermediate"] + val,
                               npy + ["--out", str(tmp_path / "np_all"), "--npv", repr(k), "--intermediate"]),
     }
-    info = {}
+    info = {"loadavg_1min_at_start": os.getloadavg()[0]}
     for case, (e_cmd, n_cmd) in cases.items():
-        te, tn = [], []
+        te, tn, ce, cn = [], [], [], []
         for _ in range(3):
-            t, pe = _whole(e_cmd)
+            t, c, pe = _whole(e_cmd)
             te.append(t)
-            t, pn = _whole(n_cmd)
+            ce.append(c)
+            t, c, pn = _whole(n_cmd)
             tn.append(t)
+            cn.append(c)
         e, r = json.loads(pe.stdout), json.loads(pn.stdout)
         assert e["total_stock_mgc"] == pytest.approx(r["total_stock_mgc"], rel=1e-9)
-        info[case] = {"eco_best_s": min(te), "numpy_best_s": min(tn), "ratio_vs_numpy": min(tn) / min(te)}
+        info[case] = {"eco_best_s": min(te), "numpy_best_s": min(tn), "ratio_vs_numpy": min(tn) / min(te),
+                      "eco_cpu_s": min(ce), "numpy_cpu_s": min(cn), "cpu_ratio_vs_numpy": min(cn) / min(ce)}
     info["maps_vs_numpy"] = _same_maps(tmp_path / "eco_all", tmp_path / "np_all", MAPS + POOL_MAPS)
     if Path(INVEST_PY).exists():
         ws = tmp_path / "invest"
-        ti, _ = _whole([INVEST_PY, "-c", INVEST_SCRIPT, str(cur), str(fut), str(pools), str(ws)])
+        ti, ci, _ = _whole([INVEST_PY, "-c", INVEST_SCRIPT, str(cur), str(fut), str(pools), str(ws)])
         info["invest_s"] = ti
+        info["invest_cpu_s"] = ci
+        info["cpu_ratio_vs_invest_maps+intermediate"] = ci / info["maps+intermediate"]["eco_cpu_s"]
+        info["cpu_ratio_vs_invest_maps"] = ci / info["maps"]["eco_cpu_s"]
         info["ratio_vs_invest_maps+intermediate"] = ti / info["maps+intermediate"]["eco_best_s"]
         info["ratio_vs_invest_maps"] = ti / info["maps"]["eco_best_s"]
         info["maps_vs_invest"] = _same_maps(tmp_path / "eco_all", ws, MAPS + POOL_MAPS)
+    info["loadavg_1min_at_end"] = os.getloadavg()[0]
     benchmark.extra_info.update(info)
     benchmark.pedantic(lambda: subprocess.run(cases["maps"][0], capture_output=True, check=True), rounds=1, iterations=1)
     (BENCH_DIR / "carbon_stock_16mpx.json").write_text(json.dumps(info, indent=1))

@@ -992,7 +992,10 @@ def serve(
 
 
 def _secrets(argv: list[str]) -> list[str]:
-    """Passwords the user handed us (``--db`` values, ``$ECO_VALUE_DB``): never echoed back."""
+    """Passwords the user handed us (``--db`` values, ``$ECO_VALUE_DB``): never echoed back.
+
+    Called only when an error is printed: it imports the store (SQLAlchemy, pandas: ~1 s of CPU), which a
+    command that never touches the store (``carbon-stock``, ``--help``) should not pay for."""
     from .store.db import ENV_VAR, url_secrets
 
     urls = [os.environ.get(ENV_VAR)]
@@ -1185,12 +1188,11 @@ def main(argv: list[str] | None = None) -> None:
     # window's transform is applied (the real-format path is equal to the raster path to 1e-9): not for users
     warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio.features")
     argv = list(sys.argv[1:] if argv is None else argv)
-    secrets = _secrets(argv)
     try:
         rc = app(args=argv, prog_name="eco-value", standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
     except EcoValueError as exc:
-        _print_error("error:", str(exc), secrets)
+        _print_error("error:", str(exc), _secrets(argv))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -1212,11 +1214,11 @@ def main(argv: list[str] | None = None) -> None:
         if _is_usage_error(exc):   # click's own message (usage line, hint, error), exit 2 like any bad input
             buf = io.StringIO()
             exc.show(file=buf)
-            sys.stderr.write(mask_secrets(buf.getvalue(), secrets))
+            sys.stderr.write(mask_secrets(buf.getvalue(), _secrets(argv)))
             sys.exit(EcoValueError.exit_code)
         if STATE["debug"]:
             raise
-        _print_error("internal error:", f"{type(exc).__name__}: {exc}\n(run with --debug for the traceback)", secrets)
+        _print_error("internal error:", f"{type(exc).__name__}: {exc}\n(run with --debug for the traceback)", _secrets(argv))
         sys.exit(1)
 
 

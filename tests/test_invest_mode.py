@@ -249,3 +249,24 @@ def test_more_classes_than_a_byte_holds(tmp_path):
     want = (fut + 0.5) - (cur + 0.5)
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert r.total_stock_mgc == pytest.approx((np.arange(300) + 0.5).sum() * 0.09, rel=1e-9)
+
+
+def test_a_failure_mid_run_leaves_no_file(tmp_path, pools, monkeypatch):
+    """A chunk failing after others were appended to the streamed COGs: every partial file is removed."""
+    import eco_value.invest_mode as im
+
+    a = _tif(tmp_path / "cur.tif", np.ones((1100, 600), dtype="uint8"))       # 3 chunks (one tile row each)
+    calls = []
+    real = im.carbon_block
+
+    def flaky(*args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(im, "carbon_block", flaky)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="disk full"):
+        carbon_stock_maps(a, pools, out, a, intermediate=True, threads=1)
+    assert not any(p.is_file() for p in out.rglob("*"))

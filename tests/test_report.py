@@ -39,3 +39,37 @@ def test_report_renders_in_headless_chromium(pilot_run, tmp_path):
     assert img.size == (1280, 2200)
     colors = img.convert("RGB").getcolors(maxcolors=1_000_000)
     assert colors is None or len(colors) > 500                 # a real page with maps, not a blank one
+
+
+def test_report_maps_are_read_decimated(pilot_run, tmp_path, monkeypatch):
+    """The report never reads a whole raster at full resolution: every map image comes from a read of at most
+    MAP_MAX_PX a side (out_shape: GDAL decimates from the overviews), here set below the pilot's raster size."""
+    import rasterio
+    from rasterio.io import DatasetReader
+
+    from eco_value.outputs import report
+
+    store, res = pilot_run
+    folder = Path(res.outputs["report"]).parent
+    sizes = {}
+    for tif in folder.glob("*.tif"):
+        with rasterio.open(tif) as d:
+            sizes[tif.name] = (d.height, d.width)
+    small = min(min(s) for s in sizes.values()) // 3
+    assert small >= 8
+    monkeypatch.setattr(report, "MAP_MAX_PX", small)
+    reads = []
+    real_read = DatasetReader.read
+
+    def spy(self, *a, **k):
+        arr = real_read(self, *a, **k)
+        reads.append((Path(self.name).name, arr.shape[-2:]))
+        return arr
+
+    monkeypatch.setattr(DatasetReader, "read", spy)
+    out = report.write_report(store, res.run_id, tmp_path / "report.html", rasters=folder)
+    assert out.read_text(encoding="utf-8").count("data:image/png;base64,") >= 4
+    maps = [r for r in reads if r[0] in sizes]
+    assert len(maps) >= 3                                       # sink, GEP and stock maps
+    for name, shape in maps:
+        assert max(shape) <= small < min(sizes[name]), (name, shape, sizes[name])

@@ -72,12 +72,12 @@ class Lookup:
     def n_slots(self) -> int:
         return self.m + 2
 
-    def slots(self, block: np.ndarray) -> np.ndarray:
+    def slots(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if self.identity:
-            return np.take(self.slot, block)
+            return np.take(self.slot, block, out=out, mode="clip")      # every uint8 code is an index
         idx = block.astype(np.int64) - self.lo
         idx[(idx < 0) | (idx >= self.n)] = self.n
-        return np.take(self.slot, idx)
+        return np.take(self.slot, idx, out=out, mode="clip")
 
 
 MAX_CLASSES = 1022   # slot-pair tables of (MAX_CLASSES + 2)^2 float32 values (4 MB) at most
@@ -144,6 +144,28 @@ def valuation_constant(bas_year: int, alt_year: int, discount_rate_pct: float, r
     return k * n if ratio == 1 else k * (1 - ratio ** n) / (1 - ratio)
 
 
+class Scratch:
+    """Arrays reused by one thread from block to block: fresh arrays of a few MB are page-faulted in at
+    every block (measured: ~0.15 s of system time for 4 maps of 16 Mpx, ~a third of the maps' CPU)."""
+
+    def __init__(self):
+        self._arrays: dict[tuple, np.ndarray] = {}
+
+    def get(self, key: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        k = (key, tuple(shape), np.dtype(dtype).str)
+        a = self._arrays.get(k)
+        if a is None:
+            a = self._arrays[k] = np.empty(shape, dtype=dtype)
+        return a
+
+
+def _take(table: np.ndarray, idx: np.ndarray, scratch: Scratch | None, key: str) -> np.ndarray:
+    """``table[idx]`` (indices known to be in range), into a reused array when ``scratch`` is given."""
+    if scratch is None:
+        return np.take(table, idx)
+    return np.take(table, idx, out=scratch.get(key, idx.shape, table.dtype), mode="clip")
+
+
 @dataclass
 class BlockCounts:
     """What one block adds to the run's totals: Σ valid map values (float64) and code counts."""
@@ -186,42 +208,50 @@ def block_totals(block: np.ndarray, lk: Lookup, tables: SlotTables, scen: str = 
 
 
 def carbon_block(bas: np.ndarray, lk_bas: Lookup, tables: SlotTables, alt: np.ndarray | None = None,
-                 lk_alt: Lookup | None = None, *, intermediate: bool = False) -> tuple[dict[str, np.ndarray], BlockCounts]:
+                 lk_alt: Lookup | None = None, *, intermediate: bool = False,
+                 scratch: Scratch | None = None) -> tuple[dict[str, np.ndarray], BlockCounts]:
     """All of InVEST's carbon maps for one block of land-cover codes, and what the block adds to the totals.
 
     Returns float32 maps named as InVEST names its files (without ``.tif``): c_storage_bas (and _alt,
     c_change_bas_alt, npv_alt when ``tables.npv`` is set), with ``intermediate`` the pool maps; and the
     block's sums of valid map values (Mg C/ha × pixels; × pixel area in ha gives Mg C), nodata and
     missing-code counts. One slot lookup per land-cover block, one ``np.take`` per map.
+    With ``scratch`` the maps are written into the thread's reused arrays: valid until its next call.
     """
     maps: dict[str, np.ndarray] = {}
     counts = BlockCounts()
     S = lk_bas.n_slots
-    sb = lk_bas.slots(bas)
+
+    def slots(lk, block, key):
+        return lk.slots(block, None if scratch is None else scratch.get(key, block.shape, lk.slot.dtype))
+
+    sb = slots(lk_bas, bas, "slots_bas")
     scen = [("bas", bas, sb, lk_bas)]
     if alt is None:
         hist2 = None
         hists = {"bas": np.bincount(sb.ravel(), minlength=S)}
     else:
-        sa = lk_alt.slots(alt)
+        sa = slots(lk_alt, alt, "slots_alt")
         scen.append(("alt", alt, sa, lk_alt))
-        pair = sb.astype(np.uint16 if S * S <= 1 << 16 else np.uint32)
+        pdt = np.uint16 if S * S <= 1 << 16 else np.uint32
+        pair = np.empty(sb.shape, pdt) if scratch is None else scratch.get("pair", sb.shape, pdt)
+        np.copyto(pair, sb)          # widen first: sb * S in the slots' own type would overflow
         pair *= S
         pair += sa
         hist2 = np.bincount(pair.ravel(), minlength=S * S).reshape(S, S)
         hists = {"bas": hist2.sum(axis=1), "alt": hist2.sum(axis=0)}
     for name, block, sl, lk in scen:
-        maps[f"c_storage_{name}"] = np.take(tables.total, sl)
+        maps[f"c_storage_{name}"] = _take(tables.total, sl, scratch, f"c_storage_{name}")
         counts.sums[f"c_storage_{name}"] = _valid_sum(hists[name], tables.total, CARBON_NODATA)
         if intermediate:
             for k, pool in enumerate(POOL_COLUMNS):
-                maps[f"{pool}_{name}"] = np.take(tables.pools[k], sl)
+                maps[f"{pool}_{name}"] = _take(tables.pools[k], sl, scratch, f"{pool}_{name}")
                 counts.sums[f"{pool}_{name}"] = _valid_sum(hists[name], tables.pools[k], CARBON_NODATA)
         _count_codes(block, sl, hists[name], lk, counts)
     if hist2 is not None:
-        maps["c_change_bas_alt"] = np.take(tables.change.ravel(), pair)
+        maps["c_change_bas_alt"] = _take(tables.change.ravel(), pair, scratch, "c_change_bas_alt")
         counts.sums["c_change_bas_alt"] = _valid_sum(hist2, tables.change, CARBON_NODATA)
         if tables.npv is not None:
-            maps["npv_alt"] = np.take(tables.npv.ravel(), pair)
+            maps["npv_alt"] = _take(tables.npv.ravel(), pair, scratch, "npv_alt")
             counts.sums["npv_alt"] = _valid_sum(hist2, tables.npv, NPV_NODATA)
     return maps, counts

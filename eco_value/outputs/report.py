@@ -12,6 +12,20 @@ from pathlib import Path
 import numpy as np
 
 FOREST_TARGETS_PCT = {"Chengdu 2025 target": 41.0, "Chengdu 2030 target": 42.0}  # policy targets (report only)
+# a map image is ~825 × 510 px (7.5 × 4.6 in at 110 dpi): rasters are read decimated to at most this many
+# pixels a side (from the COG's overviews when it has them), never at full resolution (10 m: 27 Mpx a map)
+MAP_MAX_PX = 1000
+
+
+def _read_decimated(src, window=None):
+    """Band 1 (masked) of ``window`` (default: all), read at ≤ MAP_MAX_PX a side: GDAL picks the nearest
+    overview level and decimates block by block, so memory is that of the small array only."""
+    from rasterio.windows import Window
+
+    win = window if window is not None else Window(0, 0, src.width, src.height)
+    h, w = int(win.height), int(win.width)
+    f = max(1, -(-max(h, w) // MAP_MAX_PX))
+    return src.read(1, window=win, out_shape=(max(1, h // f), max(1, w // f)), masked=True)
 
 
 def _png(fig) -> str:
@@ -33,11 +47,9 @@ def _map(path: Path, title: str, cmap: str, unit: str, diverging: bool = False) 
     if not path.exists():
         return None
     with rasterio.open(path) as src:
-        ovr = src.overviews(1)
-        f = ovr[0] if ovr and src.width > 1500 else 1
-        a = src.read(1, out_shape=(src.height // f, src.width // f), masked=True)
+        a = _read_decimated(src)
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    data = a.filled(np.nan)
+    data = a.astype(np.float32).filled(np.nan)
     finite = data[np.isfinite(data)]
     if finite.size:
         lo, hi = np.percentile(finite, [2, 98])
@@ -92,7 +104,7 @@ def _policy_map(folder: Path, geom_wkb: bytes, title: str) -> str | None:
         pad = max(maxx - minx, maxy - miny) * 0.6 + 3 * src.res[0]
         win = rasterio.windows.from_bounds(minx - pad, miny - pad, maxx + pad, maxy + pad, src.transform)
         win = win.round_offsets().round_lengths().intersection(rasterio.windows.Window(0, 0, src.width, src.height))
-        a = src.read(1, window=win, masked=True)
+        a = _read_decimated(src, win)
         b = rasterio.windows.bounds(win, src.transform)
     fig, ax = plt.subplots(figsize=(4.2, 3.6))
     ax.imshow(a.filled(np.nan), extent=(b[0], b[2], b[1], b[3]), cmap="viridis")
