@@ -13,13 +13,149 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import typer
+from .errors import EcoValueError
+
+# --- carbon-stock: dispatched before typer and rich are imported ---------------------------------------
+# The command runs in about a second, so its start-up counts: typer (its parameter coercion imports
+# pydantic), rich and this module's ~60 commands cost ~0.15-0.2 s of CPU it does not need. Its options
+# are defined once, here, and parsed with argparse; the typer command of the same name only lists it in
+# ``eco-value --help`` and hands its arguments to the same function.
+
+CARBON_STOCK_HELP = "InVEST-compatible carbon stock and sequestration from a pool table (with --out: InVEST's maps)."
+# (flag, kind, required, help); kind: path | float | int | flag
+CARBON_STOCK_OPTIONS = (
+    ("--lulc", "path", True, "Current (baseline) land-cover GeoTIFF, integer classes, projected CRS."),
+    ("--pools", "path", True, "InVEST pool table: lucode,c_above,c_below,c_soil,c_dead (Mg C/ha)."),
+    ("--future-lulc", "path", False, "Future (alternate) land-cover GeoTIFF on the same grid."),
+    ("--out", "path", False, "Write InVEST 3.20 Carbon's maps (COGs, t C/ha) and raster_values_summary.csv here."),
+    ("--intermediate", "flag", False, "With --out: also the per-pool maps in intermediate_outputs/."),
+    ("--overviews", "flag", False, "With --out: build COG overviews (average); InVEST writes none."),
+    ("--price", "float", False, "Valuation: price per t C (currency); writes npv_alt.tif."),
+    ("--discount-rate", "float", False, "Valuation: yearly market discount rate, percent."),
+    ("--rate-change", "float", False, "Valuation: yearly change of the carbon price, percent."),
+    ("--lulc-year", "int", False, "Valuation: calendar year of --lulc."),
+    ("--future-year", "int", False, "Valuation: calendar year of --future-lulc."),
+    ("--json", "flag", False, "Print one JSON object for machines."),
+)
+VALUATION_OPTIONS = ("--price", "--discount-rate", "--rate-change", "--lulc-year", "--future-year")
+
+
+def _carbon_stock_parser():
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):          # click's wording and exit code, like every other command
+            self.exit(EcoValueError.exit_code, f"Usage: {self.prog} [OPTIONS]\nTry '{self.prog} --help' for help.\n\n"
+                      f"Error: {message}\n")
+
+    ap = Parser(prog="eco-value carbon-stock", description=CARBON_STOCK_HELP, allow_abbrev=False)
+    kinds = {"path": Path, "float": float, "int": int}
+    for flag, kind, required, help_ in CARBON_STOCK_OPTIONS:
+        dest = flag[2:].replace("-", "_")
+        if kind == "flag":
+            ap.add_argument(flag, dest=dest, action="store_true", help=help_)
+        else:
+            ap.add_argument(flag, dest=dest, type=kinds[kind], required=required, metavar=kind.upper(), help=help_)
+    return ap
+
+
+def _carbon_stock(argv: list[str]) -> None:
+    """``eco-value carbon-stock ARGV``: totals (and InVEST's maps with --out); raises EcoValueError on bad input."""
+    a = _carbon_stock_parser().parse_args(argv)
+    given = [k for k in VALUATION_OPTIONS if getattr(a, k[2:].replace("-", "_")) is not None]
+    if given and a.out is None:
+        raise EcoValueError(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --out (the NPV is a map, npv_alt.tif)")
+    if given and len(given) < len(VALUATION_OPTIONS):
+        raise EcoValueError(f"valuation needs all of {', '.join(VALUATION_OPTIONS)}; missing "
+                            f"{', '.join(k for k in VALUATION_OPTIONS if k not in given)}")
+    if (a.intermediate or a.overviews) and a.out is None:
+        raise EcoValueError("--intermediate and --overviews need --out")
+    if a.out is None:
+        from .invest_mode import carbon_stock
+
+        r = carbon_stock(a.lulc, a.pools, a.future_lulc)
+    else:
+        from .invest_mode import Valuation, carbon_stock_maps
+
+        val = Valuation(a.price, a.discount_rate, a.rate_change, a.lulc_year, a.future_year) if given else None
+        r = carbon_stock_maps(a.lulc, a.pools, a.out, a.future_lulc, valuation=val, intermediate=a.intermediate,
+                              overviews=a.overviews)
+    if a.json:
+        sys.stdout.write(json.dumps(r.as_json(), ensure_ascii=False, indent=2, default=str) + "\n")
+        return
+    lines = [f"total stock: {r.total_stock_mgc:,.2f} Mg C"]
+    if r.sequestration_mgc is not None:
+        lines.append(f"sequestration (future − current): {r.sequestration_mgc:,.2f} Mg C")
+    if r.npv is not None:
+        lines.append(f"net present value of the change: {r.npv:,.2f}")
+    if r.nodata_px:
+        lines.append(f"nodata pixels (not counted): {r.nodata_px:,}")
+    if r.missing_codes:
+        lines.append(f"codes missing from the pool table (not counted; nodata in the maps): {r.missing_codes}")
+    if r.maps:
+        lines.append(f"wrote {len(r.maps)} maps and {Path(r.summary_csv).name} to {a.out}")
+    sys.stdout.write("".join(x + "\n" for x in lines))
+
+
+def _run_carbon_stock(argv: list[str]) -> int:
+    """The command with main()'s error handling (exit 2 bad input, 130 interrupted, 1 internal error)."""
+    try:
+        _carbon_stock(argv)
+        return 0
+    except EcoValueError as exc:
+        _print_error("error:", str(exc), _secrets(argv))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as exc:  # noqa: BLE001  (no --debug before the command on this path)
+        _print_error("internal error:", f"{type(exc).__name__}: {exc}\n(run with --debug for the traceback)", _secrets(argv))
+        return 1
+
+
+def _secrets(argv: list[str]) -> list[str]:
+    """Passwords the user handed us (``--db`` values, ``$ECO_VALUE_DB``): never echoed back.
+
+    Called only when an error is printed: it imports the store (SQLAlchemy, pandas: ~1 s of CPU), which a
+    command that never touches the store (``carbon-stock``, ``--help``) should not pay for."""
+    from .store.db import ENV_VAR, url_secrets
+
+    urls = [os.environ.get(ENV_VAR)]
+    for i, a in enumerate(argv):
+        if a == "--db" and i + 1 < len(argv):
+            urls.append(argv[i + 1])
+        elif a.startswith("--db="):
+            urls.append(a[len("--db="):])
+    return [s for u in urls for s in url_secrets(u)]
+
+
+def _print_error(label: str, message: str, secrets: list[str]) -> None:
+    """The one error printer: secrets masked (last resort), markup in the message shown literally."""
+    from rich.markup import escape
+
+    from .store.db import mask_secrets
+
+    e = globals().get("err")
+    if e is None:                          # carbon-stock's early path: the module's consoles do not exist yet
+        from rich.console import Console
+
+        e = Console(stderr=True)
+    e.print(f"[red]{label}[/] {escape(mask_secrets(message, secrets))}", highlight=False, soft_wrap=True)
+
+
+def _is_program() -> bool:
+    """This module is the program (``eco-value …`` or ``python -m eco_value.cli``), not an import."""
+    return __name__ == "__main__" or Path(sys.argv[0] if sys.argv else "").name.startswith("eco-value")
+
+
+if _is_program() and sys.argv[1:2] == ["carbon-stock"]:
+    sys.exit(_run_carbon_stock(sys.argv[2:]))
+
+import typer  # noqa: E402  (after the carbon-stock dispatch)
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from .errors import EcoValueError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="eco-value: audited GEP and forest carbon-sink accounts from rasters.")
@@ -457,54 +593,12 @@ def report(run_id: str, out: Path = typer.Option(Path("report.html"), "--out"), 
     console.print(f"wrote {out}")
 
 
-@app.command("carbon-stock")
-def carbon_stock_cmd(
-    lulc: Path = typer.Option(..., "--lulc", help="Current (baseline) land-cover GeoTIFF, integer classes, projected CRS."),
-    pools: Path = typer.Option(..., "--pools", help="InVEST pool table: lucode,c_above,c_below,c_soil,c_dead (Mg C/ha)."),
-    future_lulc: Optional[Path] = typer.Option(None, "--future-lulc", help="Future (alternate) land-cover GeoTIFF on the same grid."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write InVEST 3.20 Carbon's maps (COGs, t C/ha) and raster_values_summary.csv here."),
-    intermediate: bool = typer.Option(False, "--intermediate", help="With --out: also the per-pool maps in intermediate_outputs/."),
-    overviews: bool = typer.Option(False, "--overviews", help="With --out: build COG overviews (average); InVEST writes none."),
-    price: Optional[float] = typer.Option(None, "--price", help="Valuation: price per t C (currency); writes npv_alt.tif."),
-    discount_rate: Optional[float] = typer.Option(None, "--discount-rate", help="Valuation: yearly market discount rate, percent."),
-    rate_change: Optional[float] = typer.Option(None, "--rate-change", help="Valuation: yearly change of the carbon price, percent."),
-    lulc_year: Optional[int] = typer.Option(None, "--lulc-year", help="Valuation: calendar year of --lulc."),
-    future_year: Optional[int] = typer.Option(None, "--future-year", help="Valuation: calendar year of --future-lulc."),
-    json_out: bool = JsonOpt,
-):
-    """InVEST-compatible carbon stock and sequestration from a pool table (with --out: InVEST's maps)."""
-    val_opts = {"--price": price, "--discount-rate": discount_rate, "--rate-change": rate_change,
-                "--lulc-year": lulc_year, "--future-year": future_year}
-    given = [k for k, v in val_opts.items() if v is not None]
-    if given and out is None:
-        raise EcoValueError(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --out (the NPV is a map, npv_alt.tif)")
-    if given and len(given) < len(val_opts):
-        raise EcoValueError(f"valuation needs all of {', '.join(val_opts)}; missing {', '.join(k for k in val_opts if k not in given)}")
-    if (intermediate or overviews) and out is None:
-        raise EcoValueError("--intermediate and --overviews need --out")
-    if out is None:
-        from .invest_mode import carbon_stock
-
-        r = carbon_stock(lulc, pools, future_lulc)
-    else:
-        from .invest_mode import Valuation, carbon_stock_maps
-
-        val = Valuation(price, discount_rate, rate_change, lulc_year, future_year) if given else None
-        r = carbon_stock_maps(lulc, pools, out, future_lulc, valuation=val, intermediate=intermediate, overviews=overviews)
-    if json_out:
-        _echo_json(r.as_json())
-        return
-    console.print(f"total stock: {r.total_stock_mgc:,.2f} Mg C")
-    if r.sequestration_mgc is not None:
-        console.print(f"sequestration (future − current): {r.sequestration_mgc:,.2f} Mg C")
-    if r.npv is not None:
-        console.print(f"net present value of the change: {r.npv:,.2f}")
-    if r.nodata_px:
-        console.print(f"nodata pixels (not counted): {r.nodata_px:,}")
-    if r.missing_codes:
-        console.print(f"[yellow]codes missing from the pool table (not counted; nodata in the maps): {r.missing_codes}[/]")
-    if r.maps:
-        console.print(f"wrote {len(r.maps)} maps and {Path(r.summary_csv).name} to {out}")
+@app.command("carbon-stock", help=CARBON_STOCK_HELP, add_help_option=False,
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def carbon_stock_cmd(ctx: typer.Context):
+    # listed by ``eco-value --help``; main() and the program start run it before typer is imported
+    # (here only after a group option such as --debug): the options are CARBON_STOCK_OPTIONS
+    _carbon_stock(list(ctx.args))
 
 
 @rules_app.command("list")
@@ -991,31 +1085,6 @@ def serve(
     do_serve(cfg, host, port, public)
 
 
-def _secrets(argv: list[str]) -> list[str]:
-    """Passwords the user handed us (``--db`` values, ``$ECO_VALUE_DB``): never echoed back.
-
-    Called only when an error is printed: it imports the store (SQLAlchemy, pandas: ~1 s of CPU), which a
-    command that never touches the store (``carbon-stock``, ``--help``) should not pay for."""
-    from .store.db import ENV_VAR, url_secrets
-
-    urls = [os.environ.get(ENV_VAR)]
-    for i, a in enumerate(argv):
-        if a == "--db" and i + 1 < len(argv):
-            urls.append(argv[i + 1])
-        elif a.startswith("--db="):
-            urls.append(a[len("--db="):])
-    return [s for u in urls for s in url_secrets(u)]
-
-
-def _print_error(label: str, message: str, secrets: list[str]) -> None:
-    """The one error printer: secrets masked (last resort), markup in the message shown literally."""
-    from rich.markup import escape
-
-    from .store.db import mask_secrets
-
-    err.print(f"[red]{label}[/] {escape(mask_secrets(message, secrets))}", highlight=False, soft_wrap=True)
-
-
 def _is_usage_error(exc: BaseException) -> bool:
     """click's (or typer's vendored click's) usage errors: missing argument, bad value, unknown command."""
     import click
@@ -1188,6 +1257,8 @@ def main(argv: list[str] | None = None) -> None:
     # window's transform is applied (the real-format path is equal to the raster path to 1e-9): not for users
     warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio.features")
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["carbon-stock"]:
+        sys.exit(_run_carbon_stock(argv[1:]))
     try:
         rc = app(args=argv, prog_name="eco-value", standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)

@@ -174,3 +174,21 @@ def test_bracketed_text_in_an_error_is_printed_literally(tmp_path, capsys):
     code, out, err = run_cli(capsys, "carbon-stock", "--lulc", tmp_path / "no.tif", "--pools", tmp_path / "no.csv")
     assert code == 2
     assert f"[missing-file] {tmp_path / 'no.csv'} (layer 'pools')" in err
+
+
+def test_carbon_stock_runs_before_typer_with_one_option_table(tmp_path, capsys):
+    """carbon-stock is parsed by argparse from CARBON_STOCK_OPTIONS (start-up without typer); the typer
+    command only lists it and forwards (e.g. after --debug): same help, same errors, exit 2."""
+    code, out, err = run_cli(capsys, "carbon-stock", "--help")
+    assert code == 0
+    for flag, *_ in cli.CARBON_STOCK_OPTIONS:
+        assert flag in out
+    for args in (["carbon-stock", "--lulc", "a.tif"], ["--debug", "carbon-stock", "--lulc", "a.tif"]):
+        code, out, err = run_cli(capsys, *args)
+        assert code == 2 and "Usage: eco-value carbon-stock" in err and "required: --pools" in err, (args, err)
+    code, out, err = run_cli(capsys, "--debug", "carbon-stock", "--lulc", tmp_path / "no.tif", "--pools", tmp_path / "no.csv")
+    assert code == 2 and "[missing-file]" in err
+    code, out, err = run_cli(capsys, "carbon-stock", "--lulc", "a.tif", "--pools", "p.csv", "--price", "abc")
+    assert code == 2 and "invalid float value: 'abc'" in err
+    code, out, err = run_cli(capsys, "--help")
+    assert "carbon-stock" in out and cli.CARBON_STOCK_HELP[:40] in " ".join(out.split())

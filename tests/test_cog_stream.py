@@ -117,3 +117,14 @@ def test_mapset_with_overviews(tmp_path):
         np.testing.assert_array_equal(d.read(1), a)
         assert d.tags()["units"] == "t C/ha"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c_storage_bas.tif"]      # no part file left
+
+
+@pytest.mark.parametrize("size", [(700, 1300), (40000, 40000)])       # classic TIFF and BigTIFF
+def test_retagged_header_equals_gdals_header_for_the_other_layer(size):
+    kw = dict(transform=TRANSFORM, crs=CRS, nodata=-1.0, dtype="float32", codec=Codec())
+    h, n = cog_header(*size, tags={**TAGS, "source": "eco-value"}, **kw)
+    other, n2 = cog_header(*size, tags={**TAGS, "layer": "c_above_alt", "source": "eco-value"}, **kw)
+    assert n == n2 and h != other
+    assert cog_stream.retagged_header(h, {"layer": "c_storage_bas"}, {"layer": "c_above_alt"}) == other
+    assert cog_stream.retagged_header(h, {"layer": "nope"}, {"layer": "c_above_alt"}) is None
+    assert cog_stream.retagged_header(h, {"layer": "c_storage_bas"}, {"layer": "a<b"}) is None

@@ -159,11 +159,23 @@ class Scratch:
         return a
 
 
+def _index(idx: np.ndarray, scratch: Scratch | None, key: str, uses: int) -> np.ndarray:
+    """The slots as ``intp`` when ``uses`` maps are taken from them, converted once for all: ``np.take``
+    converts narrower indices at every call (measured per 1 Mpx map: 0.95 ms from uint8 with mode="clip",
+    0.76 ms with mode="wrap", 0.50 ms from intp + 0.21 ms for the one conversion; --intermediate takes 5
+    maps from each scenario's slots: 16 Mpx carbon_block CPU 0.235 → 0.189 s)."""
+    if uses < 2:
+        return idx
+    out = np.empty(idx.shape, np.intp) if scratch is None else scratch.get(key, idx.shape, np.intp)
+    np.copyto(out, idx)
+    return out
+
+
 def _take(table: np.ndarray, idx: np.ndarray, scratch: Scratch | None, key: str) -> np.ndarray:
-    """``table[idx]`` (indices known to be in range), into a reused array when ``scratch`` is given."""
-    if scratch is None:
-        return np.take(table, idx)
-    return np.take(table, idx, out=scratch.get(key, idx.shape, table.dtype), mode="clip")
+    """``table[idx]``, indices known to be in range (so mode="wrap" never wraps and skips the clipping
+    test), into a reused array when ``scratch`` is given."""
+    out = np.empty(idx.shape, table.dtype) if scratch is None else scratch.get(key, idx.shape, table.dtype)
+    return np.take(table, idx, out=out, mode="wrap")
 
 
 @dataclass
@@ -241,14 +253,16 @@ def carbon_block(bas: np.ndarray, lk_bas: Lookup, tables: SlotTables, alt: np.nd
         hist2 = np.bincount(pair.ravel(), minlength=S * S).reshape(S, S)
         hists = {"bas": hist2.sum(axis=1), "alt": hist2.sum(axis=0)}
     for name, block, sl, lk in scen:
-        maps[f"c_storage_{name}"] = _take(tables.total, sl, scratch, f"c_storage_{name}")
+        ix = _index(sl, scratch, f"index_{name}", 1 + len(POOL_COLUMNS) * intermediate)
+        maps[f"c_storage_{name}"] = _take(tables.total, ix, scratch, f"c_storage_{name}")
         counts.sums[f"c_storage_{name}"] = _valid_sum(hists[name], tables.total, CARBON_NODATA)
         if intermediate:
             for k, pool in enumerate(POOL_COLUMNS):
-                maps[f"{pool}_{name}"] = _take(tables.pools[k], sl, scratch, f"{pool}_{name}")
+                maps[f"{pool}_{name}"] = _take(tables.pools[k], ix, scratch, f"{pool}_{name}")
                 counts.sums[f"{pool}_{name}"] = _valid_sum(hists[name], tables.pools[k], CARBON_NODATA)
         _count_codes(block, sl, hists[name], lk, counts)
     if hist2 is not None:
+        pair = _index(pair, scratch, "index_pair", 1 + (tables.npv is not None))
         maps["c_change_bas_alt"] = _take(tables.change.ravel(), pair, scratch, "c_change_bas_alt")
         counts.sums["c_change_bas_alt"] = _valid_sum(hist2, tables.change, CARBON_NODATA)
         if tables.npv is not None:

@@ -22,7 +22,7 @@ import numpy as np
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from .cog_stream import Codec, CogStream, cog_header, encode_tiles
+from .cog_stream import Codec, CogStream, cog_header, encode_tiles, retagged_header
 
 BLOCK_PX = 512
 CODEC = Codec(compress="ZSTD", level=1, blocksize=BLOCK_PX, predictor=1)
@@ -59,12 +59,24 @@ class MapSet:
         self._streams: dict[str, CogStream] = {}
         self._appended = 0
 
+        def tags_of(n):
+            return {"layer": n, "units": UNITS.get(n, "t C/ha"), **(tags or {})}
+
         def header(n):
             return cog_header(width, height, transform=transform, crs=crs, nodata=names_nodata[n], dtype="float32",
-                              tags={"layer": n, "units": UNITS.get(n, "t C/ha"), **(tags or {})}, codec=CODEC)
+                              tags=tags_of(n), codec=CODEC)
         try:
+            # one header from GDAL per nodata value and units; the other maps' headers differ only by the layer name
+            first = {}
+            for n in self.names:
+                first.setdefault((names_nodata[n], UNITS.get(n)), n)
             with ThreadPoolExecutor(max_workers=max(1, threads)) as ex:
-                headers = dict(zip(self.names, ex.map(header, self.names)))
+                headers = dict(zip(first.values(), ex.map(header, first.values())))
+            for n in self.names:
+                if n not in headers:
+                    m = first[(names_nodata[n], UNITS.get(n))]
+                    h = retagged_header(headers[m][0], {"layer": m}, {"layer": n})
+                    headers[n] = (h, headers[m][1]) if h is not None else header(n)
             for n in self.names:
                 self.part[n].parent.mkdir(parents=True, exist_ok=True)
                 self._streams[n] = CogStream(self.part[n], *headers[n])
