@@ -49,9 +49,12 @@ def service_nodata_findings(sums: RunSums, cat: Catalog, stats: dict) -> tuple[l
         layers = _gappy_layers(svc, cat, stats)
         files = ", ".join(str(cat.path_of(cat.layers[k].path)) for k in layers if k in cat.layers) or str(cat.source)
         rows = sorted(over or found, key=lambda r: -r[0])
+        shown = rows[:WORST_SHOWN] if over else [next(r for r in rows if r[1] == k) for k in sums.zones
+                                                 if any(r[1] == k for r in rows)]   # the worst of each kind
         worst = "; ".join(f"{k} {zid}: {px:,.0f} px, {ha:,.2f} ha, {share:.2%} of its area"
-                          for share, k, zid, px, ha in rows[:WORST_SHOWN])
-        what = (f"service '{svc}' has no result on valid land cover in {len(rows)} zone(s) because layer(s) "
+                          for share, k, zid, px, ha in shown)
+        what = (f"service '{svc}' has no result on valid land cover in {len(rows)} zone(s)"
+                f"{' above the limit' if over else ''} because layer(s) "
                 f"{', '.join(layers)} hold no data there (worst: {worst})")
         limit = (f"max_service_nodata_share_per_zone = {bound.value:g} ({bound.unit}) for "
                  f"{', '.join(kinds)} in raster_inputs/{limits.path.name}") if bound is not None else "no limit set"
