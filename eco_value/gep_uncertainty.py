@@ -67,6 +67,7 @@ import xarray as xr
 from scipy.special import ndtri
 
 from .errors import RuleSetError
+from .grid import M2_PER_HA
 from .rules import RuleSet
 from .rules.ecosystem import ecosystem_types
 from .services.base import DAYS_PER_YEAR, KG_PER_T, KJ_PER_KWH, MM_PER_M, ServiceContext, price_factor
@@ -353,12 +354,12 @@ def service_values(keys, S: dict[str, np.ndarray], d: Draws, to_year: int, base:
             coef = d.by_type("gep.flood_regulation.storm_runoff_coefficient")
             veg = _eligible("gep.flood_regulation.storm_runoff_coefficient", d.rules)
             q = d("gep.flood_regulation.storm_share") * (((1.0 - coef) * veg) @ S["p_m3"]) + \
-                d("gep.flood_regulation.water_storage_depth_m") * (water @ A) * 1e4
+                d("gep.flood_regulation.water_storage_depth_m") * (water @ A) * M2_PER_HA
             v = q * _rebase(d, "gep.water_conservation.price", "gep.water_conservation.price_year", to_year)
         elif key == "climate_regulation":
             days, per_eff = d("gep.climate_regulation.cooling_days"), d.inv("gep.climate_regulation.ac_efficiency")
             epp = d.by_type("gep.climate_regulation.transpiration_energy")
-            e_pt = (epp @ A) * 1e4 * days * per_eff / KJ_PER_KWH
+            e_pt = (epp @ A) * M2_PER_HA * days * per_eff / KJ_PER_KWH
             per_m3 = d("gep.climate_regulation.latent_heat") * per_eff + d("gep.climate_regulation.humidifier_energy")
             e_we = (water @ S["et_m3"]) * days / DAYS_PER_YEAR * per_m3
             v = (e_pt + e_we) * _rebase(d, "gep.climate_regulation.price", "gep.climate_regulation.price_year", to_year)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from affine import Affine
 
 M2_PER_HA = 10_000.0  # definition of the hectare (SI-accepted unit), not a model parameter
+HA_PER_KM2 = 100.0  # 1 km2 = 100 ha (definition), not a model parameter
 
 
 @dataclass(frozen=True)

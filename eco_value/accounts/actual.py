@@ -30,6 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..grid import HA_PER_KM2
 from .zonal import zone_sums_of
 
 
@@ -118,7 +119,7 @@ def zone_beneficiaries(inputs, zones: dict, zone_rows: list[dict]) -> dict[tuple
     out = {}
     for z in zone_rows:
         k, zid = z["kind"], z["zone_id"]
-        b = Beneficiaries(area_km2=z["area_ha"] / 100.0)
+        b = Beneficiaries(area_km2=z["area_ha"] / HA_PER_KM2)
         b.population = pop_by.get((k, zid), z.get("population"))
         if zid in w_by_zone:
             b.water_use_m3 = float(w_by_zone[zid])

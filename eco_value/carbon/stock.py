@@ -182,7 +182,32 @@ def _valid(arr: xr.DataArray) -> xr.DataArray:
 
 def biomass_tc_per_ha(volume_m3_per_ha: xr.DataArray, species: xr.DataArray, lulc: xr.DataArray,
                       coef: CarbonCoefficients) -> xr.DataArray:
-    """Living biomass carbon (above + below ground) [t C/ha]."""
+    """Living biomass carbon (above + below ground) of each pixel from its inventory rasters.
+
+    ``B = V * k(species) + a(species) + b(ecosystem type)`` (:func:`biomass_carbon_tc_per_ha`), the
+    factors looked up by engine id in ``coef``. A nodata volume counts as 0 m3/ha; a nodata species or
+    ecosystem type as id 0 (no factor), so nodata pixels get the carbon of what remains, not NaN.
+
+    Parameters
+    ----------
+    volume_m3_per_ha : xarray.DataArray (numpy- or dask-backed)
+        Growing stock (stem volume) V [m3/ha]; its ``nodata`` attribute marks no data.
+    species : xarray.DataArray of uint8
+        Engine id of the pixel's species group [-] (``nodata`` attribute, usually 255).
+    lulc : xarray.DataArray of uint8
+        Engine id of the pixel's ecosystem type [-] (``nodata`` attribute, usually 255).
+    coef : CarbonCoefficients
+        Lookup tables by engine id from the rule set (:func:`coefficients`): k [t C/m3], a and b [t C/ha].
+
+    Returns
+    -------
+    Biomass carbon B [t C/ha], a DataArray like ``lulc`` (lazy when the inputs are dask-backed).
+
+    References
+    ----------
+    IPCC 2006 Guidelines Vol. 4 Ch. 4, Eq. 4.5 (biomass from growing stock); as in
+    :func:`volume_to_carbon_tc_per_m3`.
+    """
     v = xr.where(_valid(volume_m3_per_ha), volume_m3_per_ha.astype("float64"), 0.0)
     sp = xr.where(_valid(species), species, 0)
     lc = xr.where(_valid(lulc), lulc, 0)
@@ -193,7 +218,31 @@ def biomass_tc_per_ha(volume_m3_per_ha: xr.DataArray, species: xr.DataArray, lul
 
 
 def stock_tc_per_ha(volume, species, lulc, coef: CarbonCoefficients) -> xr.DataArray:
-    """Total carbon stock, biomass + DOM + SOC [t C/ha] (nodata pixels: NaN)."""
+    """Total carbon stock of each pixel: living biomass + dead organic matter + soil organic carbon.
+
+    ``C = B + DOM(ecosystem type) + SOC(ecosystem type)``, B from :func:`biomass_tc_per_ha`.
+
+    Parameters
+    ----------
+    volume : xarray.DataArray (numpy- or dask-backed)
+        Growing stock (stem volume) [m3/ha]; ``nodata`` attribute (counts as 0).
+    species : xarray.DataArray of uint8
+        Engine id of the species group [-] (``nodata`` attribute).
+    lulc : xarray.DataArray of uint8
+        Engine id of the ecosystem type [-] (``nodata`` attribute; those pixels get NaN).
+    coef : CarbonCoefficients
+        Lookup tables by engine id from the rule set (:func:`coefficients`): k [t C/m3], biomass, DOM and
+        SOC [t C/ha].
+
+    Returns
+    -------
+    Carbon stock C [t C/ha]; NaN where ``lulc`` is nodata.
+
+    References
+    ----------
+    IPCC 2006 Guidelines Vol. 4 Ch. 2, Eq. 2.3 (the five carbon pools; here biomass above + below
+    ground, DOM and SOC).
+    """
     lc = xr.where(_valid(lulc), lulc, 0)
     out = biomass_tc_per_ha(volume, species, lulc, coef) + _take(coef.class_dom_tc_per_ha, lc) \
         + _take(coef.class_soc_tc_per_ha, lc)
@@ -203,10 +252,36 @@ def stock_tc_per_ha(volume, species, lulc, coef: CarbonCoefficients) -> xr.DataA
 
 
 def stock_difference(v1, sp1, lc1, v2, sp2, lc2, years: tuple[int, int], coef: CarbonCoefficients) -> dict[str, xr.DataArray]:
-    """Annual net carbon sink by the stock-difference method, per pixel.
+    """Annual net carbon sink by the stock-difference method, per pixel, from two inventories.
 
-    Returns ``sink_tco2e_per_ha_yr`` (positive = removal), ``stock_t1_tc_per_ha``,
-    ``stock_t2_tc_per_ha`` and the land-use-change category ``lucc`` (see :data:`LUCC`).
+    Stocks at t1 and t2 as in :func:`stock_tc_per_ha`, the sink by :func:`net_sink_tco2e_per_ha_yr`
+    (biomass and DOM over dt = t2 - t1, soil carbon over the rule set's transition period), and the
+    land-use-change category from the two ecosystem types (forest at both, at t2 only, at t1 only, else).
+
+    Parameters
+    ----------
+    v1, v2 : xarray.DataArray (numpy- or dask-backed)
+        Growing stock (stem volume) at t1, t2 [m3/ha]; ``nodata`` attribute (counts as 0).
+    sp1, sp2 : xarray.DataArray of uint8
+        Engine id of the species group at t1, t2 [-] (``nodata`` attribute).
+    lc1, lc2 : xarray.DataArray of uint8
+        Engine id of the ecosystem type at t1, t2 [-] (``nodata`` attribute; a pixel nodata at either
+        date is NaN in the sink and stocks and 0 in ``lucc``).
+    years : tuple of int
+        Inventory years (t1, t2) [yr], t2 > t1 (else ``ValueError``).
+    coef : CarbonCoefficients
+        Lookup tables by engine id from the rule set (:func:`coefficients`): k [t C/m3], biomass, DOM and
+        SOC [t C/ha], soil transition [yr], CO2/C [t CO2/t C], forest types.
+
+    Returns
+    -------
+    dict of DataArrays: ``sink_tco2e_per_ha_yr`` [t CO2e/ha/yr] (positive = removal from the atmosphere),
+    ``stock_t1_tc_per_ha`` and ``stock_t2_tc_per_ha`` [t C/ha], ``lucc`` [class] (uint8, :data:`LUCC`;
+    0 = nodata).
+
+    References
+    ----------
+    IPCC 2006 Guidelines Vol. 4 Ch. 2, Eq. 2.5 (stock difference) and Eq. 2.25 (soil carbon).
     """
     t1, t2 = years
     dt = float(t2 - t1)
@@ -241,16 +316,16 @@ def lucc_with_events(lucc: xr.DataArray, events: xr.DataArray, event_lucc: np.nd
     Parameters
     ----------
     lucc : DataArray of uint8
-        Category from differencing the land cover (:func:`stock_difference`; 0 = nodata, kept).
+        Category from differencing the land cover [class] (:func:`stock_difference`; 0 = nodata, kept).
     events : DataArray of uint8
-        Engine id of the change event recorded for the pixel's stand (0 = none).
+        Engine id of the change event recorded for the pixel's stand [-] (0 = none).
     event_lucc : ndarray (256,)
-        Category id each event id forces (0 = keep the differencing, and for nodata), from the
+        Category id each event id forces [class] (0 = keep the differencing, and for nodata), from the
         change-event table.
 
     Returns
     -------
-    The category per pixel (uint8, :data:`LUCC`). Only the attribution changes: the stocks and the sink
+    The category per pixel [class] (uint8, :data:`LUCC`). Only the attribution changes: the stocks and the sink
     stay the stock difference of the pixel.
     """
     forced = _take(np.asarray(event_lucc, dtype=np.uint8), events)   # nodata (255) forces nothing: lut[255] = 0

@@ -24,11 +24,32 @@ SPEC = ServiceSpec(
            "N and P valued as fertiliser (LY/T 1721-2008: fertiliser price / nutrient content of the fertiliser)",
 )
 
-# RUSLE topographic constants (Wischmeier & Smith 1978; McCool et al. 1987; Liu et al. 1994):
-# parts of the published equations, not tunable parameters.
+# RUSLE topographic constants: coefficients of the published equations that :func:`ls_factor` uses, not
+# tunable parameters (a bureau that wants other equations changes the function, not a value).
+# L = (lambda / 22.13)^m, Wischmeier & Smith 1978 (USDA Agriculture Handbook 537): the unit plot is
+# 72.6 ft = 22.13 m long; m = 0.5 for slopes >= 5 %, 0.4 for 3.5-4.5 %, 0.3 for 1-3 %, 0.2 below 1 %.
+# The handbook leaves 3-3.5 % and 4.5-5 % open; here the classes are closed at tan 1 %, 3 % and 5 %
+# (m = 0.4 from 3 % up to 5 %).
 UNIT_PLOT_LENGTH_M = 22.13
+L_EXPONENT_BREAK_1_TAN = 0.01    # 1 % slope: m = 0.2 below
+L_EXPONENT_BREAK_2_TAN = 0.03    # 3 % slope: m = 0.3 below
+L_EXPONENT_BREAK_3_TAN = 0.05    # 5 % slope: m = 0.4 below, 0.5 from here on
+L_EXPONENT_BELOW_1_PCT = 0.2
+L_EXPONENT_1_TO_3_PCT = 0.3
+L_EXPONENT_3_TO_5_PCT = 0.4
+L_EXPONENT_FROM_5_PCT = 0.5
+# S after McCool et al. 1987 (Trans. ASAE 30(5), 1387-1396, eqs. for long slopes, break at 9 %):
+# S = 10.8 sin(theta) + 0.03 for slope < 9 %, S = 16.8 sin(theta) - 0.50 for slope >= 9 %.
 SLOPE_BREAK_TAN = 0.09           # 9 % slope
+MCCOOL_GENTLE_SIN_COEF = 10.8
+MCCOOL_GENTLE_INTERCEPT = 0.03
+MCCOOL_STEEP_SIN_COEF = 16.8
+MCCOOL_STEEP_OFFSET = 0.50       # subtracted
+# S after Liu, Nearing & Risse 1994 (Trans. ASAE 37(6), 1835-1840) on steep slopes:
+# S = 21.91 sin(theta) - 0.96, used here above 10 deg (McCool's steep equation from 9 % up to 10 deg).
 STEEP_SLOPE_DEG = 10.0
+LIU_SIN_COEF = 21.91
+LIU_OFFSET = 0.96                # subtracted
 
 
 def slope_radians(dem: np.ndarray, res_m: float) -> np.ndarray:
@@ -61,38 +82,65 @@ def slope_radians(dem: np.ndarray, res_m: float) -> np.ndarray:
 def ls_factor(theta: np.ndarray, cell_m: float) -> np.ndarray:
     """RUSLE slope length and steepness factor LS for slope angle ``theta`` with slope length = cell size.
 
-    ``L = (lambda / 22.13)^m``, m = 0.2 / 0.3 / 0.4 / 0.5 for tan < 1 % / < 3 % / < 5 % / >= 5 %;
-    ``S = 10.8 sin + 0.03`` (tan < 9 %), ``16.8 sin - 0.5`` (9 % .. 10 deg), ``21.91 sin - 0.96`` (> 10 deg).
+    ``LS = L * S`` with ``L = (lambda / 22.13)^m``, m = 0.2 / 0.3 / 0.4 / 0.5 for tan(theta) < 1 % / < 3 % /
+    < 5 % / >= 5 %, and ``S = 10.8 sin(theta) + 0.03`` (tan(theta) < 9 %), ``16.8 sin(theta) - 0.50``
+    (9 % <= tan(theta), theta <= 10 deg), ``21.91 sin(theta) - 0.96`` (theta > 10 deg). The coefficients are
+    the module's named constants (``L_EXPONENT_*``, ``MCCOOL_*``, ``LIU_*``). NaN in gives NaN out.
 
     Parameters
     ----------
     theta : numpy array
-        Slope angle [rad].
+        Slope angle [rad] (:func:`slope_radians`).
     cell_m : float
-        Slope length lambda = cell size [m].
+        Slope length lambda, taken as the cell size [m].
 
     Returns
     -------
-    LS [-], same shape.
+    LS [-], same shape as ``theta``.
 
     References
     ----------
-    Wischmeier & Smith 1978 (L); McCool et al. 1987 (S up to 10 deg); Liu et al. 1994 (S, steep slopes).
+    Wischmeier, W.H. & Smith, D.D. 1978. Predicting rainfall erosion losses. USDA Agriculture Handbook 537
+    (L: the 22.13 m unit plot and the exponent m by slope class).
+    McCool, D.K., Brown, L.C., Foster, G.R., Mutchler, C.K. & Meyer, L.D. 1987. Revised slope steepness
+    factor for the Universal Soil Loss Equation. Trans. ASAE 30(5), 1387-1396 (S below and above 9 %).
+    Liu, B.Y., Nearing, M.A. & Risse, L.M. 1994. Slope gradient effects on soil loss for steep slopes.
+    Trans. ASAE 37(6), 1835-1840 (S on steep slopes, here above 10 deg).
     """
     tan = np.tan(theta)
     sin = np.sin(theta)
-    m = np.select([tan < 0.01, tan < 0.03, tan < 0.05], [0.2, 0.3, 0.4], 0.5)
+    m = np.select([tan < L_EXPONENT_BREAK_1_TAN, tan < L_EXPONENT_BREAK_2_TAN, tan < L_EXPONENT_BREAK_3_TAN],
+                  [L_EXPONENT_BELOW_1_PCT, L_EXPONENT_1_TO_3_PCT, L_EXPONENT_3_TO_5_PCT], L_EXPONENT_FROM_5_PCT)
     length = (cell_m / UNIT_PLOT_LENGTH_M) ** m
-    s = np.where(tan < SLOPE_BREAK_TAN, 10.8 * sin + 0.03,
-                 np.where(np.degrees(theta) <= STEEP_SLOPE_DEG, 16.8 * sin - 0.5, 21.91 * sin - 0.96))
+    s = np.where(tan < SLOPE_BREAK_TAN, MCCOOL_GENTLE_SIN_COEF * sin + MCCOOL_GENTLE_INTERCEPT,
+                 np.where(np.degrees(theta) <= STEEP_SLOPE_DEG, MCCOOL_STEEP_SIN_COEF * sin - MCCOOL_STEEP_OFFSET,
+                          LIU_SIN_COEF * sin - LIU_OFFSET))
     return length * s
 
 
 def ls_from_dem(dem, res_m: float):
-    """LS [-] of a DEM [m] (NaN = no data) on a numpy array or a (dask-backed) DataArray.
+    """RUSLE LS factor of a DEM: :func:`ls_factor` of :func:`slope_radians`, on numpy or dask alike.
 
-    Dask chunks overlap by one pixel, so chunk edges see their true neighbours; only the raster's outer
+    On a dask-backed DataArray the chunks overlap by one pixel (``map_overlap``, ``boundary="none"``), so
+    chunk edges see their true neighbours and the result equals the numpy path; only the raster's outer
     ring uses one-sided differences (:func:`slope_radians`). Pixels next to no data get NaN.
+
+    Parameters
+    ----------
+    dem : numpy array or xarray.DataArray (numpy- or dask-backed), 2-D
+        Elevation [m]; NaN marks no data.
+    res_m : float
+        Cell size [m] (square cells); also the slope length lambda of :func:`ls_factor`.
+
+    Returns
+    -------
+    LS [-], same shape: a numpy array for a numpy ``dem``, else a DataArray with ``dem``'s dims and coords
+    (lazy when ``dem`` is dask-backed).
+
+    References
+    ----------
+    Zevenbergen & Thorne 1987 (slope); Wischmeier & Smith 1978, McCool et al. 1987, Liu et al. 1994 (LS),
+    as in :func:`ls_factor`.
     """
     if isinstance(dem, xr.DataArray):
         data = dem.data
