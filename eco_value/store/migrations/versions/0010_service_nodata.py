@@ -8,9 +8,8 @@ Per zone and service, the pixels (exact coverage) of valid land cover where a la
 declares holds no data (eco_value/engine/gaps.py). Rows stored before this revision keep NULL
 (not counted).
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0010_service_nodata'
 down_revision = '0009_gep_intervals'
