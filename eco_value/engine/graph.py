@@ -171,12 +171,12 @@ def valuation(layers: dict[str, xr.DataArray], k: ChunkKernel, before: dict | No
     grid = k.grid
     a_ha = grid.pixel_area_ha
     values: dict[str, xr.DataArray] = {}
-    lc_ok = ctx.valid
+    lc_ok, gaps = ctx.valid, {}
     for key, res in services.items():
         values[f"q:{key}"] = res.quantity
         values[f"v:{key}"] = res.value_cny
         # pixels of valid land cover whose result lacks one of the layers the service declares (types.ZoneSums.nodata_px)
-        values[f"nd:{key}"] = (lc_ok & missing_any(layers, SERVICES[key].SPEC.layer_keys)).astype("float64")
+        values[f"nd:{key}"] = (lc_ok & missing_any(layers, SERVICES[key].SPEC.layer_keys, gaps)).astype("float64")
     values["carbon:sink"] = carbon["sink_tco2e_per_ha_yr"] * a_ha
     values["carbon:stock1"] = carbon["stock_t1_tc_per_ha"] * a_ha
     values["carbon:stock2"] = carbon["stock_t2_tc_per_ha"] * a_ha

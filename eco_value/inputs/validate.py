@@ -453,12 +453,16 @@ def missing(a: xr.DataArray, fill_codes=None) -> xr.DataArray:
     return out
 
 
-def missing_any(layers: dict[str, xr.DataArray], keys) -> xr.DataArray | bool:
-    """Pixels where any of the layers ``keys`` (those present in ``layers``) holds no data (:func:`missing`)."""
+def missing_any(layers: dict[str, xr.DataArray], keys, cache: dict | None = None) -> xr.DataArray | bool:
+    """Pixels where any of the layers ``keys`` (those present in ``layers``) holds no data (:func:`missing`);
+    ``cache`` (layer key → mask) keeps each layer's mask for the next call."""
+    cache = {} if cache is None else cache
     out = False
     for k in keys:
         if k in layers:
-            out = missing(layers[k]) | out
+            if k not in cache:
+                cache[k] = missing(layers[k])
+            out = cache[k] | out
     return out
 
 
