@@ -373,7 +373,8 @@ def run(
                    "ci95_tco2e_per_yr": s["carbon"]["ci95_tco2e_per_yr"], "stock_tc": s["carbon"]["stock_tc"]},
         "gep": {"total_cny": s["gep"]["total_cny"], "actual_total_cny": s["gep"].get("actual_total_cny"),
                 "by_service": {k: {"quantity": v["quantity"], "unit": v["unit"], "value_cny": v["value_cny"],
-                                   "used_share": v.get("used_share"), "actual_value_cny": v.get("actual_value_cny")}
+                                   "used_share": v.get("used_share"), "actual_value_cny": v.get("actual_value_cny"),
+                                   "nodata_px": v.get("nodata_px"), "nodata_ha": v.get("nodata_ha")}
                                for k, v in s["gep"]["by_service"].items()},
                 "ci95_cny": _gep_ci(s, None),
                 "by_service_ci95_cny": {k: _gep_ci(s, k) for k in s["gep"]["by_service"]},

@@ -62,10 +62,13 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_
             for key, res in services.items():
                 q = float(c.quantity(key)[zi])
                 v = float(c.value_cny(key)[zi])
+                nd_px, nd_ha = float(c.nodata_px(key)[zi]), float(c.nodata_ha(key)[zi])
                 gep += v
                 rows["service_results"].append(dict(run_id=run_id, zone_kind=kind, zone_id=zid, service=key, quantity=q,
-                                                    unit=res.quantity_unit, value_cny=v, price_year=price_year))
+                                                    unit=res.quantity_unit, value_cny=v, price_year=price_year,
+                                                    nodata_px=nd_px, nodata_ha=nd_ha))
                 row[f"{key}_cny"] = v
+                row[f"{key}_nodata_ha"] = nd_ha
             row["gep_cny"] = gep
             row["gep_cny_per_km2"] = gep / (area / 100.0) if area > 0 else 0.0
             sink = float(c.carbon_sink_tco2e_per_yr[zi])
@@ -95,7 +98,8 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_
     for key, res in services.items():
         by_service[key] = {"quantity": float(county.quantity(key)[0]), "unit": res.quantity_unit,
                            "value_cny": float(county.value_cny(key)[0]), "name_zh": SERVICES[key].SPEC.name_zh,
-                           "category": SERVICES[key].SPEC.category}
+                           "category": SERVICES[key].SPEC.category,
+                           "nodata_px": float(county.nodata_px(key)[0]), "nodata_ha": float(county.nodata_ha(key)[0])}
     total = float(sum(v["value_cny"] for v in by_service.values()))
     types = ecosystem_types()
     type_names = types.position_names()

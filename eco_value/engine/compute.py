@@ -14,6 +14,7 @@ from ..inputs.catalog import Catalog
 from ..inputs.validate import problems_from_stats, warnings_from_stats
 from ..rules import RuleSet
 from .assemble import assemble
+from .gaps import service_nodata_findings
 from .graph import build
 from .options import COMPUTE_STAGE, Progress, RunOptions
 from .types import RunSummary, RunSums, Valuation
@@ -135,6 +136,9 @@ def _valuate(cat, rules, opts, say, run_id, raster_dir, inputs) -> tuple[Valuati
     if probs:
         raise InputError(probs)
     sums = RunSums.from_computed(computed["zones"], ctx["zones"], ctx["services"])
+    gap_errors, gap_warnings = service_nodata_findings(sums, cat, checks)
+    if gap_errors:
+        raise InputError(gap_errors)
     say("uncertainty (Monte Carlo)", None)
     result = assemble(cat, rules, opts, sums, run_id, inputs)
     # actual (used) GEP beside potential: a post-step over the per-zone results (issue 15 item 4)
@@ -143,6 +147,6 @@ def _valuate(cat, rules, opts, say, run_id, raster_dir, inputs) -> tuple[Valuati
     from ..inputs.beneficiaries import read_beneficiary_inputs
 
     apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), sums.zones)
-    result["summary"]["input_warnings"] = [str(w) for w in warnings_from_stats(checks, cat)]
+    result["summary"]["input_warnings"] = [str(w) for w in warnings_from_stats(checks, cat) + gap_warnings]
     rows, summary, tables = result.pop("rows"), result.pop("summary"), result.pop("tables")
     return Valuation(rows, RunSummary.from_dict(summary), tables, sums, result), ctx

@@ -13,13 +13,13 @@ from ..carbon import LUCC, N_LUCC, coefficients, lucc_with_events, stock_differe
 from ..grid import Grid
 from ..inputs.catalog import Catalog
 from ..inputs.readers import open_layers, read_full, read_table, read_vector
-from ..inputs.validate import layer_checks, region_mask
+from ..inputs.validate import layer_checks, missing_any, region_mask
 from ..policy.scenario import Scenario, apply_scenario
 from ..roles import CHANGE_EVENT_T2, FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
 from ..rules import RuleSet
 from ..rules.ecosystem import NODATA_ID, ecosystem_types, species_groups
 from ..rules.events import change_events
-from ..services import ServiceContext, compute_services
+from ..services import SERVICES, ServiceContext, compute_services
 from ..services.base import take
 from .options import Progress, RunOptions
 
@@ -171,9 +171,12 @@ def valuation(layers: dict[str, xr.DataArray], k: ChunkKernel, before: dict | No
     grid = k.grid
     a_ha = grid.pixel_area_ha
     values: dict[str, xr.DataArray] = {}
+    lc_ok, gaps = ctx.valid, {}
     for key, res in services.items():
         values[f"q:{key}"] = res.quantity
         values[f"v:{key}"] = res.value_cny
+        # pixels of valid land cover whose result lacks one of the layers the service declares (types.ZoneSums.nodata_px)
+        values[f"nd:{key}"] = (lc_ok & missing_any(layers, SERVICES[key].SPEC.layer_keys, gaps)).astype("float64")
     values["carbon:sink"] = carbon["sink_tco2e_per_ha_yr"] * a_ha
     values["carbon:stock1"] = carbon["stock_t1_tc_per_ha"] * a_ha
     values["carbon:stock2"] = carbon["stock_t2_tc_per_ha"] * a_ha

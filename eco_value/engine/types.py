@@ -22,6 +22,7 @@ from ..gep_uncertainty import PREFIX as GEP_MC_PREFIX
 # --- the graph's channel names (produced by graph.build, read here only) -------------------------
 QUANTITY = "q:"
 VALUE = "v:"
+NODATA = "nd:"                    # pixels of valid land cover whose service result lacks a declared layer
 BY_TYPE = "cls:"
 AREA = "area_ha"
 SINK = "carbon:sink"
@@ -80,6 +81,15 @@ class ZoneSums:
     def value_cny(self, service: str) -> np.ndarray:
         """Σ of the service's value per zone [CNY/yr]."""
         return self._get(VALUE + service, f"value of '{service}'")
+
+    def nodata_px(self, service: str) -> np.ndarray:
+        """Pixels (exact coverage) of valid land cover in each zone where the service has no result
+        because a layer its SPEC declares holds no data (NaN, ±inf, declared nodata, a fill code)."""
+        return self._get(NODATA + service, f"nodata count of '{service}'")
+
+    def nodata_ha(self, service: str) -> np.ndarray:
+        """:meth:`nodata_px` as area [ha]."""
+        return self.nodata_px(service) * self.weights.grid.pixel_area_ha
 
     def by_type(self, service: str, measure: str = "value_cny") -> np.ndarray:
         """The service's ``measure`` (``"value_cny"`` or ``"quantity"``) by ecosystem-type position of t2
@@ -220,6 +230,8 @@ class ServiceTotal(_Record):
     category: str = _ABSENT
     used_share: float = _ABSENT
     actual_value_cny: float = _ABSENT
+    nodata_px: float = _ABSENT     # pixels of valid land cover without a result (a declared layer holds no data)
+    nodata_ha: float = _ABSENT
     extra: dict = field(default_factory=dict)
 
 

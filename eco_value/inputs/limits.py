@@ -64,6 +64,8 @@ class Limits:
     fill_codes: tuple[float, ...]
     fill_codes_source: str
     tables: dict[str, TableRule]
+    max_service_nodata_share_per_zone: Bound | None = None
+    service_nodata_zone_kinds: tuple[str, ...] = ()
 
 
 def _bound(raw, where: str, path: Path) -> Bound:
@@ -114,5 +116,10 @@ def load_limits(path: str | None = None) -> Limits:
         tables[key] = TableRule(key, str(t.get("description", "")), cols,
                                 _bound(t["min_rows"], f"tables.{key}.min_rows", p) if "min_rows" in t else None,
                                 _bound(t["max_rows"], f"tables.{key}.max_rows", p) if "max_rows" in t else None)
+    svc = r.get("max_service_nodata_share_per_zone", {})
+    kinds = svc.get("zone_kinds", [])
+    if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+        raise RuleSetError(f"{p}: rasters.max_service_nodata_share_per_zone.zone_kinds must be a list of zone kinds")
     return Limits(p, _bound(r.get("max_nodata_share_inside_region"), "rasters.max_nodata_share_inside_region", p),
-                  tuple(float(v) for v in fill["value"]), str(fill.get("source", "")), tables)
+                  tuple(float(v) for v in fill["value"]), str(fill.get("source", "")), tables,
+                  _bound(svc, "rasters.max_service_nodata_share_per_zone", p), tuple(kinds))

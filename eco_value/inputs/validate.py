@@ -436,6 +436,36 @@ def _representable(codes, dtype) -> np.ndarray:
     return np.array(out, dtype=dtype)
 
 
+def missing(a: xr.DataArray, fill_codes=None) -> xr.DataArray:
+    """Pixels of layer ``a`` that hold no data, as :func:`check_block` counts them: NaN, ±inf, the
+    declared nodata (``attrs["nodata"]``) and the fill codes of ``raster_inputs/validation.toml``
+    that the layer's type can hold. Lazy on dask-backed layers, at once on numpy-backed ones."""
+    fill = load_limits().fill_codes if fill_codes is None else fill_codes
+    nodata = a.attrs.get("nodata")
+    out = xr.zeros_like(a, dtype=bool)
+    if a.dtype.kind == "f":
+        out = out | ~np.isfinite(a)
+    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+        out = out | (a == nodata)
+    codes = _representable(fill, a.dtype)
+    if codes.size:
+        out = out | a.isin(codes)
+    return out
+
+
+def missing_any(layers: dict[str, xr.DataArray], keys, cache: dict | None = None) -> xr.DataArray | bool:
+    """Pixels where any of the layers ``keys`` (those present in ``layers``) holds no data (:func:`missing`);
+    ``cache`` (layer key → mask) keeps each layer's mask for the next call."""
+    cache = {} if cache is None else cache
+    out = False
+    for k in keys:
+        if k in layers:
+            if k not in cache:
+                cache[k] = missing(layers[k])
+            out = cache[k] | out
+    return out
+
+
 def check_block(a, region, *, nodata, fill_codes, known, ranged) -> dict:
     """Statistics of one chunk of one layer: nodata-like pixels inside the region by kind, then the
     min/max (continuous layer) or the codes outside the scheme (class layer) of the other pixels."""

@@ -165,6 +165,27 @@ def _ls_note(folder: Path) -> str:
     return f"<p class=method><b>Method note — grid size.</b> {html.escape(ls_cell_size_note(cell))}</p>"
 
 
+def _missing_data(by_service: dict, services, area_km2: float) -> str:
+    """A short "missing data" table: per service, the county's pixels of valid land cover without a
+    result (a layer the service declares holds no data) and the townships that lack them; empty when none."""
+    rows = [(k, v) for k, v in by_service.items() if v.get("nodata_px")]
+    if not rows:
+        return ""
+    has = "nodata_px" in services.columns
+    trs = []
+    for k, v in sorted(rows, key=lambda kv: -kv[1]["nodata_px"]):
+        t = services[(services.zone_kind == "township") & (services.service == k)] if has else services.iloc[:0]
+        t = t[t.nodata_px > 0].sort_values("nodata_px", ascending=False)
+        towns = ", ".join(f"{html.escape(str(z))} ({n:,.0f} px)" for z, n in zip(t.zone_id, t.nodata_px))
+        share = 100 * v["nodata_ha"] / (area_km2 * 100.0) if area_km2 else 0.0
+        trs.append(f"<tr><td>{html.escape(k)}</td><td class=n>{v['nodata_px']:,.0f}</td><td class=n>{v['nodata_ha']:,.1f}</td>"
+                   f"<td class=n>{share:.3f} %</td><td>{towns}</td></tr>")
+    return ("<section><h2>Missing data</h2><p>Pixels of valid land cover where a service has no result because a "
+            "layer it reads holds no data (NaN, ±inf, the declared nodata or a fill code); they add nothing to the "
+            "totals above.</p><table><tr><th>service</th><th>county px</th><th>ha</th><th>share of area</th>"
+            f"<th>townships (px)</th></tr>{''.join(trs)}</table></section>")
+
+
 def write_report(store, run_id: str, out: Path, rasters: Path | None = None) -> Path:
     """Write the report of ``run_id`` to ``out`` (temp file renamed into place); maps are read from
     ``rasters`` (default: the run's output folder)."""
@@ -254,6 +275,7 @@ img{{max-width:100%}} .banner{{background:#fff4d6;border:1px solid #e0b84a;paddi
 <section><h2>Maps</h2><div class=grid>{img('gep')}{img('sink')}</div>{img('stock')}</section>
 <section><h2>GEP by service</h2><div class=grid><div><img alt="GEP by service" src="{bar}"></div><div><table><tr><th>service</th><th>服务</th><th>type</th><th>quantity</th><th>unit</th><th>potential 亿元</th><th>share</th><th>used</th><th>actual 亿元</th></tr>{srows}
 <tr><th colspan=5>total GEP</th><th class=n>{g['total_cny'] / 1e8:,.2f}</th><th class=n>100 %</th><th></th><th class=n>{_fmt(g['actual_total_cny'] / 1e8 if g.get('actual_total_cny') is not None else None, 2)}</th></tr></table>{actual_note}</div></div>{ls_note}</section>
+{_missing_data(g["by_service"], tw, s["area_km2"])}
 {gep_uncertainty_section(g)}
 <section><h2>Carbon account</h2><table>
 <tr><th>item</th><th>value</th></tr>

@@ -93,6 +93,8 @@ class ServiceValue(SQLModel, table=True):
     price_year: int
     used_share: float | None = None          # actual (used) share of the supply (eco_value/accounts/actual.py)
     actual_value_cny: float | None = None    # actual GEP = value_cny × used_share
+    nodata_px: float | None = None           # pixels of valid land cover without a result (a declared layer is nodata)
+    nodata_ha: float | None = None           # the same as area
 
 
 class CarbonValue(SQLModel, table=True):
