@@ -26,11 +26,13 @@ from affine import Affine
 
 from .accounts.zonal import ChunkWeights, zonal_pass
 from .carbon import coefficients, species_code, volume_species
-from .engine.graph import HALO_LAYERS, ChunkKernel
+from .engine.graph import COUNTY_ONLY, HALO_LAYERS, ChunkKernel
+from .engine.types import ZoneSums
 from .grid import Grid
 from .roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
 from .rules import load_rules
 from .rules.ecosystem import ecosystem_types
+from .services import SERVICES
 
 RES_M = 30.0
 PERIOD = (2020, 2023)   # inventory years of the synthetic province (t1, t2)
@@ -97,9 +99,8 @@ def synthetic_layers(n_rows: int, n_cols: int, chunk: int = 2048) -> tuple[dict[
     return layers, grid
 
 
-SINK = "sink_tco2e_per_yr"
-# no by-class sums (the pilot makes them for the county and townships only): a prefix of no zone layer
-NO_ZONE = {"": ("cls:",)}
+# no sums by type (the pilot makes them for the county and townships only): for no zone layer here
+NO_ZONE = {"": COUNTY_ONLY}
 
 
 @dataclass
@@ -115,6 +116,10 @@ class IdZones:
     @property
     def n(self) -> int:
         return self.per_side * self.per_side
+
+    @property
+    def ids(self) -> list[str]:
+        return [str(i) for i in range(self.n)]
 
     def part(self, r0: int, c0: int, h: int, w: int) -> "IdZonePart":
         return IdZonePart(self, (r0, c0, h, w))
@@ -165,13 +170,13 @@ def run(n_rows: int, n_cols: int, chunk: int = 2048, zones_per_side: int = 20, t
     sums = zonal_pass(zones, grid, layers, halos, kernel, NO_ZONE)
     with dask.config.set(scheduler="threads", num_workers=threads):
         (res,) = dask.compute(sums)
-    res = res["zone"]
+    zs = ZoneSums("zone", None, "", zones["zone"], res["zone"])
     dt = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"pixels": n_rows * n_cols, "chunk": chunk, "zones": zones["zone"].n, "seconds": dt,
+    return {"pixels": n_rows * n_cols, "chunk": chunk, "zones": zs.n, "seconds": dt,
             "mpx_per_s": n_rows * n_cols / dt / 1e6, "peak_rss_mb": peak_mb,
-            "gep_total_cny": float(sum(v.sum() for k, v in res.items() if k.startswith("v:"))),
-            "sink_tco2e_per_yr": float(res["carbon:sink"].sum())}
+            "gep_total_cny": float(sum(zs.value_cny(k).sum() for k in SERVICES)),
+            "sink_tco2e_per_yr": float(zs.carbon_sink_tco2e_per_yr.sum())}
 
 
 def main(argv=None) -> int:
