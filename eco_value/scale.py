@@ -164,7 +164,7 @@ def run(n_rows: int, n_cols: int, chunk: int = 2048, zones_per_side: int = 20, t
     class_px[int(layers[LAND_COVER_T2].attrs["nodata"])] = 0.0
     kernel = ChunkKernel(grid=grid, rules=rules, tables=tables, coef=coefficients(rules), period=PERIOD,
                          price_year=None, region_class_px=class_px,
-                         attrs={k: dict(a.attrs) for k, a in layers.items()}, with_maps=False)
+                         attrs={k: dict(a.attrs) for k, a in layers.items()}, with_maps=False, by_type=False)
     halos = {k: layers[k] for k in HALO_LAYERS if k in layers}
     zones = {"zone": IdZones(n_rows, n_cols, zones_per_side)}
     sums = zonal_pass(zones, grid, layers, halos, kernel, NO_ZONE)
