@@ -264,17 +264,10 @@ def _block_sums(n_zones: int, cw: ChunkWeights, values: dict, coded: dict, flat:
     def inner_of(a):   # the interior pixels' values (no copy when the chunk is all interior)
         return a if len(sel) == len(a) else a[sel]
 
-    # one zone holding every pixel of the chunk (a county's or township's interior): plain sums
-    only_zone = int(zi[0]) if len(zi) and zi[0] == zi[-1] and (zi == zi[0]).all() else None
-
     out = {}
     for name, arr in values.items():
         a = nan0(arr)
-        if only_zone is not None:
-            s = np.zeros(n_zones)
-            s[only_zone] = inner_of(a).sum()
-        else:
-            s = np.bincount(zi, weights=inner_of(a), minlength=n_zones).astype(np.float64)  # int64 when empty
+        s = np.bincount(zi, weights=inner_of(a), minlength=n_zones).astype(np.float64)  # int64 when empty
         if len(pix):
             s += np.bincount(zone, weights=cov * a[pix], minlength=n_zones)
         out[name] = s
