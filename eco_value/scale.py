@@ -121,7 +121,7 @@ class IdZones:
     def ids(self) -> list[str]:
         return [str(i) for i in range(self.n)]
 
-    def part(self, r0: int, c0: int, h: int, w: int) -> "IdZonePart":
+    def part(self, r0: int, c0: int, h: int, w: int) -> IdZonePart:
         return IdZonePart(self, (r0, c0, h, w))
 
 
