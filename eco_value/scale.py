@@ -1,9 +1,9 @@
 """Province-scale synthetic runs, generated chunk by chunk on the fly (never held in memory).
 
 Used to show that the engine's memory does not grow with the region: every input layer is a dask
-array whose chunks are computed from their position (deterministic), the carbon engine and the
-GEP services run unchanged on them, and zonal sums use a lazily rasterised zone-id grid. One
-compute; peak memory ≈ chunks in flight × layers, whatever the number of pixels.
+array whose chunks are computed from their position (deterministic), and the pilot run's per-chunk
+kernel (carbon, every GEP service, the summed channels) runs on them, summed per rectangular zone in
+the same task. One compute; peak memory ≈ chunks in flight × layers, whatever the number of pixels.
 
     python -m eco_value.scale --px 20000 --chunk 2048      # 400 Mpx
 """
@@ -15,6 +15,7 @@ import json
 import resource
 import sys
 import time
+from dataclasses import dataclass
 
 import dask
 import dask.array as da
@@ -23,13 +24,15 @@ import pandas as pd
 import xarray as xr
 from affine import Affine
 
-from .accounts.zonal import zonal_sums_by_id
-from .carbon import coefficients, species_code, stock_difference, volume_species
+from .accounts.zonal import ChunkWeights, zonal_pass
+from .carbon import coefficients, species_code, volume_species
+from .engine.graph import COUNTY_ONLY, HALO_LAYERS, ChunkKernel
+from .engine.types import ZoneSums
 from .grid import Grid
 from .roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
 from .rules import load_rules
 from .rules.ecosystem import ecosystem_types
-from .services import ServiceContext, compute_services
+from .services import SERVICES
 
 RES_M = 30.0
 PERIOD = (2020, 2023)   # inventory years of the synthetic province (t1, t2)
@@ -96,16 +99,58 @@ def synthetic_layers(n_rows: int, n_cols: int, chunk: int = 2048) -> tuple[dict[
     return layers, grid
 
 
-SINK = "sink_tco2e_per_yr"   # its own sum names (the benchmark sums by zone id, not through the engine)
+# no sums by type (the pilot makes them for the county and townships only): for no zone layer here
+NO_ZONE = {"": COUNTY_ONLY}
+
+
+@dataclass
+class IdZones:
+    """Rectangular zones numbered row-major (``per_side`` × ``per_side``) over an ``n_rows`` × ``n_cols``
+    grid: the zone-layer interface of :func:`~eco_value.accounts.zonal.zonal_pass` (``n``, ``part``),
+    every pixel wholly in the zone of its position (no polygons, no coverage fractions)."""
+
+    n_rows: int
+    n_cols: int
+    per_side: int
+
+    @property
+    def n(self) -> int:
+        return self.per_side * self.per_side
+
+    @property
+    def ids(self) -> list[str]:
+        return [str(i) for i in range(self.n)]
+
+    def part(self, r0: int, c0: int, h: int, w: int) -> IdZonePart:
+        return IdZonePart(self, (r0, c0, h, w))
+
+
+@dataclass
+class IdZonePart:
+    zones_of: IdZones
+    window: tuple
+
+    @property
+    def zones(self) -> np.ndarray:
+        return np.arange(self.zones_of.n)
+
+    def weights(self) -> ChunkWeights:
+        z, (r0, c0, h, w) = self.zones_of, self.window
+        zh, zw = max(z.n_rows // z.per_side, 1), max(z.n_cols // z.per_side, 1)
+        rows = np.minimum(np.arange(r0, r0 + h) // zh, z.per_side - 1)[:, None]
+        cols = np.minimum(np.arange(c0, c0 + w) // zw, z.per_side - 1)[None, :]
+        ids = (rows * z.per_side + cols).ravel().astype(np.int64)
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        return ChunkWeights(np.arange(h * w, dtype=np.int64), ids, empty)
 
 
 def run(n_rows: int, n_cols: int, chunk: int = 2048, zones_per_side: int = 20, threads: int | None = None) -> dict:
+    """Carbon and every GEP service on the synthetic region through the pilot's per-chunk kernel
+    (:class:`~eco_value.engine.graph.ChunkKernel` in :func:`~eco_value.accounts.zonal.zonal_pass`),
+    summed over ``zones_per_side``² rectangular zones; one compute."""
     t0 = time.perf_counter()
     rules = load_rules("cn2011-mee2020")
     layers, grid = synthetic_layers(n_rows, n_cols, chunk)
-    carbon = stock_difference(layers[VOLUME_T1], layers[FOREST_TYPE_T1], layers[LAND_COVER_T1],
-                              layers[VOLUME_T2], layers[FOREST_TYPE_T2], layers[LAND_COVER_T2], PERIOD,
-                              coefficients(rules))
     tables = {"provisioning": pd.DataFrame([{"product": "rice", "land_cover": "cropland", "quantity": 1e6, "unit": "t",
                                              "price_cny_per_unit": 2700.0}]),
               "tourism": pd.DataFrame([{"visitors": 1e7, "spending_cny_per_visitor": 300.0}])}
@@ -116,26 +161,22 @@ def run(n_rows: int, n_cols: int, chunk: int = 2048, zones_per_side: int = 20, t
                          new_axis=2, chunks=(1, 1, 256)).sum(axis=(0, 1))
     (class_px,) = dask.compute(hist)
     class_px = class_px.astype(np.float64)
-    class_px[255] = 0.0
-    ctx = ServiceContext(layers=layers, grid=grid, rules=rules, year=PERIOD[1], tables=tables,
-                         carbon_sink_tco2e_per_ha_yr=carbon["sink_tco2e_per_ha_yr"], region_class_px=class_px)
-    services = compute_services(ctx)
-    zh, zw = max(n_rows // zones_per_side, 1), max(n_cols // zones_per_side, 1)
-    n_z = zones_per_side * zones_per_side
-    zid = xr.DataArray(_field((n_rows, n_cols), (chunk, chunk),
-                              lambda r, c, rng, s: np.minimum(r // zh, zones_per_side - 1) * zones_per_side
-                              + np.minimum(c // zw, zones_per_side - 1), "int32"), dims=("y", "x"))
-    values = {f"{k}_cny": r.value_cny for k, r in services.items()}
-    values[SINK] = carbon["sink_tco2e_per_ha_yr"] * grid.pixel_area_ha
-    sums = zonal_sums_by_id(zid, n_z, values)
+    class_px[int(layers[LAND_COVER_T2].attrs["nodata"])] = 0.0
+    kernel = ChunkKernel(grid=grid, rules=rules, tables=tables, coef=coefficients(rules), period=PERIOD,
+                         price_year=None, region_class_px=class_px,
+                         attrs={k: dict(a.attrs) for k, a in layers.items()}, with_maps=False, by_type=False)
+    halos = {k: layers[k] for k in HALO_LAYERS if k in layers}
+    zones = {"zone": IdZones(n_rows, n_cols, zones_per_side)}
+    sums = zonal_pass(zones, grid, layers, halos, kernel, NO_ZONE)
     with dask.config.set(scheduler="threads", num_workers=threads):
         (res,) = dask.compute(sums)
+    zs = ZoneSums("zone", None, "", zones["zone"], res["zone"])
     dt = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"pixels": n_rows * n_cols, "chunk": chunk, "zones": n_z, "seconds": dt,
+    return {"pixels": n_rows * n_cols, "chunk": chunk, "zones": zs.n, "seconds": dt,
             "mpx_per_s": n_rows * n_cols / dt / 1e6, "peak_rss_mb": peak_mb,
-            "gep_total_cny": float(sum(v.sum() for k, v in res.items() if k != SINK)),
-            "sink_tco2e_per_yr": float(res[SINK].sum())}
+            "gep_total_cny": float(sum(zs.value_cny(k).sum() for k in SERVICES)),
+            "sink_tco2e_per_yr": float(zs.carbon_sink_tco2e_per_yr.sum())}
 
 
 def main(argv=None) -> int:

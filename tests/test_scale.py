@@ -29,3 +29,16 @@ def test_limit_flag_fails_a_run_over_the_limit():
     r = subprocess.run([sys.executable, "-m", "eco_value.scale", "--px", "256", "--chunk", "256", "--limit-mb", "1"],
                        capture_output=True, text=True)
     assert r.returncode == 3 and "exceeds the limit" in r.stderr
+
+
+def test_id_zones_give_every_pixel_its_positional_zone():
+    import numpy as np
+
+    from eco_value.scale import IdZones
+
+    z = IdZones(10, 7, 3)   # zones 3 x 2 px (the last row/column of zones takes the remainder)
+    cw = z.part(2, 3, 5, 4).weights()
+    rows, cols = np.divmod(cw.inner, 4)
+    expect = np.minimum((rows + 2) // 3, 2) * 3 + np.minimum((cols + 3) // 2, 2)
+    assert len(cw.inner) == 20 and len(cw.edge[0]) == 0
+    assert (cw.inner_zone == expect).all() and z.n == 9 and len(z.ids) == 9

@@ -123,6 +123,7 @@ class ChunkKernel:
     region_class_px: np.ndarray
     attrs: dict
     with_maps: bool = True   # per-pixel maps made (only when they are written)
+    by_type: bool = True     # the sums by type (COUNTY_ONLY channels) made; False when no zone layer sums them
 
     def __call__(self, blocks: dict, halos: dict, window: tuple):
         r0, c0, h, w = window
@@ -208,7 +209,10 @@ def valuation(layers: dict[str, xr.DataArray], k: ChunkKernel, before: dict | No
     lc = positions(lc2)
     by_class = {f"cls:{k}": (lc, v, n_types) for k, v in values.items() if k.startswith(("v:", "q:"))}
     # GEP Monte Carlo sums (eco_value.gep_uncertainty), read back by types.ZoneSums.gep_mc_sums: county, townships
-    by_class.update({f"cls:{k}": v for k, v in gep_mc.channels(ctx, services).items()})
+    if k.by_type:
+        by_class.update({f"cls:{k}": v for k, v in gep_mc.channels(ctx, services).items()})
+    else:
+        by_class = {}
     if not with_maps:
         return services, carbon, values, coded, by_class, {}
     maps = {

@@ -255,8 +255,21 @@ class ServiceContext:
 
 def _masked(a: xr.DataArray) -> xr.DataArray:
     nod = a.attrs.get("nodata")
+    if isinstance(a.data, np.ndarray):   # one chunk's block: one numpy pass, no xarray alignment
+        x = a.data.astype(np.float64)
+        if nod is not None:
+            x = np.where(a.data != nod, x, np.nan)
+        return xr.DataArray(x, dims=a.dims, coords=a.coords, attrs=a.attrs)
     x = a.astype("float64")
     return x.where(a != nod) if nod is not None else x
+
+
+def _where_valid(x: xr.DataArray, valid: xr.DataArray) -> xr.DataArray:
+    """``x.where(valid)`` (NaN elsewhere); on numpy blocks without xarray's alignment machinery."""
+    if isinstance(x.data, np.ndarray) and isinstance(valid.data, np.ndarray) and x.shape == valid.shape \
+            and x.dims == valid.dims and x.dtype.kind == "f":
+        return xr.DataArray(np.where(valid.data, x.data, np.nan), dims=x.dims, coords=x.coords)
+    return x.where(valid)
 
 
 def take(table: np.ndarray, codes: xr.DataArray) -> xr.DataArray:
@@ -290,8 +303,8 @@ class ServiceResult:
 
 def finish(spec: ServiceSpec, ctx: ServiceContext, quantity: xr.DataArray, value: xr.DataArray, **details) -> ServiceResult:
     valid = ctx.valid
-    q = quantity.where(valid)
-    v = value.where(valid)
+    q = _where_valid(quantity, valid)
+    v = _where_valid(value, valid)
     q.attrs = {"units": f"{spec.quantity_unit} per pixel", "service": spec.key}
     v.attrs = {"units": "CNY per pixel", "service": spec.key}
     return ServiceResult(spec.key, q, v, spec.quantity_unit, details)
