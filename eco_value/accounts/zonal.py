@@ -328,14 +328,9 @@ def _merge_stats(a, b, merges):
 
 
 def _write_blocks(writes):
-    import rasterio
-    from rasterio.windows import Window
-
-    for _name, (a, path, lock, (r0, c0)) in writes.items():
-        a = np.asarray(a, dtype=np.float32)
-        with lock:
-            with rasterio.open(path, "r+") as dst:
-                dst.write(np.where(np.isnan(a), np.float32(dst.nodata), a), 1, window=Window(c0, r0, a.shape[1], a.shape[0]))
+    """Each map's chunk through its writer hook (``outputs.maps.WindowWriter``: the file I/O lives there)."""
+    for _name, (a, write, (r0, c0)) in writes.items():
+        write(a, r0, c0)
 
 
 def _add_many(parts, merges):
@@ -431,7 +426,7 @@ def zonal_sums_many(weights: dict[str, ZoneWeights], grid: Grid, values: dict[st
     ``coded_only``: extra coded sums for one zone layer only (e.g. by land-cover class for the county).
     ``block_stats``: name → (block function, merge function, DataArrays): the function of each chunk's
     blocks, merged over chunks, gathered in the same pass under the key ``"__stats__"`` (input validation).
-    ``block_writes``: name → (DataArray, GeoTIFF path, lock): each chunk is also written into its
+    ``block_writes``: name → (DataArray, writer hook ``write(block, r0, c0)``): each chunk is also written into its
     window of an existing GeoTIFF by the same task (outputs cost no second pass and no extra memory).
     Returns a ``dask.delayed`` dict kind → dict name → array.
     """
@@ -446,7 +441,7 @@ def zonal_sums_many(weights: dict[str, ZoneWeights], grid: Grid, values: dict[st
     only = {k: set(v) for k, v in coded_only.items()}
     blocks = _block_getter(list(values.values()) + [x for c, v, _ in all_coded.values() for x in (c, v)]
                            + [a for _fn, _m, arrs in block_stats.values() for a in arrs]
-                           + [a for a, _p, _l in block_writes.values()], ref.chunks)
+                           + [a for a, _w in block_writes.values()], ref.chunks)
     parts = []
     for i, j, r0, c0, h, w in _chunks(*ref.chunks):
         t = {k: wt.part(r0, c0, h, w) for k, wt in weights.items()}
@@ -455,7 +450,7 @@ def zonal_sums_many(weights: dict[str, ZoneWeights], grid: Grid, values: dict[st
         vb = {k: blocks(a, i, j) for k, a in values.items()}
         cb = {k: (blocks(c, i, j), None if v is None else blocks(v, i, j), n) for k, (c, v, n) in all_coded.items()}
         sb = {k: (fn, tuple(blocks(a, i, j) for a in arrs)) for k, (fn, _m, arrs) in block_stats.items()}
-        wb = {k: (blocks(a, i, j), path, lock, (r0, c0)) for k, (a, path, lock) in block_writes.items()}
+        wb = {k: (blocks(a, i, j), write, (r0, c0)) for k, (a, write) in block_writes.items()}
         parts.append(dask.delayed(_block_sums_many)(ns, t, vb, cb, only, sb, wb))
     merges = {k: m for k, (_fn, m, _arrs) in block_stats.items()}
     while len(parts) > 1:
@@ -507,7 +502,7 @@ def zonal_pass(weights: dict[str, ZoneWeights], grid: Grid, inputs: dict[str, xr
         ib = {k: blocks(a, i, j) for k, a in inputs.items()}
         hb = {k: blocks(a, i, j, halo=True) for k, a in halos.items()}
         sb = {k: (fn, tuple(blocks(a, i, j) for a in arrs)) for k, (fn, _m, arrs) in block_stats.items()}
-        wb = {k: (path, lock) for k, (_a, path, lock) in block_writes.items()}
+        wb = {k: write for k, (_a, write) in block_writes.items()}
         parts.append(dask.delayed(_kernel_sums)(ns, t, kern, ib, hb, (r0, c0, h, w), only, sb, wb))
     merges = {k: m for k, (_fn, m, _arrs) in block_stats.items()}
     while len(parts) > 1:
@@ -518,7 +513,7 @@ def zonal_pass(weights: dict[str, ZoneWeights], grid: Grid, inputs: dict[str, xr
 def _kernel_sums(ns, parts, kernel, blocks, halos, window, only, stats, writes):
     r0, c0, _h, _w = window
     values, coded, maps = kernel(blocks, halos, window)
-    _write_blocks({k: (maps[k], path, lock, (r0, c0)) for k, (path, lock) in writes.items()})
+    _write_blocks({k: (maps[k], write, (r0, c0)) for k, write in writes.items()})
     del maps   # written: released before the sums
     out = {"__stats__": _stats(stats)}
     prefixes = tuple(p for ps in only.values() for p in ps)

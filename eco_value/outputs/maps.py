@@ -13,9 +13,33 @@ from ..rules import RuleSet
 from ..services import SERVICES
 
 
+class WindowWriter:
+    """Writes one chunk of a map into its window of the map's GeoTIFF (NaN → the file's nodata).
+
+    The engine's per-chunk task (:func:`eco_value.accounts.zonal.zonal_pass`) calls it as a hook, so the
+    file I/O stays here while the writes ride along in the same pass as the sums. Picklable (path and a
+    lock: a ``threading.Lock`` for local threads, a ``distributed.Lock`` on a cluster).
+    """
+
+    def __init__(self, path: str, lock):
+        self.path = path
+        self.lock = lock
+
+    def __call__(self, a, r0: int, c0: int) -> None:
+        import numpy as np
+        import rasterio
+        from rasterio.windows import Window
+
+        a = np.asarray(a, dtype=np.float32)
+        with self.lock:
+            with rasterio.open(self.path, "r+") as dst:
+                dst.write(np.where(np.isnan(a), np.float32(dst.nodata), a), 1,
+                          window=Window(c0, r0, a.shape[1], a.shape[0]))
+
+
 def create_map_files(maps: dict[str, xr.DataArray], folder: Path, grid: Grid, run_id: str, rules: RuleSet,
                      scheduler) -> dict[str, tuple]:
-    """Create the empty per-pixel map GeoTIFFs (tiled, float32, nodata, tags) and one lock per file.
+    """Create the empty per-pixel map GeoTIFFs (tiled, float32, nodata, tags); name → (map, :class:`WindowWriter`).
 
     The single compute writes each chunk into its window (no compression there, so writes keep pace);
     :func:`eco_value.outputs.finalize_rasters` then turns them into ZSTD-compressed COGs.
@@ -36,7 +60,7 @@ def create_map_files(maps: dict[str, xr.DataArray], folder: Path, grid: Grid, ru
             lock = Lock(f"eco-value-write-{run_id}-{name}")
         else:
             lock = threading.Lock()
-        out[name] = (arr, str(path), lock)
+        out[name] = (arr, WindowWriter(str(path), lock))
     return out
 
 
