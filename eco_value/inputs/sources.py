@@ -278,6 +278,18 @@ def tenure_joined(cat):
     return xb, join_tenure(xb, read_source(cat, name))
 
 
+def tenure_warnings(cat) -> list[Problem]:
+    """Tenure records that match no 小班 and 小班 only partly covered by certificates (counts, first ids):
+    warnings of ``validate`` and of the run (``input_warnings``)."""
+    from .tenure import join_warnings
+
+    j = tenure_joined(cat)
+    if j is None:
+        return []
+    name = next(n for n, s in cat.sources.items() if kind_of(n, s) == "tenure")
+    return join_warnings(j[0], read_source(cat, name), j[1])
+
+
 def parcel_tenure(cat, parcels, id_field: str):
     """The parcels with their tenure (:func:`eco_value.inputs.tenure.parcel_tenure`), or unchanged
     when the catalog has no tenure source."""
