@@ -338,3 +338,43 @@ def test_unmatched_records_and_partly_covered_xiaoban_are_reported_with_counts_a
     iw = r1.summary["input_warnings"]
     assert [x for x in iw if x.startswith("[tenure-")] == [str(un), str(part)]
     assert not [x for x in r0.summary["input_warnings"] if x.startswith("[tenure-")]
+
+
+def test_catalog_names_its_own_change_reason_map(pilots, tmp_path):
+    """A bureau's local code (here 'F3' for 皆伐) is refused against the default table; the catalog names its
+    own map (change_reasons on the t2 inventory) and the stand then carries the harvest event."""
+    import tomllib
+
+    from eco_value.inputs.catalog import load_catalog
+    from eco_value.inputs.readers import open_layers
+    from eco_value.inputs.sources import check_sources
+    from eco_value.roles import CHANGE_EVENT_T2
+
+    _plain, ev, h, dfo, _grid = pilots
+    d = tmp_path / "p"
+    shutil.copytree(ev, d)
+    shp = d / "xiaoban_2023.shp"
+    gdf = gpd.read_file(shp, encoding="gbk")
+    gdf.loc[gdf["BHYY"] == HARVEST, "BHYY"] = "F3"
+    _rewrite(shp, gdf)
+    p = check_sources(load_catalog(d / "catalog.toml"))
+    assert len(p) == 1 and p[0].kind == "unmapped-code" and "'F3' (1×)" in p[0].problem
+    assert "fieldmaps/change-reasons.toml" in p[0].fix
+    (d / "bureau-reasons.toml").write_text('[reasons."F3"]\nevent = "harvest"\nlabel_zh = "皆伐"\n'
+                                           '[reasons."50"]\nevent = "deforestation"\nlabel_zh = "毁林开垦"\n',
+                                           encoding="utf-8")
+    cat = tomllib.loads((d / "catalog.toml").read_text(encoding="utf-8"))
+    cat["sources"]["inventory_t2"]["change_reasons"] = "bureau-reasons.toml"
+    import tomli_w
+
+    (d / "catalog.toml").write_text(tomli_w.dumps(cat), encoding="utf-8")
+    c = load_catalog(d / "catalog.toml")
+    assert check_sources(c) == []
+    ev_layer = open_layers(c, keys=[CHANGE_EVENT_T2])[0][CHANGE_EVENT_T2].values
+    ids = change_events().ids
+    assert int((ev_layer == ids["harvest"]).sum()) == h["pixels"]
+    assert int((ev_layer == ids["deforestation"]).sum()) == dfo["pixels"]
+    # a code the bureau's map lacks is refused naming that map
+    (d / "bureau-reasons.toml").write_text('[reasons."50"]\nevent = "deforestation"\n', encoding="utf-8")
+    p = check_sources(load_catalog(d / "catalog.toml"))
+    assert len(p) == 1 and "'F3' (1×)" in p[0].problem and str(d / "bureau-reasons.toml") in p[0].fix

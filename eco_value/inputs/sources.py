@@ -25,7 +25,8 @@ What each provides (a ``[layers]`` entry of the same key wins):
   and ``land_cover@tN`` (the 小班's ecosystem type) when no land-use source gives it;
 * ``inventory_t1`` and ``inventory_t2`` together → ``change_event@t2``: the engine id
   (``accounting_rules/change_events.toml``) of the change each 小班's change reason records
-  (``raster_inputs/fieldmaps/change-reasons.toml``; derived changes give none), burnt on the t2 polygon
+  (the bureau's code map named by the t2 inventory's ``change_reasons = "my-reasons.toml"``, else
+  ``raster_inputs/fieldmaps/change-reasons.toml``; derived changes give none), burnt on the t2 polygon
   (the t1 polygon for a 小班 gone by t2); the carbon engine lets it override the land-cover differencing;
 * ``landuse[_tN]`` → ``land_cover@tN`` (ecosystem-type ids);
 * ``tenure`` (kind ``tenure``: 林权 records, ``inputs/tenure.py``) → no layer: joined to the 小班 of the
@@ -122,10 +123,21 @@ def source_files(cat, name: str) -> list[Path]:
         files.append(full)
         if full.suffix.lower() == ".shp":
             files += [full.with_suffix(s) for s in (".dbf", ".shx", ".prj", ".cpg") if full.with_suffix(s).exists()]
-    for extra in (spec.species,):
-        if extra:
-            files.append(cat.path_of(extra))
+    if spec.species:
+        files.append(cat.path_of(spec.species))
+    if spec.change_reasons and spec.change_reasons.endswith(".toml"):   # the bureau's own code map
+        files.append(cat.path_of(spec.change_reasons))
     return files
+
+
+def change_reasons_of(cat) -> str:
+    """The change-reason code map of the catalog: the t2 inventory's ``change_reasons`` (a TOML path,
+    relative to the catalog, or a name in ``raster_inputs/fieldmaps/``), else the default."""
+    inv = inventories(cat)
+    name = cat.sources[inv[roles.T2]].change_reasons if roles.T2 in inv else None
+    if not name:
+        return "change-reasons"
+    return str(cat.path_of(name)) if name.endswith(".toml") else name
 
 
 # --- reading (cached per catalog file, source and its files' mtimes) -----------------------------
@@ -235,17 +247,18 @@ def change_events_of(cat):
     import pandas as pd
 
     from ..rules.events import change_events
-    from .inventory import change_table
+    from .inventory import change_reasons_path, change_table
 
     inv = inventories(cat)
     t1, t2 = read_source(cat, inv[roles.T1]), read_source(cat, inv[roles.T2])
-    ct = change_table(t1, t2)
+    reasons = change_reasons_of(cat)
+    ct = change_table(t1, t2, reasons=reasons)
     rec = ct[ct["event_source"] == "change_reason"]
     ev = change_events()
     unknown = rec.loc[~rec["event"].isin(list(ev.ids)), "event"].value_counts()
     if len(unknown):
         listed = ", ".join(f"'{e}' ({n}×)" for e, n in sorted(unknown.items()))
-        raise InputError([Problem("unmapped-code", "raster_inputs/fieldmaps/change-reasons.toml", "event",
+        raise InputError([Problem("unmapped-code", str(change_reasons_path(reasons)), "event",
                                   f"change events the carbon engine does not know: {listed}",
                                   f"map each change reason to one of {', '.join(ev.ids)} ({ev.path})")])
     geom = pd.concat([t2.set_index("xiaoban_id").geometry, t1.set_index("xiaoban_id").geometry])
