@@ -378,3 +378,41 @@ def test_catalog_names_its_own_change_reason_map(pilots, tmp_path):
     (d / "bureau-reasons.toml").write_text('[reasons."50"]\nevent = "deforestation"\n', encoding="utf-8")
     p = check_sources(load_catalog(d / "catalog.toml"))
     assert len(p) == 1 and "'F3' (1×)" in p[0].problem and str(d / "bureau-reasons.toml") in p[0].fix
+
+
+def test_calculation_package_strata_use_the_recorded_change_events(pilots, runs, tmp_path):
+    """The package's strata take the land-use change as the engine does (carbon.lucc_with_events): the
+    harvest-recorded stand, whose land cover stays forest, is the package's harvest stratum, all of its
+    area (a project of every parcel the stand touches, so its pixels are covered exactly once)."""
+    from eco_value.exchange.package import build_package
+    from eco_value.exchange.projects import create_project
+
+    _plain, ev, h, dfo, grid = pilots
+    (s0, r0), (s1, r1) = runs
+    parcels = gpd.read_file(ev / "parcels.gpkg").to_crs(grid.crs)
+    ids = sorted(parcels.loc[parcels.intersects(h["row"].geometry), "parcel_id"])
+    assert h["parcel"] in ids
+    table = tmp_path / "parcels.csv"
+    table.write_text("parcel_id,基线碳汇量\n" + "".join(f"{p},-1000\n" for p in ids), encoding="utf-8")
+    strata = {}
+    for name, (store, run) in (("events", (s1, r1)), ("plain", (s0, r0))):
+        (tmp_path / name).mkdir()
+        st = _store_copy(store, tmp_path / name)
+        create_project(st, project_id="QLH", methodology="fm-bau-v01", name="邛崃 采伐", developer="邛崃市林业局",
+                       start="2020-01-01", run_id=run.run_id, parcel_table=table, crediting_end="2049-12-31")
+        strata[name] = build_package(st, "QLH").tables["strata.csv"][1]
+    harvest = [r for r in strata["events"] if r["land_use_change"] == "harvest"]
+    a_h = h["pixels"] * grid.pixel_area_ha
+    rel = 1e-7   # the parcels' coverage fractions are float32 (exact-extract weights) summed over the stand's pixels
+    assert len(harvest) == 1 and harvest[0]["area_ha"] == pytest.approx(a_h, rel=rel)
+    assert harvest[0]["species_group_t2"] == h["row"].species_group_2
+    assert harvest[0]["ecosystem_type_t1"] == harvest[0]["ecosystem_type_t2"]
+    # forest management credits harvested land too (its losses count), on the project's eligible parcels
+    assert 0 < harvest[0]["credited_area_ha"] <= harvest[0]["area_ha"]
+    # without change reasons the same pixels are forest remaining forest, and nothing is harvest
+    assert not [r for r in strata["plain"] if r["land_use_change"] == "harvest"]
+
+    def frf(rows):
+        return sum(r["area_ha"] for r in rows if r["land_use_change"] == "forest_remaining_forest")
+
+    assert frf(strata["plain"]) - frf(strata["events"]) == pytest.approx(a_h, rel=rel)
