@@ -53,7 +53,7 @@ from ..errors import InputError, Problem
 from ..grid import Grid
 from ..rules.ecosystem import NODATA_ID
 from ..rules.events import NO_EVENT
-from .rasterize import rasterize_column
+from .rasterize import rasterize_column, rasterize_rows, take_rows
 
 NODATA_F = -9999.0
 
@@ -272,12 +272,29 @@ def change_events_of(cat):
 # --- tenure -------------------------------------------------------------------------------------
 
 def tenure_joined(cat):
-    """``(inventory 小班, TenureJoin)`` of the catalog's tenure source, or None without one."""
-    from .tenure import join_tenure
-
+    """``(inventory 小班, TenureJoin)`` of the catalog's tenure source, or None without one (joined once per
+    catalog and state of its files: validation, the parcels and the warnings share it)."""
     names = [n for n, s in cat.sources.items() if kind_of(n, s) == "tenure"]
     if not names:
         return None
+    inv = inventories(cat)
+    target = cat.sources[names[0]].inventory or inv.get(roles.T2) or inv.get(roles.T1)
+    stamp = _stamp(cat, names[0]) + (_stamp(cat, target) if target in cat.sources else ())
+    key = (cat.model_dump_json(), str(cat.root), stamp)
+    if key not in _TENURE_JOINED:
+        if len(_TENURE_JOINED) >= 4:
+            _TENURE_JOINED.pop(next(iter(_TENURE_JOINED)))
+        _TENURE_JOINED[key] = _tenure_joined(cat)
+    return _TENURE_JOINED[key]
+
+
+_TENURE_JOINED: dict[tuple, object] = {}   # catalog, its folder and its files' state -> the join (oldest dropped)
+
+
+def _tenure_joined(cat):
+    from .tenure import join_tenure
+
+    names = [n for n, s in cat.sources.items() if kind_of(n, s) == "tenure"]
     name = names[0]
     spec = cat.sources[name]
     inv = inventories(cat)
@@ -333,8 +350,10 @@ def _outside(lc: xr.DataArray | None, arr: xr.DataArray, nodata) -> xr.DataArray
     return out.astype(arr.dtype)
 
 
-def open_source_layer(cat, key: str, grid: Grid, region_lc: xr.DataArray | None) -> xr.DataArray:
-    """One layer a source provides, lazily on ``grid`` (see the module docstring)."""
+def open_source_layer(cat, key: str, grid: Grid, region_lc: xr.DataArray | None,
+                      rows: dict | None = None) -> xr.DataArray:
+    """One layer a source provides, lazily on ``grid`` (see the module docstring). ``rows`` (source name →
+    its :func:`rasterize_rows` raster) lets the layers of one inventory share one rasterisation per chunk."""
     name, what = provided_layers(cat)[key]
     spec = cat.sources[name]
     role, period = roles.split(key)
@@ -368,21 +387,23 @@ def open_source_layer(cat, key: str, grid: Grid, region_lc: xr.DataArray | None)
         arr = rasterize_column(col, "ecosystem_type_id", grid, fill=NODATA_ID, dtype="uint8", name=key)
         attrs = {"variable": "land_cover", "unit": "class", "nodata": NODATA_ID, "scheme": gdf.attrs.get("scheme", ""),
                  "vocabulary": "ecosystem_type"}
-    elif what == "forest_type":
-        ids = _species_ids()
-        col = gdf[["geometry"]].copy()
-        col["sp"] = [ids.get(g, 0) if g else 0 for g in gdf["species_group"]]
-        arr = _outside(region_lc, rasterize_column(col, "sp", grid, fill=0, dtype="uint8", name=key), NODATA_ID)
-        attrs = {"variable": "forest_type", "unit": "class", "nodata": NODATA_ID, "scheme": "species_groups",
-                 "vocabulary": "species_group"}
-    else:
-        column = {"volume": "volume_m3_ha", "stand_age": "age"}[what]
-        col = gdf[[column, "geometry"]].copy()
-        col[column] = col[column].fillna(0.0).astype("float64")
-        arr = rasterize_column(col, column, grid, fill=0.0, dtype="float64", name=key)
-        arr = _outside(region_lc, arr, NODATA_F)
-        attrs = {"variable": "growing_stock_volume" if what == "volume" else "stand_age",
-                 "unit": "m3/ha" if what == "volume" else "yr", "nodata": NODATA_F}
+    else:   # an inventory's stand layers: one rasterisation of its polygons' row numbers per chunk
+        if rows is None:
+            rows = {}
+        if name not in rows:
+            rows[name] = rasterize_rows(gdf, grid)
+        if what == "forest_type":
+            ids = _species_ids()
+            sp = np.array([ids.get(g, 0) if g else 0 for g in gdf["species_group"]], dtype="uint8")
+            arr = _outside(region_lc, take_rows(rows[name], sp, 0, "uint8", key), NODATA_ID)
+            attrs = {"variable": "forest_type", "unit": "class", "nodata": NODATA_ID, "scheme": "species_groups",
+                     "vocabulary": "species_group"}
+        else:
+            column = {"volume": "volume_m3_ha", "stand_age": "age"}[what]
+            vals = gdf[column].fillna(0.0).astype("float64").to_numpy()
+            arr = _outside(region_lc, take_rows(rows[name], vals, 0.0, "float64", key), NODATA_F)
+            attrs = {"variable": "growing_stock_volume" if what == "volume" else "stand_age",
+                     "unit": "m3/ha" if what == "volume" else "yr", "nodata": NODATA_F}
     arr.attrs = dict(attrs, layer=key, source_file=str(cat.path_of(spec.path)), year=None,
                      product=f"{kind_of(name, spec)} source '{name}'")
     arr.name = key
@@ -393,6 +414,7 @@ def open_source_layers(cat, grid: Grid, have: dict[str, xr.DataArray]) -> dict[s
     """Every layer the sources provide; land cover first (it marks the region for the others)."""
     prov = provided_layers(cat)
     out: dict[str, xr.DataArray] = {}
+    rows: dict[str, xr.DataArray] = {}   # one rasterisation per inventory, shared by its layers
     for k in sorted(prov, key=lambda k: roles.split(k)[0] != roles.LAND_COVER):
         lc_key = roles.key(roles.LAND_COVER, roles.split(k)[1] or roles.T1)
         lc = {**have, **out}.get(lc_key)
@@ -400,7 +422,7 @@ def open_source_layers(cat, grid: Grid, have: dict[str, xr.DataArray]) -> dict[s
             from .readers import open_layer
 
             lc = open_layer(cat, lc_key, grid)
-        out[k] = open_source_layer(cat, k, grid, lc)
+        out[k] = open_source_layer(cat, k, grid, lc, rows)
     return out
 
 

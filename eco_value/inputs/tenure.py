@@ -120,7 +120,9 @@ def join_tenure(parcels: gpd.GeoDataFrame, records: pd.DataFrame) -> TenureJoin:
     rec = records.copy()
     rec["_key"] = rec["lin_ban"].str.zfill(wl) + "/" + rec["xiao_ban"].str.zfill(wx)
     pk = parcels["lin_ban"] + "/" + parcels["xiao_ban"]
-    ids_by_key = parcels.groupby(pk.to_numpy())["xiaoban_id"].agg(list).to_dict()
+    ids_by_key: dict[str, list[str]] = {}
+    for k, x in zip(pk.to_numpy(), parcels["xiaoban_id"].to_numpy()):
+        ids_by_key.setdefault(k, []).append(x)
     xid, how, why = [], [], []
     has_geom = isinstance(rec, gpd.GeoDataFrame) and rec.geometry.notna().any()
     if has_geom:
