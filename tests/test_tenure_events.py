@@ -387,7 +387,7 @@ def test_calculation_package_strata_use_the_recorded_change_events(pilots, runs,
     from eco_value.exchange.package import build_package
     from eco_value.exchange.projects import create_project
 
-    _plain, ev, h, dfo, grid = pilots
+    _plain, ev, h, _dfo, grid = pilots
     (s0, r0), (s1, r1) = runs
     parcels = gpd.read_file(ev / "parcels.gpkg").to_crs(grid.crs)
     ids = sorted(parcels.loc[parcels.intersects(h["row"].geometry), "parcel_id"])
