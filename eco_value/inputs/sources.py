@@ -197,17 +197,21 @@ def product_spec(cat, name: str):
                        product=s.product)
 
 
-_PRODUCTS_CHECKED: set[tuple] = set()   # products whose value checks passed (spec, files' mtimes)
+_PRODUCTS: dict[tuple, xr.DataArray] = {}   # (spec, folder, files' mtimes) -> the decoded lazy product, checked
 
 
 def _product(cat, name: str):
-    """The decoded product; its value checks run once per spec and file state."""
+    """The decoded (lazy) product; opened and value-checked once per spec and file state (validation and
+    the layers share it)."""
     from .products import open_product
 
     stamp = (cat.sources[name].model_dump_json(), str(cat.root), _stamp(cat, name))
-    arr = open_product(product_spec(cat, name), check=stamp not in _PRODUCTS_CHECKED)
-    _PRODUCTS_CHECKED.add(stamp)
-    return arr
+    if stamp not in _PRODUCTS:
+        arr = open_product(product_spec(cat, name), check=True)
+        if len(_PRODUCTS) >= 8:
+            _PRODUCTS.pop(next(iter(_PRODUCTS)))
+        _PRODUCTS[stamp] = arr
+    return _PRODUCTS[stamp]
 
 
 def check_sources(cat) -> list[Problem]:
