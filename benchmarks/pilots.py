@@ -14,17 +14,19 @@ from unittest import mock
 BENCH_DIR = Path(os.environ.get("ECO_VALUE_BENCH_DIR", "/tmp/eco-value-bench"))
 
 
-def pilot_dir(resolution_m: float, parcel_factor: int = 1, name: str = "qionglai") -> Path:
-    """The catalog folder of the pilot ``name`` at ``resolution_m`` with ``parcel_factor`` × its parcels."""
+def pilot_dir(resolution_m: float, parcel_factor: int = 1, name: str = "qionglai", fmt: str = "raster") -> Path:
+    """The catalog folder of the pilot ``name`` at ``resolution_m`` with ``parcel_factor`` × its parcels;
+    ``fmt="real"``: in real formats (``catalog.toml``) with ``catalog-raster.toml``, the raster path it replaces."""
     from eco_value.inputs import pilot
 
-    d = BENCH_DIR / (f"{name}_{resolution_m:g}m" + (f"_x{parcel_factor}parcels" if parcel_factor != 1 else ""))
+    d = BENCH_DIR / (f"{name}_{resolution_m:g}m" + (f"_x{parcel_factor}parcels" if parcel_factor != 1 else "")
+                     + ("_real" if fmt == "real" else ""))
     if (d / "catalog.toml").exists():
         return d
     settings = copy.deepcopy(pilot.load_settings())
     settings["pilot"][name]["n_parcels"] = int(settings["pilot"][name]["n_parcels"] * parcel_factor)
     with mock.patch.object(pilot, "load_settings", lambda: settings):
-        pilot.generate_pilot(name, d, resolution_m=resolution_m)
+        pilot.generate_pilot(name, d, resolution_m=resolution_m, fmt=fmt)
     return d
 
 

@@ -3,6 +3,9 @@
     pytest benchmarks/test_bench_pipeline.py --benchmark-only          # 30 m
     ECO_VALUE_BENCH_10M=1 pytest benchmarks/test_bench_pipeline.py --benchmark-only   # also 10 m and 10 m × 4 parcels
 
+``test_real_vs_raster_path`` (issue 13): the pilot through the inventory (real-format) path against the
+same data as plain rasters, each a whole run in its own process, same resolution; aim CPU ratio ≤ 1.2.
+
 ``test_whole_run_subprocess`` runs ``benchmarks/run_pilot.py`` in a fresh process per case, so its
 peak RSS is that run's alone; the 10 m × 4 parcels case (``n_parcels`` of ``raster_inputs/pilots.toml``
 × 4, see ``benchmarks/pilots.py``) shows whether memory grows with the number of parcels.
@@ -46,6 +49,27 @@ def test_whole_run_subprocess(benchmark, res_m, factor):
     r = benchmark.pedantic(once, rounds=1, iterations=1)
     benchmark.extra_info.update(r | {"loadavg": os.getloadavg()})
     assert r["gep_total_cny"] > 0
+
+
+@pytest.mark.parametrize("res_m", RESOLUTIONS, ids=lambda v: f"{v:g}m")
+def test_real_vs_raster_path(benchmark, res_m):
+    """CPU (user + sys of the run, imports excluded) and wall of the real-format path and of the raster
+    path it replaces (``catalog-raster.toml``); the same GEP either way."""
+    pilot_dir(res_m, fmt="real")   # generate outside the measured processes
+
+    def run(path):
+        p = subprocess.run([sys.executable, str(Path(__file__).parent / "run_pilot.py"), str(res_m), "1", f"--{path}"],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr[-800:]
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    def once():
+        return run("real-as-raster"), run("real")
+
+    rast, real = benchmark.pedantic(once, rounds=1, iterations=1)
+    assert real["gep_total_cny"] == pytest.approx(rast["gep_total_cny"], rel=1e-9)
+    benchmark.extra_info.update({"raster": rast, "real": real, "cpu_ratio": real["cpu_run_s"] / rast["cpu_run_s"],
+                                 "wall_ratio": real["time_s"] / rast["time_s"], "loadavg": os.getloadavg()})
 
 
 def test_full_pilot_valuation(benchmark, pilot, tmp_path):

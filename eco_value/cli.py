@@ -231,6 +231,8 @@ def catalog_init(
     fieldmap: Optional[str] = typer.Option(None, "--fieldmap", help="Field map name or TOML (default inventory-national)."),
     landuse: Optional[str] = typer.Option(None, "--landuse", help="DLTB of t2 (alone: of both years)."),
     landuse_t1: Optional[str] = typer.Option(None, "--landuse-t1", help="DLTB of t1."),
+    tenure: Optional[str] = typer.Option(None, "--tenure", help="林权 records (CSV or vector; BDCQZH, LB/XB, SYQMJ in 亩), "
+                                         "joined to the 小班 of --inventory."),
     dem: Optional[str] = typer.Option(None, "--dem"),
     precip: Optional[str] = typer.Option(None, "--precip", help="Annual raster (mm) or a daily NetCDF (mm/d)."),
     aet: Optional[str] = typer.Option(None, "--aet", help="Annual raster (mm) or a MOD16A2 stack (folder or glob)."),
@@ -257,7 +259,7 @@ def catalog_init(
     from .inputs.validate import validation_report
     from .safe_write import safe_output
 
-    files = dict(inventory=inventory, inventory_t1=inventory_t1, landuse=landuse, landuse_t1=landuse_t1, dem=dem,
+    files = dict(inventory=inventory, inventory_t1=inventory_t1, landuse=landuse, landuse_t1=landuse_t1, tenure=tenure, dem=dem,
                  precip=precip, aet=aet, erosivity=erosivity, erodibility=erodibility, fvc=fvc,
                  bulk_density=bulk_density, boundary=boundary, townships=townships, parcels=parcels,
                  provisioning=provisioning, tourism=tourism)

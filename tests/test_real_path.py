@@ -97,7 +97,7 @@ def test_catalog_init_on_the_pilots_real_files_validates_and_runs(real_pilot, ra
     code, o, e = ev(capsys, monkeypatch, "catalog", "init", "--out", out, "--json",
                     "--inventory", d / "xiaoban_2023.shp", "--inventory-t1", d / "xiaoban_2020.shp",
                     "--species", d / "species.csv", "--landuse", d / "dltb_2023.gpkg",
-                    "--landuse-t1", d / "dltb_2020.gpkg", "--dem", d / "dem.tif",
+                    "--landuse-t1", d / "dltb_2020.gpkg", "--tenure", d / "linquan_2023.csv", "--dem", d / "dem.tif",
                     "--precip", d / "precip_daily_2023.nc", "--aet", d / "mod16",
                     "--erosivity", d / "erosivity.tif", "--erodibility", d / "erodibility.tif", "--fvc", d / "fvc.tif",
                     "--bulk-density", d / "bulk_density.tif", "--boundary", d / "boundary.gpkg",
@@ -109,8 +109,23 @@ def test_catalog_init_on_the_pilots_real_files_validates_and_runs(real_pilot, ra
     assert code == 0 and rep["ok"], e + o
     status = {r["layer"]: r["status"] for r in rep["layers"]}
     assert status["volume@t1"] == "source" and status["land_cover@t2"] == "source" and status["dem"] == "file"
-    assert "missing" not in status.values()
-    _assert_equal_runs(_run(out, tmp_path, "init"), raster_run)
+    assert "missing" not in status.values() and status["tenure"] == "source"
+    run = _run(out, tmp_path, "init")
+    _assert_equal_runs(run, raster_run)
+    # the parcels carry the certificates of their 小班 (the synthetic file certifies every 3rd 小班 of 2023)
+    import tomllib
+
+    from eco_value.store import Store
+
+    ten = tomllib.loads(out.read_text(encoding="utf-8"))["sources"]["tenure"]
+    assert ten["path"].endswith("/linquan_2023.csv") and (ten["kind"], ten["inventory"]) == ("tenure", "inventory_t2")
+    z = Store(f"sqlite:///{tmp_path / 'init.sqlite'}").table("zones", run[2].run_id, "parcel")
+    recs = pd.read_csv(d / "linquan_2023.csv", encoding="gbk", dtype=str)
+    certs = {c for s in z["tenure_certificate"] for c in s.split(";") if c}
+    assert len(recs) > 100 and certs == set(recs["BDCQZH"])
+    assert z.loc[z.tenure_certificate != "", "tenure_area_mu"].gt(0).all()
+    assert z.loc[z.tenure_certificate == "", "tenure_area_mu"].isna().all()
+    assert not any("tenure" in w for w in run[2].summary["input_warnings"])   # every record matched, every 小班 covered
 
 
 def test_catalog_init_reports_missing_and_derived(real_pilot, tmp_path, capsys, monkeypatch):

@@ -128,17 +128,35 @@ def pilots(tmp_path_factory):
         gdf.loc[key == f"{s['row'].lin_ban}/{s['row'].xiao_ban}", "BHYY"] = code
     assert (gdf["BHYY"] != "").sum() == 2
     _rewrite(shp, gdf)
+    # the harvested stand fully certified, the deforested one half (a partly covered 小班), and
+    # UNMATCHED_RECORDS records whose LB/XB name no 小班
     rows = [["川(2020)邛崃市不动产权第0000101号", "2010-01-01", "2069-12-31", "邛崃市南宝山镇两河村股份经济合作联合社",
              h["row"].area_ha * 15, int(h["row"].lin_ban), int(h["row"].xiao_ban)],
             ["川(2020)邛崃市不动产权第0000102号", "2000年7月1日", "20300630", "张三",
-             dfo["row"].area_ha * 15, dfo["row"].lin_ban, dfo["row"].xiao_ban]]
+             dfo["row"].area_ha * 15 / 2, dfo["row"].lin_ban, dfo["row"].xiao_ban]]
+    rows += [[f"川(2021)邛崃市不动产权第00009{k:02d}号", "2015-01-01", "2064-12-31", "李四", 12.5, "9999", f"{k:06d}"]
+             for k in range(1, UNMATCHED_RECORDS + 1)]
     with open(ev / "linquan.csv", "w", encoding="gbk", newline="") as f:
         w = csv.writer(f)
         w.writerow(TENURE_HEADER)
         w.writerows(rows)
-    text = (ev / "catalog.toml").read_text(encoding="utf-8")
-    (ev / "catalog.toml").write_text(text + '\n[sources.tenure]\npath = "linquan.csv"\n', encoding="utf-8")
+    _set_tenure(ev / "catalog.toml", {"path": "linquan.csv"})
     return plain, ev, h, dfo, grid
+
+
+UNMATCHED_RECORDS = 7
+
+
+def _set_tenure(catalog: Path, spec: dict | None) -> None:
+    import tomllib
+
+    import tomli_w
+
+    cat = tomllib.loads(catalog.read_text(encoding="utf-8"))
+    cat["sources"].pop("tenure", None)
+    if spec is not None:
+        cat["sources"]["tenure"] = spec
+    catalog.write_text(tomli_w.dumps(cat), encoding="utf-8")
 
 
 def _run(catalog: Path, db: Path, out: Path):
@@ -195,8 +213,9 @@ def test_parcels_carry_their_tenure_records(pilots, runs):
         ("川(2020)邛崃市不动产权第0000102号", "张三", "2000-07-01", "2030-06-30")
     others = z.drop(index=[h["parcel"], dfo["parcel"]])
     assert (others.tenure_certificate == "").all() and others.tenure_area_mu.isna().all()
-    z0 = s0.table("zones", r0.run_id, "parcel")
-    assert (z0.tenure_certificate == "").all()
+    z0 = s0.table("zones", r0.run_id, "parcel")   # the pilot as written: its SYNTHETIC 林权 file
+    assert z0.tenure_certificate.str.contains("合成不动产权").sum() > 100
+    assert z0.tenure_holder[z0.tenure_certificate != ""].str.endswith("(SYNTHETIC)").all()
     c = s1.table("carbon", r1.run_id, "parcel").set_index("zone_id")
     assert c.loc[h["parcel"], "harvest_tco2e_per_yr"] != 0.0
 
@@ -291,3 +310,109 @@ def test_unmapped_change_reason_is_refused_naming_file_field_code_and_count(pilo
         run_valuation(d / "catalog.toml", Store(f"sqlite:///{tmp_path / 'r.sqlite'}"),
                       RunOptions(out_dir=tmp_path / "out", mc_draws=20))
     assert not (tmp_path / "out").exists()
+
+
+def test_unmatched_records_and_partly_covered_xiaoban_are_reported_with_counts_and_first_ids(pilots, runs):
+    """Nothing is dropped silently: the run's input_warnings and validate's warnings name the 7 records
+    whose LB/XB match no 小班 (first 5 certificates) and the one 小班 its certificate covers only half of."""
+    from eco_value.inputs.catalog import load_catalog
+    from eco_value.inputs.validate import validation_report
+
+    _plain, ev, _h, dfo, _grid = pilots
+    (_s0, r0), (_s1, r1) = runs
+    errors, warnings = validation_report(load_catalog(ev / "catalog.toml"))
+    assert errors == []
+    w = {p.kind: p for p in warnings if p.kind.startswith("tenure")}
+    assert set(w) == {"tenure-unmatched", "tenure-partial"}
+    un, part = w["tenure-unmatched"], w["tenure-partial"]
+    assert un.file.endswith("linquan.csv") and un.layer == "BDCQZH"
+    assert un.problem.startswith(f"{UNMATCHED_RECORDS} of {UNMATCHED_RECORDS + 2} tenure record(s) match no single 小班 "
+                                 f"({UNMATCHED_RECORDS} with no 小班, 0 ambiguous)")
+    first = [f"川(2021)邛崃市不动产权第00009{k:02d}号" for k in range(1, 6)]
+    assert all(c in un.problem for c in first) and "川(2021)邛崃市不动产权第0000906号" not in un.problem
+    assert f"… ({UNMATCHED_RECORDS - 5} more)" in un.problem and "no 小班 with LB/XB 9999/000001" in un.problem
+    mu = dfo["row"].area_ha * 15
+    assert part.layer == "SYQMJ" and part.problem.startswith("1 of 2 小班 with certificates are only partly covered")
+    assert f"{dfo['row'].xiaoban_id} ({mu / 2:.4g} of {mu:.4g} 亩)" in part.problem
+    # the same two in the run's input warnings; the pilot's own synthetic file matches and covers everything
+    iw = r1.summary["input_warnings"]
+    assert [x for x in iw if x.startswith("[tenure-")] == [str(un), str(part)]
+    assert not [x for x in r0.summary["input_warnings"] if x.startswith("[tenure-")]
+
+
+def test_catalog_names_its_own_change_reason_map(pilots, tmp_path):
+    """A bureau's local code (here 'F3' for 皆伐) is refused against the default table; the catalog names its
+    own map (change_reasons on the t2 inventory) and the stand then carries the harvest event."""
+    import tomllib
+
+    from eco_value.inputs.catalog import load_catalog
+    from eco_value.inputs.readers import open_layers
+    from eco_value.inputs.sources import check_sources
+    from eco_value.roles import CHANGE_EVENT_T2
+
+    _plain, ev, h, dfo, _grid = pilots
+    d = tmp_path / "p"
+    shutil.copytree(ev, d)
+    shp = d / "xiaoban_2023.shp"
+    gdf = gpd.read_file(shp, encoding="gbk")
+    gdf.loc[gdf["BHYY"] == HARVEST, "BHYY"] = "F3"
+    _rewrite(shp, gdf)
+    p = check_sources(load_catalog(d / "catalog.toml"))
+    assert len(p) == 1 and p[0].kind == "unmapped-code" and "'F3' (1×)" in p[0].problem
+    assert "fieldmaps/change-reasons.toml" in p[0].fix
+    (d / "bureau-reasons.toml").write_text('[reasons."F3"]\nevent = "harvest"\nlabel_zh = "皆伐"\n'
+                                           '[reasons."50"]\nevent = "deforestation"\nlabel_zh = "毁林开垦"\n',
+                                           encoding="utf-8")
+    cat = tomllib.loads((d / "catalog.toml").read_text(encoding="utf-8"))
+    cat["sources"]["inventory_t2"]["change_reasons"] = "bureau-reasons.toml"
+    import tomli_w
+
+    (d / "catalog.toml").write_text(tomli_w.dumps(cat), encoding="utf-8")
+    c = load_catalog(d / "catalog.toml")
+    assert check_sources(c) == []
+    ev_layer = open_layers(c, keys=[CHANGE_EVENT_T2])[0][CHANGE_EVENT_T2].values
+    ids = change_events().ids
+    assert int((ev_layer == ids["harvest"]).sum()) == h["pixels"]
+    assert int((ev_layer == ids["deforestation"]).sum()) == dfo["pixels"]
+    # a code the bureau's map lacks is refused naming that map
+    (d / "bureau-reasons.toml").write_text('[reasons."50"]\nevent = "deforestation"\n', encoding="utf-8")
+    p = check_sources(load_catalog(d / "catalog.toml"))
+    assert len(p) == 1 and "'F3' (1×)" in p[0].problem and str(d / "bureau-reasons.toml") in p[0].fix
+
+
+def test_calculation_package_strata_use_the_recorded_change_events(pilots, runs, tmp_path):
+    """The package's strata take the land-use change as the engine does (carbon.lucc_with_events): the
+    harvest-recorded stand, whose land cover stays forest, is the package's harvest stratum, all of its
+    area (a project of every parcel the stand touches, so its pixels are covered exactly once)."""
+    from eco_value.exchange.package import build_package
+    from eco_value.exchange.projects import create_project
+
+    _plain, ev, h, _dfo, grid = pilots
+    (s0, r0), (s1, r1) = runs
+    parcels = gpd.read_file(ev / "parcels.gpkg").to_crs(grid.crs)
+    ids = sorted(parcels.loc[parcels.intersects(h["row"].geometry), "parcel_id"])
+    assert h["parcel"] in ids
+    table = tmp_path / "parcels.csv"
+    table.write_text("parcel_id,基线碳汇量\n" + "".join(f"{p},-1000\n" for p in ids), encoding="utf-8")
+    strata = {}
+    for name, (store, run) in (("events", (s1, r1)), ("plain", (s0, r0))):
+        (tmp_path / name).mkdir()
+        st = _store_copy(store, tmp_path / name)
+        create_project(st, project_id="QLH", methodology="fm-bau-v01", name="邛崃 采伐", developer="邛崃市林业局",
+                       start="2020-01-01", run_id=run.run_id, parcel_table=table, crediting_end="2049-12-31")
+        strata[name] = build_package(st, "QLH").tables["strata.csv"][1]
+    harvest = [r for r in strata["events"] if r["land_use_change"] == "harvest"]
+    a_h = h["pixels"] * grid.pixel_area_ha
+    rel = 1e-7   # the parcels' coverage fractions are float32 (exact-extract weights) summed over the stand's pixels
+    assert len(harvest) == 1 and harvest[0]["area_ha"] == pytest.approx(a_h, rel=rel)
+    assert harvest[0]["species_group_t2"] == h["row"].species_group_2
+    assert harvest[0]["ecosystem_type_t1"] == harvest[0]["ecosystem_type_t2"]
+    # forest management credits harvested land too (its losses count), on the project's eligible parcels
+    assert 0 < harvest[0]["credited_area_ha"] <= harvest[0]["area_ha"]
+    # without change reasons the same pixels are forest remaining forest, and nothing is harvest
+    assert not [r for r in strata["plain"] if r["land_use_change"] == "harvest"]
+
+    def frf(rows):
+        return sum(r["area_ha"] for r in rows if r["land_use_change"] == "forest_remaining_forest")
+
+    assert frf(strata["plain"]) - frf(strata["events"]) == pytest.approx(a_h, rel=rel)

@@ -147,6 +147,9 @@ def _valuate(cat, rules, opts, say, run_id, raster_dir, inputs) -> tuple[Valuati
     from ..inputs.beneficiaries import read_beneficiary_inputs
 
     apply_actual(result, read_beneficiary_inputs(cat, ctx["grid"]), sums.zones)
-    result["summary"]["input_warnings"] = [str(w) for w in warnings_from_stats(checks, cat) + gap_warnings]
+    from ..inputs.sources import tenure_warnings
+
+    warns = warnings_from_stats(checks, cat) + gap_warnings + (tenure_warnings(cat) if cat.sources else [])
+    result["summary"]["input_warnings"] = [str(w) for w in warns]
     rows, summary, tables = result.pop("rows"), result.pop("summary"), result.pop("tables")
     return Valuation(rows, RunSummary.from_dict(summary), tables, sums, result), ctx

@@ -109,15 +109,39 @@ def _read_parcel_pixels(cat, parcels: list[tuple[str, object]]):
     from ..accounts.zonal import zone_weights
     from ..audit import read_cells
     from ..inputs.readers import reference_grid
-    from ..roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1, VOLUME_T2
+    from ..inputs.sources import provided_layers
+    from ..roles import (CHANGE_EVENT_T2, FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2, VOLUME_T1,
+                         VOLUME_T2)
 
     grid = reference_grid(cat)
     gdf = gpd.GeoDataFrame({"pid": [p for p, _ in parcels]}, geometry=[g for _, g in parcels], crs=grid.crs)
     w = zone_weights(gdf, "pid", grid).flat()   # a project's parcels: flat (zone, pixel, coverage) arrays
     rows, cols = w.pixel // grid.width, w.pixel % grid.width
-    vals = {k: read_cells(cat, k, rows, cols)
-            for k in (LAND_COVER_T1, LAND_COVER_T2, FOREST_TYPE_T1, FOREST_TYPE_T2, VOLUME_T1, VOLUME_T2)}
+    keys = [LAND_COVER_T1, LAND_COVER_T2, FOREST_TYPE_T1, FOREST_TYPE_T2, VOLUME_T1, VOLUME_T2]
+    if CHANGE_EVENT_T2 in cat.layers or (cat.sources and CHANGE_EVENT_T2 in provided_layers(cat)):
+        keys.append(CHANGE_EVENT_T2)   # recorded change events (小班 change reasons), as the run read them
+    vals = {k: read_cells(cat, k, rows, cols) for k in keys}
     return grid, w, vals
+
+
+def _lucc(lc1: np.ndarray, lc2: np.ndarray, valid: np.ndarray, forest_ids, events: np.ndarray | None) -> np.ndarray:
+    """The land-use-change category of each pixel as the engine assigns it: the land-cover differencing
+    (``LUCC_NAMES``; 0 where either date is nodata), then the recorded change events override it through
+    :func:`eco_value.carbon.lucc_with_events` (a harvested stand that stays forest is ``harvest``)."""
+    import xarray as xr
+
+    from ..carbon import LUCC, lucc_with_events
+    from ..rules.events import change_events
+
+    f1, f2 = np.isin(lc1, forest_ids), np.isin(lc2, forest_ids)
+    lucc = np.where(f1 & f2, LUCC["forest_remaining_forest"], np.where(f2, LUCC["afforestation"],
+                    np.where(f1, LUCC["deforestation"], LUCC["other"])))
+    lucc = np.where(valid, lucc, 0).astype(np.uint8)
+    if events is None:
+        return lucc
+    out = lucc_with_events(xr.DataArray(lucc), xr.DataArray(np.asarray(events, dtype=np.uint8)),
+                           change_events().lucc_lut(LUCC))
+    return np.asarray(out.values)
 
 
 # --- the package ------------------------------------------------------------------------------------------
@@ -185,7 +209,7 @@ def build_package(store, project_id: str, monitoring: str | None = None) -> Pack
 
     from ..audit import run_context
     from ..rules.ecosystem import NODATA_ID, ecosystem_types, species_groups
-    from ..roles import FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2
+    from ..roles import CHANGE_EVENT_T2, FOREST_TYPE_T1, FOREST_TYPE_T2, LAND_COVER_T1, LAND_COVER_T2
 
     pr, meth, facts, eligible = load_project(store, project_id)
     run, cat, rules, _opts, changed = run_context(store, pr.run_id)
@@ -236,8 +260,8 @@ def build_package(store, project_id: str, monitoring: str | None = None) -> Pack
     types, groups = ecosystem_types(), species_groups()
     tname = {t.id: t.name for t in types}
     gname = {g.id: g.name for g in groups}
-    forest = np.isin(lc1, types.ids_under("forest")), np.isin(lc2, types.ids_under("forest"))
-    lucc = np.where(forest[0] & forest[1], 1, np.where(forest[1], 2, np.where(forest[0], 3, 4)))
+    ev = vals[CHANGE_EVENT_T2][0] if CHANGE_EVENT_T2 in vals else None
+    lucc = _lucc(lc1, lc2, valid, types.ids_under("forest"), ev).astype(np.int64)
     n = len(w.ids)
     by_parcel = {t: {k: np.bincount(w.zone, weights=wha * x, minlength=n) for k, x in pools[t].items()} for t in ("t1", "t2")}
     order = {pid: i for i, pid in enumerate(w.ids)}
@@ -365,7 +389,8 @@ def build_package(store, project_id: str, monitoring: str | None = None) -> Pack
         "weights, as the run used); stored_total_tc is the run's stored total stock.",
         "Living biomass of bamboo, shrub and non-forest types is not split into above- and below-ground: the rule set "
         "gives whole-plant biomass and no root:shoot ratio for them.",
-        f"Age class: {AGE_CLASS}; strata are land-use change × ecosystem type (t1, t2) × species group (t2).",
+        f"Age class: {AGE_CLASS}; strata are land-use change (the recorded change events override the land-cover "
+        "differencing, as in the run) × ecosystem type (t1, t2) × species group (t2).",
         "Credits are units the national CCER registry issues; eco-value's figures are the calculation for verification.",
     ]
     tables = {"strata.csv": (scols, srow), "parcels.csv": (pcols, prow), "stocks.csv": (stcols, strow),

@@ -74,6 +74,8 @@ class SourceSpec(BaseModel):
     encoding: str | None = None
     fieldmap: str | None = None
     species: str | None = None          # the bureau's species crosswalk (CSV code,group or TOML)
+    change_reasons: str | None = None   # inventory: the bureau's change-reason code map (TOML; default
+                                        # raster_inputs/fieldmaps/change-reasons.toml); read from the t2 inventory
     county: str | None = None           # DLTB: adcode every ZLDWDM must start with
     inventory: str | None = None        # tenure: the inventory source its records join to (default: the t2 one)
     # products (raster_inputs/product-units.toml for units)

@@ -122,6 +122,13 @@ def build_catalog(files: dict[str, str | None], out: Path, *, region: str | None
         src[name] = {"path": _rel(Path(f["landuse"]), root), "layer": "DLTB"}
     if "landuse_t1" in f:
         src["landuse_t1"] = {"path": _rel(Path(f["landuse_t1"]), root), "layer": "DLTB"}
+    if "tenure" in f:   # 林权 records: joined to the t2 小班 (else the t1 ones) and carried into the parcels
+        target = "inventory_t2" if "inventory" in f else "inventory_t1" if "inventory_t1" in f else None
+        if target is None:
+            raise InputError([Problem("missing-source", f["tenure"], "tenure",
+                                      "tenure records join to 小班 (LB/XB), but no 小班 inventory is given",
+                                      "give --inventory (the 小班 layer the certificates name) with --tenure")])
+        src["tenure"] = {"path": _rel(Path(f["tenure"]), root), "kind": "tenure", "inventory": target}
     layer_defs = recipes["layers"]
     for key in ("dem", "precip", "aet", "erosivity", "erodibility", "fvc", "bulk_density"):
         if key not in f:
@@ -170,6 +177,9 @@ def build_catalog(files: dict[str, str | None], out: Path, *, region: str | None
     for key in REQUIRED_TABLES:
         origins.append(Origin(key, "file", cat["tables"][key]["path"]) if key in cat["tables"]
                        else Origin(key, "missing", f"give --{key} (CSV, see raster_inputs/README.md)"))
+    if "tenure" in src:
+        origins.append(Origin("tenure", "source", f"tenure ({src['tenure']['path']}): 林权 records joined to the 小班 of "
+                              f"'{src['tenure']['inventory']}' by LB/XB, carried into the parcels (optional)"))
     return {k: v for k, v in cat.items() if v or k == "catalog"}, origins
 
 

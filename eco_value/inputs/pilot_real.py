@@ -8,7 +8,11 @@
   codes and TBDLMJ (net area, m²; cropland after a 田坎 deduction) ≠ TBMJ;
 * actual ET: an 8-day MOD16A2-like stack (``mod16/MOD16A2_<year>_<doy>.tif``, int16, scale 0.1
   kg/m²/8d, fill codes 32761-32767) on a ~500 m product grid;
-* precipitation: a daily NetCDF (``precip_daily_<year>.nc``, mm/d, 365 steps) on a ~1 km grid.
+* precipitation: a daily NetCDF (``precip_daily_<year>.nc``, mm/d, 365 steps) on a ~1 km grid;
+* tenure: 林权 records (``linquan_<year>.csv``, GBK, the 不动产登记 field names of
+  ``raster_inputs/fieldmaps/tenure-national.toml``: BDCQZH, LDSYQSSJ / LDSYJSSJ, SLLMSYQR, SYQMJ in 亩,
+  LB / XB, and a BZ 备注 column saying SYNTHETIC) for every ``tenure_every``-th 小班 of the second year,
+  each certifying its whole 小班.
 
 The stands and 图斑 are the pilot's rasters polygonised (pixel edges), so every pixel centre falls in
 the polygon it came from and the centre-of-pixel rule burns them back exactly. For that the real-format
@@ -113,7 +117,32 @@ def write_stands(out: Path, *, adcode: str, years, crs, transform, mask, sp, vol
         sources[f"inventory_{roles.PERIODS[t]}"] = {
             "path": path.name, "fieldmap": "inventory-national", "species": "species.csv",
             "note": f"{SYNTHETIC}; 小班 {years[t]}"}
+        if t == 1:
+            sources["tenure"] = write_tenure(out, year=years[1], lin_ban=df["LIN_BAN"].to_numpy()[keep],
+                                             xiao_ban=df["XIAO_BAN"].to_numpy()[keep], area_ha=area_ha[keep])
     return sources
+
+
+def write_tenure(out: Path, *, year: int, lin_ban, xiao_ban, area_ha) -> dict:
+    """SYNTHETIC 林权 records (GBK CSV, national field names) for every ``tenure_every``-th 小班: one
+    certificate each, certifying the 小班's whole area (SYQMJ in 亩); returns the catalog source."""
+    every = int(_R["tenure_every"])
+    idx = np.arange(0, len(lin_ban), every)
+    starts = [f"{2000 + (i // every) % 20}-01-01" for i in idx]
+    terms = [int(_R["tenure_terms_yr"][(i // every) % len(_R["tenure_terms_yr"])]) for i in idx]
+    df = pd.DataFrame({
+        "BDCQZH": [f"川({2008 + (i // every) % 15})合成不动产权第{n + 1:07d}号" for n, i in enumerate(idx)],
+        "LDSYQSSJ": starts,
+        "LDSYJSSJ": [f"{int(s[:4]) + k - 1}-12-31" for s, k in zip(starts, terms)],
+        "SLLMSYQR": [f"合成林权人{(i // every) % 97 + 1:02d}(SYNTHETIC)" for i in idx],
+        "SYQMJ": np.round(np.asarray(area_ha)[idx] * 15.0, 4),
+        "LB": np.asarray(lin_ban)[idx], "XB": np.asarray(xiao_ban)[idx],
+        "BZ": SYNTHETIC,
+    })
+    name = f"linquan_{year}.csv"
+    df.to_csv(out / name, index=False, encoding="gbk")
+    return {"path": name, "kind": "tenure", "fieldmap": "tenure-national", "inventory": "inventory_t2",
+            "note": f"{SYNTHETIC}; 林权 records (one for every {every}-th 小班 of {year})"}
 
 
 def write_species_csv(out: Path) -> None:

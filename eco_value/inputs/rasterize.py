@@ -6,11 +6,17 @@ pixels whose centre is in no polygon get ``fill``. Where polygons overlap, the o
 wins (callers sort by id, so the result does not depend on file order). Each chunk rasterises only
 the polygons whose bounds meet it (spatial index), so memory follows the chunk, not the county.
 
+A source that gives several layers (a 小班 inventory: species group, volume, stand age) is burnt ONCE per
+chunk as the row number of the polygon each pixel takes (:func:`rasterize_rows`); each layer is then a
+lookup of its column by that row (:func:`take_rows`), so the layers share one rasterisation per chunk.
+
 The area of a class on the raster therefore differs from the polygons' own area by the boundary
 pixels: at most about half a pixel along each polygon edge (``perimeter × res / 2``).
 """
 
 from __future__ import annotations
+
+import uuid
 
 import dask.array as da
 import geopandas as gpd
@@ -54,7 +60,9 @@ def rasterize_column(gdf: gpd.GeoDataFrame, column: str, grid: Grid, *, fill=0, 
                 rasterize(shapes, out=out, transform=window_transform(win, grid.transform), all_touched=False)
         return out
 
-    arr = da.map_blocks(block, chunks=chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
+    # named, not tokenised: dask would otherwise pickle the closure (every polygon) to hash it
+    arr = da.map_blocks(block, chunks=chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype),
+                        name=f"rasterize-{column}-{uuid.uuid4().hex}")
     out = xr.DataArray(arr, dims=("y", "x"), coords=grid_coords(grid), name=name or column)
     out.attrs = {"rule": "centre of pixel (rasterio rasterize, all_touched=False)", "fill": fill}
     return out
@@ -65,3 +73,28 @@ def _isnan(v) -> bool:
         return bool(np.isnan(v))
     except TypeError:
         return v is None
+
+
+NO_ROW = -1   # rasterize_rows: a pixel whose centre is in no polygon
+
+
+def rasterize_rows(gdf: gpd.GeoDataFrame, grid: Grid) -> xr.DataArray:
+    """The row number (0 … n-1, int32; :data:`NO_ROW` outside every polygon) of the polygon each pixel takes
+    by the centre-of-pixel rule, lazily: burnt once per chunk for all the layers of one source."""
+    rows = gpd.GeoDataFrame({"_row": np.arange(len(gdf), dtype=np.int32)}, geometry=gdf.geometry.values, crs=gdf.crs)
+    return rasterize_column(rows, "_row", grid, fill=NO_ROW, dtype="int32", name="rows")
+
+
+def take_rows(rows: xr.DataArray, values, fill, dtype, name: str) -> xr.DataArray:
+    """``values[row]`` per pixel of a :func:`rasterize_rows` raster, ``fill`` where no polygon (values
+    must hold no NaN: a NaN polygon would burn nothing under :func:`rasterize_column`)."""
+    ext = np.append(np.asarray(values, dtype=dtype), np.asarray(fill, dtype=dtype))   # ext[-1] = fill for NO_ROW
+
+    def look(block):
+        return ext[block]
+
+    arr = rows.data.map_blocks(look, dtype=ext.dtype, meta=np.empty((0, 0), dtype=ext.dtype),
+                               name=f"take-{name}-{uuid.uuid4().hex}")
+    out = xr.DataArray(arr, dims=rows.dims, coords=rows.coords, name=name)
+    out.attrs = dict(rows.attrs, fill=fill)
+    return out

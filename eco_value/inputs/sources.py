@@ -25,7 +25,8 @@ What each provides (a ``[layers]`` entry of the same key wins):
   and ``land_cover@tN`` (the 小班's ecosystem type) when no land-use source gives it;
 * ``inventory_t1`` and ``inventory_t2`` together → ``change_event@t2``: the engine id
   (``accounting_rules/change_events.toml``) of the change each 小班's change reason records
-  (``raster_inputs/fieldmaps/change-reasons.toml``; derived changes give none), burnt on the t2 polygon
+  (the bureau's code map named by the t2 inventory's ``change_reasons = "my-reasons.toml"``, else
+  ``raster_inputs/fieldmaps/change-reasons.toml``; derived changes give none), burnt on the t2 polygon
   (the t1 polygon for a 小班 gone by t2); the carbon engine lets it override the land-cover differencing;
 * ``landuse[_tN]`` → ``land_cover@tN`` (ecosystem-type ids);
 * ``tenure`` (kind ``tenure``: 林权 records, ``inputs/tenure.py``) → no layer: joined to the 小班 of the
@@ -52,7 +53,7 @@ from ..errors import InputError, Problem
 from ..grid import Grid
 from ..rules.ecosystem import NODATA_ID
 from ..rules.events import NO_EVENT
-from .rasterize import rasterize_column
+from .rasterize import rasterize_column, rasterize_rows, take_rows
 
 NODATA_F = -9999.0
 
@@ -122,10 +123,21 @@ def source_files(cat, name: str) -> list[Path]:
         files.append(full)
         if full.suffix.lower() == ".shp":
             files += [full.with_suffix(s) for s in (".dbf", ".shx", ".prj", ".cpg") if full.with_suffix(s).exists()]
-    for extra in (spec.species,):
-        if extra:
-            files.append(cat.path_of(extra))
+    if spec.species:
+        files.append(cat.path_of(spec.species))
+    if spec.change_reasons and spec.change_reasons.endswith(".toml"):   # the bureau's own code map
+        files.append(cat.path_of(spec.change_reasons))
     return files
+
+
+def change_reasons_of(cat) -> str:
+    """The change-reason code map of the catalog: the t2 inventory's ``change_reasons`` (a TOML path,
+    relative to the catalog, or a name in ``raster_inputs/fieldmaps/``), else the default."""
+    inv = inventories(cat)
+    name = cat.sources[inv[roles.T2]].change_reasons if roles.T2 in inv else None
+    if not name:
+        return "change-reasons"
+    return str(cat.path_of(name)) if name.endswith(".toml") else name
 
 
 # --- reading (cached per catalog file, source and its files' mtimes) -----------------------------
@@ -185,17 +197,21 @@ def product_spec(cat, name: str):
                        product=s.product)
 
 
-_PRODUCTS_CHECKED: set[tuple] = set()   # products whose value checks passed (spec, files' mtimes)
+_PRODUCTS: dict[tuple, xr.DataArray] = {}   # (spec, folder, files' mtimes) -> the decoded lazy product, checked
 
 
 def _product(cat, name: str):
-    """The decoded product; its value checks run once per spec and file state."""
+    """The decoded (lazy) product; opened and value-checked once per spec and file state (validation and
+    the layers share it)."""
     from .products import open_product
 
     stamp = (cat.sources[name].model_dump_json(), str(cat.root), _stamp(cat, name))
-    arr = open_product(product_spec(cat, name), check=stamp not in _PRODUCTS_CHECKED)
-    _PRODUCTS_CHECKED.add(stamp)
-    return arr
+    if stamp not in _PRODUCTS:
+        arr = open_product(product_spec(cat, name), check=True)
+        if len(_PRODUCTS) >= 8:
+            _PRODUCTS.pop(next(iter(_PRODUCTS)))
+        _PRODUCTS[stamp] = arr
+    return _PRODUCTS[stamp]
 
 
 def check_sources(cat) -> list[Problem]:
@@ -235,17 +251,18 @@ def change_events_of(cat):
     import pandas as pd
 
     from ..rules.events import change_events
-    from .inventory import change_table
+    from .inventory import change_reasons_path, change_table
 
     inv = inventories(cat)
     t1, t2 = read_source(cat, inv[roles.T1]), read_source(cat, inv[roles.T2])
-    ct = change_table(t1, t2)
+    reasons = change_reasons_of(cat)
+    ct = change_table(t1, t2, reasons=reasons)
     rec = ct[ct["event_source"] == "change_reason"]
     ev = change_events()
     unknown = rec.loc[~rec["event"].isin(list(ev.ids)), "event"].value_counts()
     if len(unknown):
         listed = ", ".join(f"'{e}' ({n}×)" for e, n in sorted(unknown.items()))
-        raise InputError([Problem("unmapped-code", "raster_inputs/fieldmaps/change-reasons.toml", "event",
+        raise InputError([Problem("unmapped-code", str(change_reasons_path(reasons)), "event",
                                   f"change events the carbon engine does not know: {listed}",
                                   f"map each change reason to one of {', '.join(ev.ids)} ({ev.path})")])
     geom = pd.concat([t2.set_index("xiaoban_id").geometry, t1.set_index("xiaoban_id").geometry])
@@ -259,12 +276,29 @@ def change_events_of(cat):
 # --- tenure -------------------------------------------------------------------------------------
 
 def tenure_joined(cat):
-    """``(inventory 小班, TenureJoin)`` of the catalog's tenure source, or None without one."""
-    from .tenure import join_tenure
-
+    """``(inventory 小班, TenureJoin)`` of the catalog's tenure source, or None without one (joined once per
+    catalog and state of its files: validation, the parcels and the warnings share it)."""
     names = [n for n, s in cat.sources.items() if kind_of(n, s) == "tenure"]
     if not names:
         return None
+    inv = inventories(cat)
+    target = cat.sources[names[0]].inventory or inv.get(roles.T2) or inv.get(roles.T1)
+    stamp = _stamp(cat, names[0]) + (_stamp(cat, target) if target in cat.sources else ())
+    key = (cat.model_dump_json(), str(cat.root), stamp)
+    if key not in _TENURE_JOINED:
+        if len(_TENURE_JOINED) >= 4:
+            _TENURE_JOINED.pop(next(iter(_TENURE_JOINED)))
+        _TENURE_JOINED[key] = _tenure_joined(cat)
+    return _TENURE_JOINED[key]
+
+
+_TENURE_JOINED: dict[tuple, object] = {}   # catalog, its folder and its files' state -> the join (oldest dropped)
+
+
+def _tenure_joined(cat):
+    from .tenure import join_tenure
+
+    names = [n for n, s in cat.sources.items() if kind_of(n, s) == "tenure"]
     name = names[0]
     spec = cat.sources[name]
     inv = inventories(cat)
@@ -276,6 +310,18 @@ def tenure_joined(cat):
                                   "add an [sources.inventory_t2] 小班 layer, or name it with inventory = \"...\"")])
     xb = read_source(cat, target)
     return xb, join_tenure(xb, read_source(cat, name))
+
+
+def tenure_warnings(cat) -> list[Problem]:
+    """Tenure records that match no 小班 and 小班 only partly covered by certificates (counts, first ids):
+    warnings of ``validate`` and of the run (``input_warnings``)."""
+    from .tenure import join_warnings
+
+    j = tenure_joined(cat)
+    if j is None:
+        return []
+    name = next(n for n, s in cat.sources.items() if kind_of(n, s) == "tenure")
+    return join_warnings(j[0], read_source(cat, name), j[1])
 
 
 def parcel_tenure(cat, parcels, id_field: str):
@@ -308,8 +354,10 @@ def _outside(lc: xr.DataArray | None, arr: xr.DataArray, nodata) -> xr.DataArray
     return out.astype(arr.dtype)
 
 
-def open_source_layer(cat, key: str, grid: Grid, region_lc: xr.DataArray | None) -> xr.DataArray:
-    """One layer a source provides, lazily on ``grid`` (see the module docstring)."""
+def open_source_layer(cat, key: str, grid: Grid, region_lc: xr.DataArray | None,
+                      rows: dict | None = None) -> xr.DataArray:
+    """One layer a source provides, lazily on ``grid`` (see the module docstring). ``rows`` (source name →
+    its :func:`rasterize_rows` raster) lets the layers of one inventory share one rasterisation per chunk."""
     name, what = provided_layers(cat)[key]
     spec = cat.sources[name]
     role, period = roles.split(key)
@@ -343,21 +391,23 @@ def open_source_layer(cat, key: str, grid: Grid, region_lc: xr.DataArray | None)
         arr = rasterize_column(col, "ecosystem_type_id", grid, fill=NODATA_ID, dtype="uint8", name=key)
         attrs = {"variable": "land_cover", "unit": "class", "nodata": NODATA_ID, "scheme": gdf.attrs.get("scheme", ""),
                  "vocabulary": "ecosystem_type"}
-    elif what == "forest_type":
-        ids = _species_ids()
-        col = gdf[["geometry"]].copy()
-        col["sp"] = [ids.get(g, 0) if g else 0 for g in gdf["species_group"]]
-        arr = _outside(region_lc, rasterize_column(col, "sp", grid, fill=0, dtype="uint8", name=key), NODATA_ID)
-        attrs = {"variable": "forest_type", "unit": "class", "nodata": NODATA_ID, "scheme": "species_groups",
-                 "vocabulary": "species_group"}
-    else:
-        column = {"volume": "volume_m3_ha", "stand_age": "age"}[what]
-        col = gdf[[column, "geometry"]].copy()
-        col[column] = col[column].fillna(0.0).astype("float64")
-        arr = rasterize_column(col, column, grid, fill=0.0, dtype="float64", name=key)
-        arr = _outside(region_lc, arr, NODATA_F)
-        attrs = {"variable": "growing_stock_volume" if what == "volume" else "stand_age",
-                 "unit": "m3/ha" if what == "volume" else "yr", "nodata": NODATA_F}
+    else:   # an inventory's stand layers: one rasterisation of its polygons' row numbers per chunk
+        if rows is None:
+            rows = {}
+        if name not in rows:
+            rows[name] = rasterize_rows(gdf, grid)
+        if what == "forest_type":
+            ids = _species_ids()
+            sp = np.array([ids.get(g, 0) if g else 0 for g in gdf["species_group"]], dtype="uint8")
+            arr = _outside(region_lc, take_rows(rows[name], sp, 0, "uint8", key), NODATA_ID)
+            attrs = {"variable": "forest_type", "unit": "class", "nodata": NODATA_ID, "scheme": "species_groups",
+                     "vocabulary": "species_group"}
+        else:
+            column = {"volume": "volume_m3_ha", "stand_age": "age"}[what]
+            vals = gdf[column].fillna(0.0).astype("float64").to_numpy()
+            arr = _outside(region_lc, take_rows(rows[name], vals, 0.0, "float64", key), NODATA_F)
+            attrs = {"variable": "growing_stock_volume" if what == "volume" else "stand_age",
+                     "unit": "m3/ha" if what == "volume" else "yr", "nodata": NODATA_F}
     arr.attrs = dict(attrs, layer=key, source_file=str(cat.path_of(spec.path)), year=None,
                      product=f"{kind_of(name, spec)} source '{name}'")
     arr.name = key
@@ -368,6 +418,7 @@ def open_source_layers(cat, grid: Grid, have: dict[str, xr.DataArray]) -> dict[s
     """Every layer the sources provide; land cover first (it marks the region for the others)."""
     prov = provided_layers(cat)
     out: dict[str, xr.DataArray] = {}
+    rows: dict[str, xr.DataArray] = {}   # one rasterisation per inventory, shared by its layers
     for k in sorted(prov, key=lambda k: roles.split(k)[0] != roles.LAND_COVER):
         lc_key = roles.key(roles.LAND_COVER, roles.split(k)[1] or roles.T1)
         lc = {**have, **out}.get(lc_key)
@@ -375,7 +426,7 @@ def open_source_layers(cat, grid: Grid, have: dict[str, xr.DataArray]) -> dict[s
             from .readers import open_layer
 
             lc = open_layer(cat, lc_key, grid)
-        out[k] = open_source_layer(cat, k, grid, lc)
+        out[k] = open_source_layer(cat, k, grid, lc, rows)
     return out
 
 

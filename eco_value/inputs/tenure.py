@@ -101,7 +101,9 @@ def read_tenure(path: str | Path, *, fieldmap: str | Path = "tenure-national", l
         raise InputError(problems)
     if geom is not None:
         out = gpd.GeoDataFrame(out, geometry=geom.values, crs=geom.crs)
-    out.attrs = {"source_file": str(p), "encoding": used}
+    out.attrs = {"source_file": str(p), "encoding": used, "fieldmap": str(fm_path),
+                 "certificate_field": F["certificate"],
+                 "coverage_tolerance": float(fm.get("area", {}).get("coverage_tolerance", 0.01))}
     return out
 
 
@@ -118,7 +120,9 @@ def join_tenure(parcels: gpd.GeoDataFrame, records: pd.DataFrame) -> TenureJoin:
     rec = records.copy()
     rec["_key"] = rec["lin_ban"].str.zfill(wl) + "/" + rec["xiao_ban"].str.zfill(wx)
     pk = parcels["lin_ban"] + "/" + parcels["xiao_ban"]
-    ids_by_key = parcels.groupby(pk.to_numpy())["xiaoban_id"].agg(list).to_dict()
+    ids_by_key: dict[str, list[str]] = {}
+    for k, x in zip(pk.to_numpy(), parcels["xiaoban_id"].to_numpy()):
+        ids_by_key.setdefault(k, []).append(x)
     xid, how, why = [], [], []
     has_geom = isinstance(rec, gpd.GeoDataFrame) and rec.geometry.notna().any()
     if has_geom:
@@ -145,6 +149,49 @@ def join_tenure(parcels: gpd.GeoDataFrame, records: pd.DataFrame) -> TenureJoin:
     rec = pd.DataFrame(rec.drop(columns=["_key"] + (["geometry"] if has_geom else [])))
     ok = rec["xiaoban_id"].notna()
     return TenureJoin(rec[ok].drop(columns="reason").reset_index(drop=True), rec[~ok].reset_index(drop=True))
+
+
+FIRST_IDS = 5   # ids a warning lists
+
+
+def _first(ids) -> str:
+    ids = list(ids)
+    more = f", … ({len(ids) - FIRST_IDS} more)" if len(ids) > FIRST_IDS else ""
+    return ", ".join(ids[:FIRST_IDS]) + more
+
+
+def join_warnings(xiaoban: gpd.GeoDataFrame, records: pd.DataFrame, joined: TenureJoin) -> list[Problem]:
+    """What the join leaves out, as warnings (nothing is dropped silently): the records that match no
+    (or no single) 小班, and the 小班 only partly covered by their certificates (certified area short of
+    the 小班's area by more than the field map's ``coverage_tolerance``). Counts and the first ids."""
+    out: list[Problem] = []
+    f = records.attrs.get("source_file", "tenure records")
+    fm = records.attrs.get("fieldmap", "raster_inputs/fieldmaps/tenure-national.toml")
+    un = joined.unmatched
+    if len(un):
+        why = Counter("ambiguous" if "matches" in r else "no 小班" for r in un["reason"])
+        listed = "; ".join(f"{c} ({r})" for c, r in zip(un["certificate"][:FIRST_IDS], un["reason"][:FIRST_IDS]))
+        more = f"; … ({len(un) - FIRST_IDS} more)" if len(un) > FIRST_IDS else ""
+        out.append(Problem("tenure-unmatched", f, records.attrs.get("certificate_field", "certificate"),
+                           f"{len(un)} of {len(records)} tenure record(s) match no single 小班 "
+                           f"({why['no 小班']} with no 小班, {why['ambiguous']} ambiguous) and are carried into no "
+                           f"parcel: {listed}{more}",
+                           "correct their LB/XB (林班/小班) to the inventory's, or give the records geometries so "
+                           f"they join by location (field map {fm})"))
+    if len(joined.records):
+        tol = float(records.attrs.get("coverage_tolerance", 0.01))
+        cert = joined.records.groupby("xiaoban_id")["area_ha"].sum()
+        own = xiaoban.set_index("xiaoban_id")["area_ha"].reindex(cert.index)
+        short = (cert < own * (1 - tol)).to_numpy()
+        if short.any():
+            ids = [f"{x} ({c / HA_PER_UNIT['mu']:.4g} of {a / HA_PER_UNIT['mu']:.4g} 亩)" for x, c, a in
+                   zip(cert.index[short], cert.to_numpy()[short], own.to_numpy()[short])]
+            out.append(Problem("tenure-partial", f, "SYQMJ",
+                               f"{int(short.sum())} of {len(cert)} 小班 with certificates are only partly covered by them "
+                               f"(certified area more than {tol:.0%} short of the 小班's area): {_first(ids)}",
+                               "add the missing certificates (or correct SYQMJ and its unit); the parcels carry only "
+                               "the certified area (tenure_area_mu)"))
+    return out
 
 
 def attach(parcels: gpd.GeoDataFrame, joined: TenureJoin) -> gpd.GeoDataFrame:

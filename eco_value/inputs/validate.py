@@ -614,7 +614,7 @@ def validation_report(cat: Catalog) -> tuple[list[Problem], list[Problem]]:
     """Full validation (structure, tables, then values in one lazy pass): (errors, warnings)."""
     from .readers import open_layers, read_vector
 
-    from .sources import check_sources
+    from .sources import check_sources, tenure_warnings
 
     probs = check_structure(cat)
     probs += check_sources(cat)
@@ -623,7 +623,8 @@ def validation_report(cat: Catalog) -> tuple[list[Problem], list[Problem]]:
     layers, grid = open_layers(cat, raw=True)   # value checks name the product's own codes
     boundary = read_vector(cat, "boundary", grid.crs)
     region = region_mask(boundary.geometry, grid, layers[cat.catalog.reference_layer])
-    return _findings(compute_checks(layer_checks(layers, cat, region)), cat)
+    errors, warnings = _findings(compute_checks(layer_checks(layers, cat, region)), cat)
+    return errors, warnings + (tenure_warnings(cat) if cat.sources else [])
 
 
 def validate_catalog(cat: Catalog) -> list[Problem]:
