@@ -278,6 +278,16 @@ def test_run_page_shows_township_intervals_harvest_and_hides_clean_missing_data(
     for text in ("川(2019)邛崃市不动产权第00001号", "2019-01-01", "2068-12-31", "196.50", "&lt;b&gt;张三&lt;/b&gt;"):
         assert text in row, text
     assert "<b>张三</b>" not in html2                                   # autoescaped
+    # the map's parcel panel reads the same record: tenure of the store's zones row, None without a record
+    got = c2.get(f"/api/runs/{rid}/parcel", params={"parcel": pid}).json()
+    assert got["tenure"] == {"tenure_certificate": "川(2019)邛崃市不动产权第00001号", "tenure_holder": "<b>张三</b>",
+                             "use_right_start": "2019-01-01", "use_right_end": "2068-12-31", "tenure_area_mu": 196.5}
+    zone = store.table("zones", rid, "parcel").set_index("zone_id").loc[pid]
+    clean = c.get(f"/api/runs/{rid}/parcel", params={"parcel": pid}).json()
+    assert clean["tenure"] is None and clean["holder_id"] == zone.holder_id and clean["township_id"] == zone.parent_id
+    assert clean["area_ha"] == zone.area_ha > 0
+    r = c.get(f"/api/runs/{rid}/parcel", params={"parcel": "no-such-parcel"})
+    assert r.status_code >= 400 and "no-such-parcel" in r.json()["error"]
 
 def test_explain_and_value_unit_are_the_library_results(web_env, tmp_path):
     from eco_value.audit import explain

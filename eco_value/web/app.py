@@ -7,6 +7,7 @@ page / endpoint           library call                                    CLI tw
 /runs/{id}, /api/runs/id  ``Store.run`` (+ summary JSON)                   ``show RUN --json``
 /runs/compare             ``store.queries.diff_runs``                      ``diff A B --json``
 /api/runs/{id}/explain    ``audit.explain``                                ``explain RUN --parcel``
+/api/runs/{id}/parcel     ``Store`` zones row (holder, tenure 林权)          ``export-table zones``
 /api/runs/{id}/value-unit ``policy.value_unit``                            ``value-unit``
 /api/runs/{id}/issue      ``exchange.registry.issue``                      ``issue``
 /exchange/verify          ``exchange.verify.verify``                       ``verify``
@@ -162,6 +163,23 @@ def tenure_rows(store, run_id: str) -> tuple[list[dict], int]:
         r["tenure_area_mu"] = None if mu is None or mu != mu else float(mu)
     return rows, int(len(z))
 
+
+def parcel_record(store, run_id: str, parcel: str) -> dict:
+    """A parcel's row of the store's zones table (no geometry): holder, township, area and tenure (林权) columns;
+    ``tenure`` None when the parcel holds no tenure record."""
+    from sqlmodel import select
+
+    from ..errors import StoreError
+    from ..store.models import Zone
+
+    with store.session() as s:
+        z = s.exec(select(Zone).where(Zone.run_id == run_id, Zone.kind == "parcel", Zone.zone_id == parcel)).first()
+    if z is None:
+        raise StoreError(f"run {run_id} has no parcel {parcel!r}")
+    t = {k: getattr(z, k) for k in TENURE_FIELDS}
+    has = any(v not in ("", None) for v in t.values())
+    return {"parcel": z.zone_id, "township_id": z.parent_id, "holder_id": z.holder_id, "holder_type": z.holder_type,
+            "other_programme": z.other_programme, "area_ha": z.area_ha, "tenure": t if has else None}
 
 def runs_payload(store) -> list[dict]:
     """What ``eco-value runs --json`` prints."""
@@ -409,6 +427,11 @@ def create_app(cfg: WebConfig):
 
         need(request, "read")
         return json_response(explain(store, run_id, parcel=parcel))
+
+    @app.get("/api/runs/{run_id}/parcel")
+    def api_parcel(request: Request, run_id: str, parcel: str):
+        need(request, "read")
+        return json_response(parcel_record(store, run_id, parcel))
 
     @app.post("/api/runs/{run_id}/value-unit")
     async def api_value_unit(request: Request, run_id: str):
