@@ -215,8 +215,8 @@ def test_run_page_shows_township_intervals_harvest_and_hides_clean_missing_data(
     ivs = store.table("gep_intervals", rid, "township").set_index("zone_id")
     towns = store.table("zones", rid, "township").set_index("zone_id")
     assert len(ivs) == len(towns) > 1
-    table = re.search(r'<table id="townships">(.*?)</table>', html, re.S).group(1)
-    rows = dict(re.findall(r'<tr data-zone="([^"]+)">(.*?)</tr>', table, re.S))
+    table = re.search(r'<table id="townships">(.*?)</table>', html, re.DOTALL).group(1)
+    rows = dict(re.findall(r'<tr data-zone="([^"]+)">(.*?)</tr>', table, re.DOTALL))
     assert set(rows) == set(towns.index)
     for zid, iv in ivs.iterrows():
         assert iv.ci95_low_cny < iv.gep_cny < iv.ci95_high_cny
@@ -268,13 +268,13 @@ def test_run_page_shows_township_intervals_harvest_and_hides_clean_missing_data(
                                          temp_dir=tmp_path / "uploads")))
     _login(c2, "vera")
     html2 = c2.get(f"/runs/{rid}").text
-    block = re.search(r'<section id="missing-data">(.*?)</section>', html2, re.S).group(1)
+    block = re.search(r'<section id="missing-data">(.*?)</section>', html2, re.DOTALL).group(1)
     assert "1 service(s)" in block and "water conservation" in block
     assert re.search(r'data-field="gep.by_service.water_conservation.nodata_px" data-value="1234.0">1,234<', block)
     assert re.search(r'data-field="gep.by_service.water_conservation.nodata_ha" data-value="999.75">999.75<', block)
-    tenure = re.search(r'<section id="tenure">(.*?)</section>', html2, re.S).group(1)
+    tenure = re.search(r'<section id="tenure">(.*?)</section>', html2, re.DOTALL).group(1)
     assert "1 parcel(s) hold a tenure record" in tenure
-    row = re.search(rf'<tr data-zone="{re.escape(pid)}">(.*?)</tr>', tenure, re.S).group(1)
+    row = re.search(rf'<tr data-zone="{re.escape(pid)}">(.*?)</tr>', tenure, re.DOTALL).group(1)
     for text in ("川(2019)邛崃市不动产权第00001号", "2019-01-01", "2068-12-31", "196.50", "&lt;b&gt;张三&lt;/b&gt;"):
         assert text in row, text
     assert "<b>张三</b>" not in html2                                   # autoescaped

@@ -160,8 +160,8 @@ def tenure_rows(store, run_id: str) -> tuple[list[dict], int]:
              **{k: getattr(r, k) for k in TENURE_FIELDS}} for r in z.head(TENURE_SHOWN).itertuples()]
     for r in rows:
         mu = r["tenure_area_mu"]
-        r["tenure_area_mu"] = None if mu is None or mu != mu else float(mu)
-    return rows, int(len(z))
+        r["tenure_area_mu"] = None if mu is None or math.isnan(mu) else float(mu)
+    return rows, len(z)
 
 
 def parcel_record(store, run_id: str, parcel: str) -> dict:
