@@ -206,6 +206,89 @@ def test_run_page_numbers_equal_show_json(web_env, tmp_path, capsys):
     assert c.get("/api/runs").json() == json.loads(json.dumps(runs, default=str))
 
 
+def test_run_page_shows_township_intervals_harvest_and_hides_clean_missing_data(web_env, tmp_path):
+    """The townships' GEP with its 95 % interval as stored (gep_intervals), the harvest row of the carbon account, no
+    missing-data block for the clean pilot (shown, with the counts, once a service has nodata), tenure when present."""
+    rid, store = web_env["run_id"], web_env["store"]
+    c, _ = _as(web_env, "vera")
+    html = c.get(f"/runs/{rid}").text
+    ivs = store.table("gep_intervals", rid, "township").set_index("zone_id")
+    towns = store.table("zones", rid, "township").set_index("zone_id")
+    assert len(ivs) == len(towns) > 1
+    table = re.search(r'<table id="townships">(.*?)</table>', html, re.DOTALL).group(1)
+    rows = dict(re.findall(r'<tr data-zone="([^"]+)">(.*?)</tr>', table, re.DOTALL))
+    assert set(rows) == set(towns.index)
+    for zid, iv in ivs.iterrows():
+        assert iv.ci95_low_cny < iv.gep_cny < iv.ci95_high_cny
+        row = rows[zid]
+        assert towns.loc[zid, "name"] in row
+        shown = {k: (float(v), txt) for k, v, txt in re.findall(r'data-col="([^"]+)" data-value="([^"]*)">([^<]*)<', row)}
+        for col in ("gep_cny", "ci95_low_cny", "ci95_high_cny"):
+            assert shown[col] == (float(iv[col]), f"{iv[col] / 1e8:,.2f}"), (zid, col)
+    # the townships add up to the county's GEP (the township table is the store's, not a second computation)
+    assert math.isclose(ivs["gep_cny"].sum(), c.get(f"/api/runs/{rid}").json()["summary"]["gep"]["total_cny"], rel_tol=1e-9)
+    # largest GEP first
+    order = list(rows)
+    assert order == sorted(order, key=lambda z: -ivs.loc[z, "gep_cny"])
+
+    # harvest is a row of the carbon account by land-use change, with the stored county value
+    s = c.get(f"/api/runs/{rid}").json()["summary"]
+    harvest = re.search(r'<tr id="lucc-harvest"><td>harvest 采伐 \(t CO₂e/yr; ([^ ]*) ha\)</td><td class="n">(.*?)</td></tr>',
+                        html).groups()
+    assert harvest[0] == f"{s['carbon']['by_lucc_area_ha']['harvest']:,.0f}"
+    assert f'data-value="{float(s["carbon"]["by_lucc_tco2e_per_yr"]["harvest"])!r}"' in harvest[1]
+    county = store.table("carbon", rid, "county").iloc[0]
+    assert s["carbon"]["by_lucc_tco2e_per_yr"]["harvest"] == county.harvest_tco2e_per_yr
+
+    # the clean pilot: every service's nodata count is zero, so no missing-data block and no tenure block
+    nd = store.table("services", rid, "county")
+    assert (nd["nodata_px"] == 0).all() and len(nd) == len(s["gep"]["by_service"])
+    assert 'id="missing-data"' not in html and "Missing data" not in html
+    assert 'id="tenure"' not in html
+
+    # a copy of the store where one service has nodata and one parcel a tenure record: both blocks appear
+    db = tmp_path / "copy.sqlite"
+    src = sqlite3.connect(web_env["url"].removeprefix("sqlite:///"))
+    dst = sqlite3.connect(db)
+    src.backup(dst)
+    src.close()
+    summ = json.loads(dst.execute("SELECT summary_json FROM runs WHERE id = ?", (rid,)).fetchone()[0])
+    summ["gep"]["by_service"]["water_conservation"].update(nodata_px=1234.0, nodata_ha=999.75)
+    dst.execute("UPDATE runs SET summary_json = ? WHERE id = ?", (json.dumps(summ, ensure_ascii=False), rid))
+    pid = dst.execute("SELECT zone_id FROM zones WHERE run_id = ? AND kind = 'parcel' ORDER BY zone_id LIMIT 1",
+                      (rid,)).fetchone()[0]
+    dst.execute("UPDATE zones SET tenure_certificate = ?, tenure_holder = ?, use_right_start = ?, use_right_end = ?, "
+                "tenure_area_mu = ? WHERE run_id = ? AND kind = 'parcel' AND zone_id = ?",
+                ("川(2019)邛崃市不动产权第00001号", "<b>张三</b>", "2019-01-01", "2068-12-31", 196.5, rid, pid))
+    dst.commit()
+    dst.close()
+    (tmp_path / "uploads").mkdir()
+    c2 = TestClient(create_app(WebConfig(db=f"sqlite:///{db}", users_file=web_env["users"],
+                                         actions_file=tmp_path / "actions.jsonl", trusted_key_hex=web_env["key"],
+                                         temp_dir=tmp_path / "uploads")))
+    _login(c2, "vera")
+    html2 = c2.get(f"/runs/{rid}").text
+    block = re.search(r'<section id="missing-data">(.*?)</section>', html2, re.DOTALL).group(1)
+    assert "1 service(s)" in block and "water conservation" in block
+    assert re.search(r'data-field="gep.by_service.water_conservation.nodata_px" data-value="1234.0">1,234<', block)
+    assert re.search(r'data-field="gep.by_service.water_conservation.nodata_ha" data-value="999.75">999.75<', block)
+    tenure = re.search(r'<section id="tenure">(.*?)</section>', html2, re.DOTALL).group(1)
+    assert "1 parcel(s) hold a tenure record" in tenure
+    row = re.search(rf'<tr data-zone="{re.escape(pid)}">(.*?)</tr>', tenure, re.DOTALL).group(1)
+    for text in ("川(2019)邛崃市不动产权第00001号", "2019-01-01", "2068-12-31", "196.50", "&lt;b&gt;张三&lt;/b&gt;"):
+        assert text in row, text
+    assert "<b>张三</b>" not in html2                                   # autoescaped
+    # the map's parcel panel reads the same record: tenure of the store's zones row, None without a record
+    got = c2.get(f"/api/runs/{rid}/parcel", params={"parcel": pid}).json()
+    assert got["tenure"] == {"tenure_certificate": "川(2019)邛崃市不动产权第00001号", "tenure_holder": "<b>张三</b>",
+                             "use_right_start": "2019-01-01", "use_right_end": "2068-12-31", "tenure_area_mu": 196.5}
+    zone = store.table("zones", rid, "parcel").set_index("zone_id").loc[pid]
+    clean = c.get(f"/api/runs/{rid}/parcel", params={"parcel": pid}).json()
+    assert clean["tenure"] is None and clean["holder_id"] == zone.holder_id and clean["township_id"] == zone.parent_id
+    assert clean["area_ha"] == zone.area_ha > 0
+    r = c.get(f"/api/runs/{rid}/parcel", params={"parcel": "no-such-parcel"})
+    assert r.status_code >= 400 and "no-such-parcel" in r.json()["error"]
+
 def test_explain_and_value_unit_are_the_library_results(web_env, tmp_path):
     from eco_value.audit import explain
     from eco_value.policy import value_unit

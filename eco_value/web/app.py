@@ -7,6 +7,7 @@ page / endpoint           library call                                    CLI tw
 /runs/{id}, /api/runs/id  ``Store.run`` (+ summary JSON)                   ``show RUN --json``
 /runs/compare             ``store.queries.diff_runs``                      ``diff A B --json``
 /api/runs/{id}/explain    ``audit.explain``                                ``explain RUN --parcel``
+/api/runs/{id}/parcel     ``Store`` zones row (holder, tenure 林权)          ``export-table zones``
 /api/runs/{id}/value-unit ``policy.value_unit``                            ``value-unit``
 /api/runs/{id}/issue      ``exchange.registry.issue``                      ``issue``
 /exchange/verify          ``exchange.verify.verify``                       ``verify``
@@ -118,6 +119,67 @@ def show_payload(store, run_id: str) -> dict:
     r = store.run(run_id)
     return {"run_id": r.id, "status": r.status, "error": r.error, "summary": json.loads(r.summary_json or "{}")}
 
+
+LUCC_ZH = {"forest_remaining_forest": "林地保持林地", "afforestation": "造林", "deforestation": "毁林",
+           "harvest": "采伐", "other": "其他"}
+TENURE_FIELDS = ("tenure_certificate", "tenure_holder", "use_right_start", "use_right_end", "tenure_area_mu")
+
+
+def township_rows(store, run_id: str) -> list[dict]:
+    """The run's townships with their GEP and its 95 % Monte Carlo interval (table ``gep_intervals``; no interval:
+    the township's GEP from ``service_results``), ordered by GEP, largest first."""
+    zones = store.table("zones", run_id, "township")
+    if zones.empty:
+        return []
+    ivs = store.table("gep_intervals", run_id, "township")
+    ivs = {r.zone_id: r for r in ivs.itertuples()} if not ivs.empty else {}
+    svc = store.table("services", run_id, "township")
+    gep = svc.groupby("zone_id")["value_cny"].sum().to_dict() if not svc.empty else {}
+    rows = []
+    for z in zones.itertuples():
+        iv = ivs.get(z.zone_id)
+        rows.append({"zone_id": z.zone_id, "name": z.name, "area_ha": float(z.area_ha),
+                     "gep_cny": float(iv.gep_cny) if iv is not None else float(gep.get(z.zone_id, 0.0)),
+                     "ci95_low_cny": float(iv.ci95_low_cny) if iv is not None else None,
+                     "ci95_high_cny": float(iv.ci95_high_cny) if iv is not None else None})
+    return sorted(rows, key=lambda r: (-r["gep_cny"], r["zone_id"]))
+
+
+TENURE_SHOWN = 200   # parcels listed on the run page (the rest: `eco-value` tables / the store)
+
+
+def tenure_rows(store, run_id: str) -> tuple[list[dict], int]:
+    """The parcels holding a tenure (林权) record, ordered by id: (the first TENURE_SHOWN, how many in all)."""
+    z = store.table("zones", run_id, "parcel")
+    if z.empty or "tenure_certificate" not in z.columns:
+        return [], 0
+    has = (z["tenure_certificate"].fillna("") != "") | (z["tenure_holder"].fillna("") != "") | \
+        z["tenure_area_mu"].notna()
+    z = z[has].sort_values("zone_id")
+    rows = [{"zone_id": r.zone_id, "township_id": r.parent_id, "holder_id": r.holder_id,
+             **{k: getattr(r, k) for k in TENURE_FIELDS}} for r in z.head(TENURE_SHOWN).itertuples()]
+    for r in rows:
+        mu = r["tenure_area_mu"]
+        r["tenure_area_mu"] = None if mu is None or math.isnan(mu) else float(mu)
+    return rows, len(z)
+
+
+def parcel_record(store, run_id: str, parcel: str) -> dict:
+    """A parcel's row of the store's zones table (no geometry): holder, township, area and tenure (林权) columns;
+    ``tenure`` None when the parcel holds no tenure record."""
+    from sqlmodel import select
+
+    from ..errors import StoreError
+    from ..store.models import Zone
+
+    with store.session() as s:
+        z = s.exec(select(Zone).where(Zone.run_id == run_id, Zone.kind == "parcel", Zone.zone_id == parcel)).first()
+    if z is None:
+        raise StoreError(f"run {run_id} has no parcel {parcel!r}")
+    t = {k: getattr(z, k) for k in TENURE_FIELDS}
+    has = any(v not in ("", None) for v in t.values())
+    return {"parcel": z.zone_id, "township_id": z.parent_id, "holder_id": z.holder_id, "holder_type": z.holder_type,
+            "other_programme": z.other_programme, "area_ha": z.area_ha, "tenure": t if has else None}
 
 def runs_payload(store) -> list[dict]:
     """What ``eco-value runs --json`` prints."""
@@ -322,8 +384,13 @@ def create_app(cfg: WebConfig):
         d, summ = summary_of(run_id)
         services = sorted(((summ.get("gep") or {}).get("by_service") or {}).items(), key=lambda kv: -kv[1]["value_cny"])
         intervals = any(k.startswith("ci95") for _, v in services for k in v)
+        missing = [(k, v) for k, v in services if (v.get("nodata_px") or 0) > 0]
+        townships = township_rows(store, run_id) if d["status"] == "complete" else []
+        tenure, n_tenure = tenure_rows(store, run_id) if d["status"] == "complete" else ([], 0)
         return page(request, "run.html", {"title": f"run {d['run_id'][:8]}", "d": d, "s": summ, "services": services,
-                                          "intervals": intervals, "targets": FOREST_TARGETS_PCT, "may_issue": s.may("issue")})
+                                          "intervals": intervals, "targets": FOREST_TARGETS_PCT, "may_issue": s.may("issue"),
+                                          "missing": missing, "townships": townships, "lucc_zh": LUCC_ZH,
+                                          "tenure": tenure, "n_tenure": n_tenure})
 
     # -- map ----------------------------------------------------------------------------------------
     @app.get("/runs/{run_id}/map", response_class=HTMLResponse)
@@ -360,6 +427,11 @@ def create_app(cfg: WebConfig):
 
         need(request, "read")
         return json_response(explain(store, run_id, parcel=parcel))
+
+    @app.get("/api/runs/{run_id}/parcel")
+    def api_parcel(request: Request, run_id: str, parcel: str):
+        need(request, "read")
+        return json_response(parcel_record(store, run_id, parcel))
 
     @app.post("/api/runs/{run_id}/value-unit")
     async def api_value_unit(request: Request, run_id: str):

@@ -76,6 +76,7 @@
       var c = d.carbon, w = d.water_conservation, h = [];
       h.push('<div class="chain" id="explain"><h3>Parcel <span id="parcel-id">' + esc(id) + "</span></h3>");
       h.push("<p>holder " + esc(d.target.holder_id) + " (" + esc(d.target.holder_type) + "); " + d.pixels + " pixel(s) of " + fmt(d.pixel_area_m2) + " m², exact coverage at the edges; rules " + esc(d.rules.name) + " <code>" + esc(d.rules.hash.slice(0, 12)) + "</code></p>");
+      h.push('<div id="parcel-tenure"></div>');
       if (d.inputs_changed_since_run.length) h.push('<p class="bad">inputs changed since the run: ' + esc(d.inputs_changed_since_run.join(", ")) + "</p>");
       h.push("<h4>Carbon sink (stock difference)</h4>");
       c.terms.forEach(function (t) {
@@ -94,7 +95,20 @@
       }
       h.push("</div>");
       panel.innerHTML = h.join("");
+      showTenure(id);
     }).catch(function (e) { panel.innerHTML = '<p class="bad">' + esc(e.message) + "</p>"; });
+  }
+  // the parcel's forest tenure (林权) from the store, when it holds a record
+  function showTenure(id) {
+    getJSON("/api/runs/" + run + "/parcel?parcel=" + encodeURIComponent(id)).then(function (p) {
+      var el = document.getElementById("parcel-tenure");
+      if (!el || !p.tenure) return;
+      var t = p.tenure;
+      el.innerHTML = '<h4>Forest tenure 林权</h4><table id="tenure"><tr><td>certificate 不动产权证号</td><td>' + esc(t.tenure_certificate || "–") +
+        "</td></tr><tr><td>right holder 林地使用权人</td><td>" + esc(t.tenure_holder || "–") +
+        "</td></tr><tr><td>use right 使用期限</td><td>" + esc(t.use_right_start || "–") + " – " + esc(t.use_right_end || "–") +
+        '</td></tr><tr><td>certified area (亩)</td><td class="n">' + fmt(t.tenure_area_mu, 2) + "</td></tr></table>";
+    }).catch(function () { /* the chain is shown; tenure is optional */ });
   }
 
   // --- drawing a land unit ------------------------------------------------------------------------
