@@ -122,8 +122,10 @@ def test_every_gep_parameter_has_an_evidence_class_and_a_range():
     assert R.evidence_classes["placeholder"].ci95_pct > R.evidence_classes["literature"].ci95_pct \
         > R.evidence_classes["measured"].ci95_pct > R.evidence_classes["exact"].ci95_pct == 0.0
     # a default spread by class, or the parameter's own sources' range
-    lo, hi, dist, basis = R.uncertainty_range("gep.flood_regulation.storm_share")
-    assert (lo, hi) == pytest.approx((0.15, 0.45), rel=1e-12) and (dist, basis) == ("lognormal", "evidence:placeholder")
+    lo, hi, dist, basis = R.uncertainty_range("gep.flood_regulation.water_storage_depth_m")
+    assert (lo, hi) == pytest.approx((0.6, 1.8), rel=1e-12) and (dist, basis) == ("lognormal", "evidence:placeholder")
+    # the storm share has its own range: printed upper bound 0.6 (Miao et al. 2017 Table 1, K for P > 20 mm)
+    assert R.uncertainty_range("gep.flood_regulation.storm_share") == (0.15, 0.60, "uniform", "parameter")
     assert R.uncertainty_range("gep.climate_regulation.cooling_days") == (92.0, 153.0, "uniform", "parameter")
     assert R.uncertainty_range("gep.climate_regulation.price")[:2] == (0.52, 0.60)
 
