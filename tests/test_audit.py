@@ -66,16 +66,24 @@ def test_rerun_matches_bit_for_bit(pilot_run):
 def _run_with_an_older_rule_set(store, run_id: str, tmp_path, missing: str) -> str:
     """A copy of the store in which the run's stored rule set lacks ``missing`` (as a run stored by a
     release before that parameter existed); the run points at that rule set by its own hash."""
-    import shutil
-
     from sqlmodel import select
 
     from eco_value.rules import RuleSet
     from eco_value.store import Store
     from eco_value.store.models import RuleSetRow, Run
 
-    src = store.url.split("sqlite:///", 1)[1]
-    shutil.copy(src, tmp_path / "old.sqlite")
+    import sqlite3
+
+    # through SQLite's backup API, never shutil.copy: the store is in WAL mode (a file copy misses the
+    # -wal frames), and closing a plain file descriptor on the database releases this process's POSIX
+    # locks on it, so the shared store's later writes were lost to other processes ("no policy result",
+    # "disk I/O error" in tests that ran after this one)
+    src = sqlite3.connect(store.url.split("sqlite:///", 1)[1])
+    dst = sqlite3.connect(tmp_path / "old.sqlite")
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
     old = Store(f"sqlite:///{tmp_path / 'old.sqlite'}")
     data = old.rules_json(old.run(run_id).ruleset_hash)
     del data["params"][missing]

@@ -166,6 +166,8 @@ def test_policy_results_appear_in_report_and_explain(pilot_run, pilot_dir, tmp_p
     a = allocate(store, res.run_id, 5000, "t CO2", "township", "equal_weights")
     html = write_report(store, res.run_id, tmp_path / "r.html").read_text(encoding="utf-8")
     assert "Policy instruments" in html and u["policy_result_id"][:8] in html and a["policy_result_id"][:8] in html
-    out = subprocess.run([sys.executable, "-m", "eco_value.cli", "explain", res.run_id, "--policy", u["policy_result_id"],
-                          "--db", store.url], capture_output=True, text=True, check=True).stdout
+    proc = subprocess.run([sys.executable, "-m", "eco_value.cli", "explain", res.run_id, "--policy", u["policy_result_id"],
+                           "--db", store.url], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    out = proc.stdout
     assert "PV = V" in out and f"{u['present_value_cny']:,.2f}" in out
