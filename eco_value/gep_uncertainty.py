@@ -224,7 +224,8 @@ def marginal(rules: RuleSet, name: str, reciprocal: bool = False) -> Marginal:
         if v > hi - s / THIRDS:       # upper third: mode at the upper end
             a, b = v - 2.0 * s / THIRDS, v + s / THIRDS
             return Marginal("triangular", v, (a, b, b))
-        return Marginal("triangular", v, (lo, THIRDS * v - lo - hi, hi))
+        mode = min(max(THIRDS * v - lo - hi, lo), hi)   # in [lo, hi]: rounding at a third's edge gave lo - 1e-17
+        return Marginal("triangular", v, (lo, mode, hi))
     if dist == "lognormal" and v > 0:
         return Marginal("lognormal", v, (math.log(max(hi, v * SIGMA_GUARD) / v) / Z95,))
     return Marginal("normal", v, ((hi - lo) / (2 * Z95),))
