@@ -11,6 +11,7 @@ import pytest
 from eco_value.inputs.pilot import generate_pilot
 
 SMALL_RES_M = 90.0
+PILOT300_RES_M = 300.0   # the coarse pilot that tests copy and break (cat_dir)
 SEED = 7
 
 
@@ -112,3 +113,20 @@ def make_fake_run(store, sinks: list[float], run_id: str | None = None, rel_ci: 
         Store.insert_rows(s, s.get(RuleSetRow, rules.content_hash), {"zones": zones, "carbon_results": carbon})
         s.commit()
     return run_id
+
+
+@pytest.fixture(scope="session")
+def pilot300(tmp_path_factory) -> Path:
+    """The 300 m Qionglai pilot (raster format), generated once per session; never modified: tests that
+    plant bad values take a private copy (:func:`cat_dir`)."""
+    d = tmp_path_factory.mktemp("pilot300") / "qionglai"
+    generate_pilot("qionglai", d, resolution_m=PILOT300_RES_M, seed=SEED)
+    return d
+
+
+@pytest.fixture
+def cat_dir(pilot300, tmp_path) -> Path:
+    """A private copy of the 300 m pilot to change."""
+    d = tmp_path / "pilot"
+    shutil.copytree(pilot300, d, ignore=shutil.ignore_patterns("results"))
+    return d

@@ -8,7 +8,6 @@ report; above ``rasters.max_service_nodata_share_per_zone`` the run is refused a
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -19,27 +18,13 @@ import rasterio
 import shapely
 
 from eco_value.inputs.limits import load_limits
-from eco_value.inputs.pilot import generate_pilot
 from eco_value.services import SERVICES
 
-RES_M = 300.0
-SEED = 7
+from conftest import PILOT300_RES_M as RES_M   # the shared 300 m pilot's pixel size
+
 TOWNSHIP = "510183002"       # the pilot's smallest township (~434 px at 300 m)
 READS_PRECIP = sorted(k for k, m in SERVICES.items() if "precip" in m.SPEC.layer_keys)
 
-
-@pytest.fixture(scope="module")
-def pilot300(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("pilot300nd") / "qionglai"
-    generate_pilot("qionglai", d, resolution_m=RES_M, seed=SEED)
-    return d
-
-
-@pytest.fixture
-def cat_dir(pilot300, tmp_path) -> Path:
-    d = tmp_path / "pilot"
-    shutil.copytree(pilot300, d, ignore=shutil.ignore_patterns("results"))
-    return d
 
 
 def cli(args, capsys, monkeypatch):

@@ -8,7 +8,6 @@ problem `validate` reports, and checks that `run` refuses it with exit 2 and sto
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tomllib
 from pathlib import Path
@@ -19,26 +18,10 @@ import pytest
 import rasterio
 
 from eco_value.inputs.catalog import load_catalog
-from eco_value.inputs.pilot import generate_pilot
 from eco_value.inputs.validate import validate_catalog, validation_report
 from eco_value.resources import data_dir
 
-RES_M = 300.0
-SEED = 7
 
-
-@pytest.fixture(scope="module")
-def pilot300(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("pilot300") / "qionglai"
-    generate_pilot("qionglai", d, resolution_m=RES_M, seed=SEED)
-    return d
-
-
-@pytest.fixture
-def cat_dir(pilot300, tmp_path) -> Path:
-    d = tmp_path / "pilot"
-    shutil.copytree(pilot300, d, ignore=shutil.ignore_patterns("results"))
-    return d
 
 
 def _problems(d):
