@@ -25,9 +25,7 @@ def pilot_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def pilot_copy(pilot_dir, tmp_path) -> Path:
     """A private copy of the pilot inputs that a test may break."""
-    d = tmp_path / "pilot"
-    shutil.copytree(pilot_dir, d, ignore=shutil.ignore_patterns("results"))
-    return d
+    return _private_copy(pilot_dir, tmp_path)
 
 
 def pg_url() -> str | None:
@@ -127,6 +125,21 @@ def pilot300(tmp_path_factory) -> Path:
 @pytest.fixture
 def cat_dir(pilot300, tmp_path) -> Path:
     """A private copy of the 300 m pilot to change."""
+    return _private_copy(pilot300, tmp_path)
+
+
+def _private_copy(src: Path, tmp_path: Path) -> Path:
     d = tmp_path / "pilot"
-    shutil.copytree(pilot300, d, ignore=shutil.ignore_patterns("results"))
+    shutil.copytree(src, d, ignore=shutil.ignore_patterns("results"))
+    return d
+
+
+@pytest.fixture
+def key_dir(tmp_path_factory, monkeypatch):
+    """The session's issuer signing key (one per test session, in its base temp folder)."""
+    d = tmp_path_factory.getbasetemp() / "keys"
+    monkeypatch.setenv("ECO_VALUE_KEY_DIR", str(d))
+    if not (d / "issuer_ed25519.key").exists():
+        from eco_value.exchange.keys import generate
+        generate()
     return d

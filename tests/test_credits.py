@@ -25,13 +25,8 @@ SCHEMA_DIR = "exchange_export/schemas/v2"
 
 
 @pytest.fixture(autouse=True)
-def key_dir(tmp_path_factory, monkeypatch):
-    d = tmp_path_factory.getbasetemp() / "keys"
-    monkeypatch.setenv("ECO_VALUE_KEY_DIR", str(d))
-    if not (d / "issuer_ed25519.key").exists():
-        from eco_value.exchange.keys import generate
-        generate()
-    return d
+def _signing_key(key_dir):   # every test here signs or verifies: the session's test key (conftest.key_dir)
+    return key_dir
 
 
 def facts(**kw) -> ParcelFacts:

@@ -27,13 +27,8 @@ RULES = load_rules("cn2011-mee2020")
 
 
 @pytest.fixture(autouse=True)
-def key_dir(tmp_path_factory, monkeypatch):
-    d = tmp_path_factory.getbasetemp() / "keys"
-    monkeypatch.setenv("ECO_VALUE_KEY_DIR", str(d))
-    if not (d / "issuer_ed25519.key").exists():
-        from eco_value.exchange.keys import generate
-        generate()
-    return d
+def _signing_key(key_dir):   # every test here signs or verifies: the session's test key (conftest.key_dir)
+    return key_dir
 
 
 def test_serial_check_digits_catch_a_typo():

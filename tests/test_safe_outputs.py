@@ -90,16 +90,6 @@ def small(tmp_path_factory):
 
 
 @pytest.fixture
-def key_dir(tmp_path_factory, monkeypatch):
-    d = tmp_path_factory.getbasetemp() / "keys"
-    monkeypatch.setenv("ECO_VALUE_KEY_DIR", str(d))
-    if not (d / "issuer_ed25519.key").exists():
-        from eco_value.exchange.keys import generate
-        generate()
-    return d
-
-
-@pytest.fixture
 def issued(tmp_path, key_dir):
     from eco_value.exchange.registry import issue
     from eco_value.store import Store

@@ -231,16 +231,6 @@ def _store_copy(store, d: Path):
     return Store(f"sqlite:///{d / 'p.sqlite'}")
 
 
-@pytest.fixture
-def key_dir(tmp_path_factory, monkeypatch):
-    d = tmp_path_factory.getbasetemp() / "keys"
-    monkeypatch.setenv("ECO_VALUE_KEY_DIR", str(d))
-    if not (d / "issuer_ed25519.key").exists():
-        from eco_value.exchange.keys import generate
-        generate()
-    return d
-
-
 def test_use_right_ending_before_the_crediting_period_refused_or_flagged_and_exported(pilots, runs, tmp_path, key_dir):
     from eco_value.exchange.bundle import export_bundle
     from eco_value.exchange.credits import issue_project, verify_issuances
