@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_credits import _cli, key_dir, pilot_project  # noqa: F401  (the pilot afforestation project QLAFF)
+from test_credits import _cli, _signing_key, pilot_project  # noqa: F401  (the session's signing key, autouse; the pilot afforestation project QLAFF)
 
 PERIOD = "2020-01-01..2023-12-31"
 REL = 1e-9
