@@ -9,6 +9,10 @@ from pathlib import Path
 
 from ..ids import csv_safe_frame
 
+#: COG options of the run's maps. ZSTD level 3 with the floating-point predictor: on a 27 Mpx 10 m
+#: pilot map the conversion (overviews included) takes 0.65 s against 1.19 s at GDAL's default level 9,
+#: for files 8 % larger (25.6 vs 23.7 MB); level 1 saves another 0.1 s for +19 % (benchmarks/README.md).
+COG_OPTIONS = dict(driver="COG", compress="ZSTD", level=3, predictor=3, blocksize=512, overview_resampling="average")
 
 def finalize_rasters(folder: Path) -> list[Path]:
     """Turn the tiled GeoTIFFs written during the compute into COGs (ZSTD, overviews), atomically."""
@@ -17,8 +21,7 @@ def finalize_rasters(folder: Path) -> list[Path]:
     out = []
     for tif in sorted(Path(folder).glob("*.tif")):
         tmp = tif.with_name(f".{tif.name}.cog")
-        rio_copy(tif, tmp, driver="COG", compress="ZSTD", predictor=3, blocksize=512,
-                 overview_resampling="average", num_threads="ALL_CPUS")
+        rio_copy(tif, tmp, num_threads="ALL_CPUS", **COG_OPTIONS)
         os.replace(tmp, tif)
         out.append(tif)
     return out

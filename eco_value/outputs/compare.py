@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EcoValueError
+from . import COG_OPTIONS
 
 NODATA = -9999.0
 ZONE_KINDS = ("county", "township")
@@ -134,7 +135,7 @@ def write_difference_maps(store, cmp: dict, folder: Path) -> dict[str, dict]:
             dst.write(arr, 1)
             dst.update_tags(layer=f"diff_{name}", units=units, run_a=cmp["a"], run_b=cmp["b"], note="run B minus run A")
         out = folder / f"diff_{name}.tif"
-        rio_copy(tmp, out, driver="COG", compress="ZSTD", predictor=3, blocksize=512, overview_resampling="average")
+        rio_copy(tmp, out, **COG_OPTIONS)
         os.remove(tmp)
         valid = d.compressed()
         stats[name] = {"path": str(out), "units": units, "min": float(valid.min()) if valid.size else 0.0,
