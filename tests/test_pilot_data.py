@@ -20,6 +20,11 @@ def _hashes(d):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.glob("*.tif"))}
 
 
+def _all_hashes(d):
+    return {p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*"))
+            if p.is_file()}
+
+
 def test_same_seed_gives_byte_identical_rasters(tmp_path):
     a = generate_pilot("dayi", tmp_path / "a", resolution_m=240, seed=11)
     b = generate_pilot("dayi", tmp_path / "b", resolution_m=240, seed=11)
@@ -28,6 +33,22 @@ def test_same_seed_gives_byte_identical_rasters(tmp_path):
     assert len(ha) == 15          # 14 layers of the valuation + the t0 land cover for crediting eligibility
     assert ha == hb
     assert ha["lulc_2020.tif"] != hc["lulc_2020.tif"]
+
+
+@pytest.mark.parametrize("fmt", ["raster", "real"])
+def test_same_seed_gives_byte_identical_files_geopackages_included(tmp_path, monkeypatch, fmt):
+    """Every file, GeoPackages too (GDAL stamps them with the write time unless OGR_CURRENT_DATE is
+    set): the same inputs hash the same, so a regenerated pilot is the same run. The caller's own
+    OGR_CURRENT_DATE is left as it was."""
+    monkeypatch.delenv("OGR_CURRENT_DATE", raising=False)
+    a = generate_pilot("dayi", tmp_path / "a", resolution_m=480, seed=11, fmt=fmt)
+    ha = _all_hashes(a.parent)
+    monkeypatch.setenv("OGR_CURRENT_DATE", "2031-05-05T00:00:00.000Z")   # a caller's own setting ...
+    b = generate_pilot("dayi", tmp_path / "b", resolution_m=480, seed=11, fmt=fmt)
+    assert ha == _all_hashes(b.parent)
+    assert any(k.endswith(".gpkg") for k in ha)
+    import os
+    assert os.environ["OGR_CURRENT_DATE"] == "2031-05-05T00:00:00.000Z"   # ... is restored afterwards
 
 
 def test_land_cover_shares_match_the_cited_targets(pilot_dir):

@@ -12,6 +12,7 @@ import json
 import os
 import tomllib
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,7 +224,8 @@ def generate_pilot(
 ) -> Path:
     """Generate the synthetic pilot input set for ``name`` and return the path of its catalog.toml.
 
-    The same ``name``, ``resolution_m`` and ``seed`` give byte-identical rasters. ``out_dir`` must not
+    The same ``name``, ``resolution_m`` and ``seed`` give byte-identical files (rasters, tables and
+    GeoPackages, whose recorded write time is the fixed ``gpkg_write_date`` of the settings). ``out_dir`` must not
     exist or be empty; an existing folder is replaced only with ``overwrite`` (never the current one).
     ``fmt="real"``: the inputs in the formats a bureau holds (``eco_value/inputs/pilot_real.py``).
     """
@@ -244,9 +246,24 @@ def generate_pilot(
     from ..safe_write import safe_output
 
     out = Path(out_dir)
-    with safe_output(out, "dir", overwrite).staging() as work:
+    with safe_output(out, "dir", overwrite).staging() as work, _gpkg_write_date(gen["gpkg_write_date"]):
         _generate(name, p, gen, settings, res, seed, crs, work, say, real=fmt == "real")
     return out / "catalog.toml"
+
+
+@contextmanager
+def _gpkg_write_date(date: str):
+    """GDAL stamps GeoPackages with the time of writing unless OGR_CURRENT_DATE is set: set it while
+    generating, and restore whatever the caller had."""
+    before = os.environ.get("OGR_CURRENT_DATE")
+    os.environ["OGR_CURRENT_DATE"] = date
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("OGR_CURRENT_DATE", None)
+        else:
+            os.environ["OGR_CURRENT_DATE"] = before
 
 
 REAL_EQUIV = "raster-equivalent"   # --format real: the same data as plain rasters (catalog-raster.toml)
