@@ -280,7 +280,6 @@ def _generate(name, p, gen, settings, res, seed, crs, out: Path, say: Progress, 
     rng = np.random.default_rng([seed, int(p["adcode"])])
     county = county_outline_utm(p["adcode"], crs)
     minx, miny, maxx, maxy = county.bounds
-    m = gen["margin_m"]
     ctx = _make_ctx(rng, county.bounds, float(gen["margin_m"]), res, float(gen["terrain_base_resolution_m"]))
     transform = ctx.transform
     height, width = ctx.shape
