@@ -133,3 +133,21 @@ def test_weights_hold_no_pixel_arrays():
     zw = zone_weights(gdf, "pid", grid)
     cw = zw.chunk(512, 1024, 512, 512)
     assert len(cw.inner) == 512 * 512 and len(cw.edge[0]) == 0 and set(cw.inner_zone) == {0}
+
+
+def test_sums_by_runs_equal_sums_by_pixel():
+    # the chunk's keyed sums go by runs of equal keys when these are long (zones, patches), else
+    # pixel by pixel; keys at or beyond the number of slots (outside every zone) are dropped
+    from eco_value.accounts.zonal import _Keyed
+
+    rng = np.random.default_rng(3)
+    runs = np.repeat(np.array([0, 2, 5, 2, 0, 6, 1]), [40, 13, 7, 30, 1, 20, 9])   # 6: outside (5 slots + 1)
+    noisy = rng.integers(0, 7, len(runs))                                          # runs of ~1 px
+    a = rng.normal(size=len(runs)) * 1e3
+    for keys, by_runs in ((runs, True), (noisy, False)):
+        k = _Keyed(keys.astype(np.int64), 6)
+        assert (k.starts is not None) == by_runs
+        expected = np.array([a[keys == z].sum() for z in range(6)])
+        np.testing.assert_allclose(k.sum(a), expected, rtol=1e-13, atol=1e-10)
+        assert k.sum(None).tolist() == [float((keys == z).sum()) for z in range(6)]   # pixel counts, exact
+    assert _Keyed(runs.astype(np.int64), 6).sum(a)[5] == a[53:60].sum()   # one run: its sum
