@@ -122,15 +122,22 @@ def compute_valuation(cat: Catalog, rules: RuleSet, opts: RunOptions, say: Progr
 
 
 def _valuate(cat, rules, opts, say, run_id, raster_dir, inputs) -> tuple[Valuation, dict]:
-    writes = None
+    writes, writers = None, []
     if raster_dir is not None:
         raster_dir.mkdir(parents=True, exist_ok=True)
         from ..outputs.maps import create_map_files
 
-        writes = lambda maps, grid: create_map_files(maps, raster_dir, grid, run_id, rules, opts.scheduler)  # noqa: E731
+        def writes(maps, grid):
+            files = create_map_files(maps, raster_dir, grid, run_id, rules, opts.scheduler)
+            writers.extend(w for _a, w in files.values())
+            return files
     graph, ctx = build(cat, rules, opts, say, map_writer=writes)
     say(COMPUTE_STAGE, 0.0)
-    computed = _run_graph(graph, opts, say)
+    try:
+        computed = _run_graph(graph, opts, say)
+    finally:   # the map files kept open for the pass, closed before anything reads them
+        for w in writers:
+            w.close()
     checks = computed["zones"].pop("__stats__")
     probs = problems_from_stats(checks, cat)
     if probs:
