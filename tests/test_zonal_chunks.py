@@ -151,3 +151,22 @@ def test_sums_by_runs_equal_sums_by_pixel():
         np.testing.assert_allclose(k.sum(a), expected, rtol=1e-13, atol=1e-10)
         assert k.sum(None).tolist() == [float((keys == z).sum()) for z in range(6)]   # pixel counts, exact
     assert _Keyed(runs.astype(np.int64), 6).sum(a)[5] == a[53:60].sum()   # one run: its sum
+
+
+def test_a_chunks_sums_hold_the_rows_of_its_zones_only():
+    # 400 parcels of 4 × 4 px on an 80 × 80 grid, chunks of 8 px: a chunk meets 4 parcels (+ the
+    # neighbours whose boxes touch its border), and its result holds those rows, not 400
+    from eco_value.accounts.zonal import _add, _part_sums, _Rows
+
+    grid = _grid(80, 80, 8)
+    boxes = [_box(c, r, c + 4, r + 4) for r in range(0, 80, 4) for c in range(0, 80, 4)]
+    gdf = gpd.GeoDataFrame({"pid": [str(i) for i in range(400)]}, geometry=boxes, crs=CRS)
+    zw = zone_weights(gdf, "pid", grid)
+    v = np.arange(64, dtype=np.float64).reshape(8, 8)
+    codes = np.zeros((8, 8), np.int64)
+    part = _part_sums(zw.n, zw.part(8, 16, 8, 8), {"v": v}, {"c": (codes, None, 2)})
+    assert isinstance(part["v"], _Rows) and len(part["v"].zones) <= 16 and part["c"].rows.shape[1] == 2
+    dense = _add([part])
+    first = 2 * 20 + 4                                   # parcel at rows 8..11, columns 16..19
+    assert dense["v"][first] == v[:4, :4].sum() and dense["v"].sum() == v.sum() and dense["v"].shape == (400,)
+    assert dense["c"][first].tolist() == [16.0, 0.0] and dense["c"].shape == (400, 2)

@@ -301,11 +301,15 @@ def _block_sums(n_zones: int, cw: ChunkWeights, values: dict, coded: dict, flat:
             a = flat[k][0]
         return a
 
-    def slots(codes, n_codes):   # codes as int64, those outside 0..n_codes-1 → n_codes
+    def slots(codes, n_codes):   # integer codes, those outside 0..n_codes-1 → n_codes (no copy when none is)
         k = ("codes", id(codes), n_codes)
         if k not in flat:
-            c = np.asarray(codes).ravel().astype(np.int64)
-            flat[k] = (np.where((c >= 0) & (c < n_codes), c, n_codes), codes)
+            c = np.asarray(codes).ravel()
+            if c.dtype.kind not in "iu":
+                c = c.astype(np.int64)
+            if c.size and (c.min() < 0 or c.max() >= n_codes):
+                c = np.where((c >= 0) & (c < n_codes), c.astype(np.int64), n_codes)
+            flat[k] = (c, codes)
         return flat[k][0]
 
     first = next(iter(values.values()), None)
@@ -370,17 +374,52 @@ def _zeros(n: int, values, coded) -> dict[str, np.ndarray]:
     return {k: np.zeros(n) for k in values} | {k: np.zeros((n, c[2])) for k, c in coded.items()}
 
 
-def _part_sums(n_zones: int, part: ZonePart, values: dict, coded: dict, flat: dict | None = None) -> dict[str, np.ndarray]:
+@dataclass
+class _Rows:
+    """One chunk's per-zone sums as the rows of the zones it meets (the others are 0): a chunk's
+    result then holds ~100 parcels' rows, not the region's thousands (made dense when added)."""
+
+    zones: np.ndarray   # ascending zone indices
+    rows: np.ndarray    # their sums: (len(zones),) or (len(zones), n_codes)
+    n: int
+
+    def dense(self) -> np.ndarray:
+        out = np.zeros((self.n,) + self.rows.shape[1:])
+        out[self.zones] = self.rows
+        return out
+
+
+def _part_sums(n_zones: int, part: ZonePart, values: dict, coded: dict, flat: dict | None = None) -> dict:
     cw = part.weights()
-    return _zeros(n_zones, values, coded) if cw.empty else _block_sums(n_zones, cw, values, coded, flat)
+    zones = np.asarray(part.zones, dtype=np.int64)
+    if cw.empty:
+        return {k: _Rows(zones[:0], v[:0], n_zones) for k, v in _zeros(0, values, coded).items()}
+    out = _block_sums(n_zones, cw, values, coded, flat)
+    if len(zones) == n_zones:
+        return out
+    return {k: _Rows(zones, v[zones], n_zones) for k, v in out.items()}
 
 
 def _add(parts: list[dict]) -> dict:
-    out = {k: v.copy() for k, v in parts[0].items()}
-    for p in parts[1:]:
+    """Σ of per-zone sums (arrays or :class:`_Rows`), as arrays; each zone's terms added in order."""
+    out = {}
+    for p in parts:
         for k, v in p.items():
-            out[k] += v
+            if k not in out:
+                out[k] = v.dense() if isinstance(v, _Rows) else v.copy()
+            elif isinstance(v, _Rows):
+                out[k][v.zones] += v.rows
+            else:
+                out[k] += v
     return out
+
+
+def _reduce(parts: list, add, *args):
+    """A tree of ``add`` over groups of 8 (memory stays flat), at least one level (sums made dense)."""
+    while True:
+        parts = [dask.delayed(add)(parts[k:k + 8], *args) for k in range(0, len(parts), 8)]
+        if len(parts) == 1:
+            return parts[0]
 
 
 def _stats(stats):
@@ -475,12 +514,10 @@ def zonal_sums(weights: ZoneWeights, grid: Grid, values: dict[str, xr.DataArray]
         vb = {k: blocks(a, i, j) for k, a in values.items()}
         cb = {k: (blocks(c, i, j), None if v is None else blocks(v, i, j), n) for k, (c, v, n) in coded.items()}
         parts.append(dask.delayed(_part_sums)(weights.n, part, vb, cb))
-    while len(parts) > 1:  # tree reduction keeps memory flat
-        parts = [dask.delayed(_add)(parts[k:k + 8]) for k in range(0, len(parts), 8)]
     if not parts:
         empty = _zeros(weights.n, values, coded)
         return dask.delayed(lambda: empty)()
-    return blocks.attach(parts[0])
+    return blocks.attach(_reduce(parts, _add))
 
 
 def zonal_sums_many(weights: dict[str, ZoneWeights], grid: Grid, values: dict[str, xr.DataArray],
@@ -520,9 +557,7 @@ def zonal_sums_many(weights: dict[str, ZoneWeights], grid: Grid, values: dict[st
         wb = {k: (blocks(a, i, j), write, (r0, c0)) for k, (a, write) in block_writes.items()}
         parts.append(dask.delayed(_block_sums_many)(ns, t, vb, cb, only, sb, wb))
     merges = {k: m for k, (_fn, m, _arrs) in block_stats.items()}
-    while len(parts) > 1:
-        parts = [dask.delayed(_add_many)(parts[k:k + 8], merges) for k in range(0, len(parts), 8)]
-    return blocks.attach(parts[0])
+    return blocks.attach(_reduce(parts, _add_many, merges))
 
 
 def _block_sums_many(ns, parts, values, coded, only, stats=None, writes=None):
@@ -572,9 +607,7 @@ def zonal_pass(weights: dict[str, ZoneWeights], grid: Grid, inputs: dict[str, xr
         wb = {k: write for k, (_a, write) in block_writes.items()}
         parts.append(dask.delayed(_kernel_sums)(ns, t, kern, ib, hb, (r0, c0, h, w), only, sb, wb))
     merges = {k: m for k, (_fn, m, _arrs) in block_stats.items()}
-    while len(parts) > 1:
-        parts = [dask.delayed(_add_many)(parts[k:k + 8], merges) for k in range(0, len(parts), 8)]
-    return blocks.attach(parts[0])
+    return blocks.attach(_reduce(parts, _add_many, merges))
 
 
 def _kernel_sums(ns, parts, kernel, blocks, halos, window, only, stats, writes):
