@@ -394,10 +394,14 @@ def _part_sums(n_zones: int, part: ZonePart, values: dict, coded: dict, flat: di
     zones = np.asarray(part.zones, dtype=np.int64)
     if cw.empty:
         return {k: _Rows(zones[:0], v[:0], n_zones) for k, v in _zeros(0, values, coded).items()}
-    out = _block_sums(n_zones, cw, values, coded, flat)
     if len(zones) == n_zones:
-        return out
-    return {k: _Rows(zones, v[zones], n_zones) for k, v in out.items()}
+        return _block_sums(n_zones, cw, values, coded, flat)
+    # summed by the chunk's own zones (positions in ``zones``): work and memory O(zones met), not O(region's zones)
+    local = np.full(n_zones, -1, np.int64)
+    local[zones] = np.arange(len(zones))
+    pix, zone, cov = cw.edge
+    cw = ChunkWeights(cw.inner, local[cw.inner_zone], (pix, local[zone], cov))
+    return {k: _Rows(zones, v, n_zones) for k, v in _block_sums(len(zones), cw, values, coded, flat).items()}
 
 
 def _add(parts: list[dict]) -> dict:
@@ -414,10 +418,13 @@ def _add(parts: list[dict]) -> dict:
     return out
 
 
+REDUCE_FAN_IN = 8   # chunk results added per task of the tree reduction
+
+
 def _reduce(parts: list, add, *args):
-    """A tree of ``add`` over groups of 8 (memory stays flat), at least one level (sums made dense)."""
+    """A tree of ``add`` over groups of REDUCE_FAN_IN (memory stays flat), at least one level (sums made dense)."""
     while True:
-        parts = [dask.delayed(add)(parts[k:k + 8], *args) for k in range(0, len(parts), 8)]
+        parts = [dask.delayed(add)(parts[k:k + REDUCE_FAN_IN], *args) for k in range(0, len(parts), REDUCE_FAN_IN)]
         if len(parts) == 1:
             return parts[0]
 
