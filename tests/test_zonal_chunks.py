@@ -166,7 +166,10 @@ def test_a_chunks_sums_hold_the_rows_of_its_zones_only():
     codes = np.zeros((8, 8), np.int64)
     part = _part_sums(zw.n, zw.part(8, 16, 8, 8), {"v": v}, {"c": (codes, None, 2)})
     assert isinstance(part["v"], _Rows) and len(part["v"].zones) <= 16 and part["c"].rows.shape[1] == 2
-    dense = _add([part])
+    two = _add([part, _part_sums(zw.n, zw.part(8, 24, 8, 8), {"v": v}, {"c": (codes, None, 2)})])
+    assert isinstance(two["v"], _Rows) and len(two["v"].zones) <= 32          # a branch of the tree: still rows
+    assert two["v"].dense().sum() == 2 * v.sum()
+    dense = _add([part], dense=True)                                          # the root: arrays
     first = 2 * 20 + 4                                   # parcel at rows 8..11, columns 16..19
     assert dense["v"][first] == v[:4, :4].sum() and dense["v"].sum() == v.sum() and dense["v"].shape == (400,)
     assert dense["c"][first].tolist() == [16.0, 0.0] and dense["c"].shape == (400, 2)

@@ -404,17 +404,34 @@ def _part_sums(n_zones: int, part: ZonePart, values: dict, coded: dict, flat: di
     return {k: _Rows(zones, v, n_zones) for k, v in _block_sums(len(zones), cw, values, coded, flat).items()}
 
 
-def _add(parts: list[dict]) -> dict:
-    """Σ of per-zone sums (arrays or :class:`_Rows`), as arrays; each zone's terms added in order."""
+def _add(parts: list[dict], dense: bool = False) -> dict:
+    """Σ of per-zone sums (arrays or :class:`_Rows`); each zone's terms added in the parts' order.
+
+    Rows stay rows (the union of the parts' zones) while they are fewer than half the zones, so a
+    branch of the tree reduction holds the zones its chunks met; ``dense``: arrays (the tree's root).
+    """
     out = {}
-    for p in parts:
-        for k, v in p.items():
-            if k not in out:
-                out[k] = v.dense() if isinstance(v, _Rows) else v.copy()
+    for k in parts[0]:
+        vs = [p[k] for p in parts]
+        if not dense and all(isinstance(v, _Rows) for v in vs):
+            zones = vs[0].zones
+            for v in vs[1:]:
+                zones = np.union1d(zones, v.zones)
+            if len(zones) * 2 < vs[0].n:
+                rows = np.zeros((len(zones),) + vs[0].rows.shape[1:])
+                for v in vs:
+                    rows[np.searchsorted(zones, v.zones)] += v.rows
+                out[k] = _Rows(zones, rows, vs[0].n)
+                continue
+        acc = None
+        for v in vs:
+            if acc is None:
+                acc = v.dense() if isinstance(v, _Rows) else v.copy()
             elif isinstance(v, _Rows):
-                out[k][v.zones] += v.rows
+                acc[v.zones] += v.rows
             else:
-                out[k] += v
+                acc += v
+        out[k] = acc
     return out
 
 
@@ -422,10 +439,13 @@ REDUCE_FAN_IN = 8   # chunk results added per task of the tree reduction
 
 
 def _reduce(parts: list, add, *args):
-    """A tree of ``add`` over groups of REDUCE_FAN_IN (memory stays flat), at least one level (sums made dense)."""
+    """A tree of ``add`` over groups of REDUCE_FAN_IN (memory stays flat), at least one level; the
+    root's sums are arrays."""
     while True:
-        parts = [dask.delayed(add)(parts[k:k + REDUCE_FAN_IN], *args) for k in range(0, len(parts), REDUCE_FAN_IN)]
-        if len(parts) == 1:
+        last = len(parts) <= REDUCE_FAN_IN
+        parts = [dask.delayed(add)(parts[k:k + REDUCE_FAN_IN], *args, dense=last)
+                 for k in range(0, len(parts), REDUCE_FAN_IN)]
+        if last:
             return parts[0]
 
 
@@ -446,8 +466,8 @@ def _write_blocks(writes):
         write(a, r0, c0)
 
 
-def _add_many(parts, merges):
-    out = {kind: _add([p[kind] for p in parts]) for kind in parts[0] if kind != "__stats__"}
+def _add_many(parts, merges, dense=False):
+    out = {kind: _add([p[kind] for p in parts], dense) for kind in parts[0] if kind != "__stats__"}
     st = {}
     for p in parts:
         st = _merge_stats(st, p["__stats__"], merges)
