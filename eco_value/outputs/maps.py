@@ -52,6 +52,8 @@ class WindowWriter:
 
     def close(self) -> None:
         """Close the file kept open (if any): its windows are then on disk."""
+        if not self.keep_open:   # nothing held (and a cluster's lock may be gone with its client)
+            return
         with self.lock:
             if self._dst is not None:
                 dst, self._dst = self._dst, None
