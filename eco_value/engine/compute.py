@@ -48,18 +48,28 @@ def _client(address: str | None):
     return Client(address, set_as_default=False)
 
 
+#: GDAL's block cache during the local pass, in bytes: a chunk's input tiles (~13 layers × 1 MB per
+#: thread, the DEM halo's neighbours) fit. GDAL's default, 5 % of RAM (1.2 GB on 24 GB), filled with
+#: tiles of chunks already summed and set the 10 m pilot's peak: 2.1 GB → 1.2 GB with 64 MB, CPU unchanged
+PASS_GDAL_CACHE_BYTES = 64 * 2**20
+
+
 def _run_graph(graph, opts: RunOptions, say: Progress | None):
-    """The one ``dask.compute`` of a graph: local threads (with progress), or the cluster of ``--scheduler``."""
+    """The one ``dask.compute`` of a graph: local threads (with progress, GDAL's block cache capped
+    for the pass), or the cluster of ``--scheduler``."""
+    import rasterio
+
     client = _client(opts.scheduler)
     try:
         if client is not None:
             return client.compute(graph, sync=True)
-        if say is None:
-            (computed,) = dask.compute(graph, scheduler="threads")
+        with rasterio.Env(GDAL_CACHEMAX=PASS_GDAL_CACHE_BYTES):
+            if say is None:
+                (computed,) = dask.compute(graph, scheduler="threads")
+                return computed
+            with _DaskProgress(say):
+                (computed,) = dask.compute(graph, scheduler="threads")
             return computed
-        with _DaskProgress(say):
-            (computed,) = dask.compute(graph, scheduler="threads")
-        return computed
     finally:
         if client is not None:
             client.close()
