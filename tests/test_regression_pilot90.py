@@ -1,5 +1,6 @@
 """Regression: every stored number of the 90 m Qionglai pilot equals the value stored before the
-vocabulary refactor (ecosystem types, class schemes, roles@periods) to 1e-12 relative.
+vocabulary refactor (ecosystem types, class schemes, roles@periods) to 1e-10 relative (1e-12 until issue 17's
+zone sums by runs of equal ids, pairwise within a run, moved stored values by up to 1.5e-12 relative).
 
 The fixture tests/data/pilot90_snapshot.json was written by THIS module's `snapshot()` from a run of the
 code at commit ffc7927 (before the refactor), with the settings of the shared `pilot_run` fixture
@@ -8,10 +9,10 @@ code at commit ffc7927 (before the refactor), with the settings of the shared `p
 - every county and township row of the services and carbon tables, and zone areas;
 - the SEEA physical and monetary supply tables (columns keyed by ecosystem type, not their label);
 - for the 4 499 parcels (too many to store whole under 200 KB): every 100th parcel's rows, per-column
-  sums, two signed pseudo-random projections of each column compared to 1e-12 of the column's sum of
+  sums, two signed pseudo-random projections of each column compared to ``REL`` of the column's sum of
   absolute values, and a sha256 of all parcel values rounded to 8 significant digits; together they
   catch a change of any single parcel above ~1e-8 relative (all sampled parcels, counties, townships:
-  1e-12);
+  ``REL``);
 - per output map: the sum and count of finite pixels.
 The run itself is the session-wide `pilot_run` fixture that other tests share, so this test adds only
 the comparison (a second or two).
@@ -32,7 +33,7 @@ import numpy as np
 import pytest
 
 FIXTURE = Path(__file__).parent / "data" / "pilot90_snapshot.json"
-REL = 1e-12
+REL = 1e-10   # was 1e-12: zone sums by runs (pairwise within a run, issue 17) move stored values by <= 1.5e-12 relative
 SAMPLE_EVERY = 100
 SVC_COLS = ["quantity", "value_cny"]
 CARBON_COLS = ["area_ha", "stock_t1_tc", "stock_t2_tc", "net_sink_tco2e_per_yr", "ci95_low_tco2e_per_yr",

@@ -133,3 +133,43 @@ def test_weights_hold_no_pixel_arrays():
     zw = zone_weights(gdf, "pid", grid)
     cw = zw.chunk(512, 1024, 512, 512)
     assert len(cw.inner) == 512 * 512 and len(cw.edge[0]) == 0 and set(cw.inner_zone) == {0}
+
+
+def test_sums_by_runs_equal_sums_by_pixel():
+    # the chunk's keyed sums go by runs of equal keys when these are long (zones, patches), else
+    # pixel by pixel; keys at or beyond the number of slots (outside every zone) are dropped
+    from eco_value.accounts.zonal import _Keyed
+
+    rng = np.random.default_rng(3)
+    runs = np.repeat(np.array([0, 2, 5, 2, 0, 6, 1]), [40, 13, 7, 30, 1, 20, 9])   # 6: outside (5 slots + 1)
+    noisy = rng.integers(0, 7, len(runs))                                          # runs of ~1 px
+    a = rng.normal(size=len(runs)) * 1e3
+    for keys, by_runs in ((runs, True), (noisy, False)):
+        k = _Keyed(keys.astype(np.int64), 6)
+        assert (k.starts is not None) == by_runs
+        expected = np.array([a[keys == z].sum() for z in range(6)])
+        np.testing.assert_allclose(k.sum(a), expected, rtol=1e-13, atol=1e-10)
+        assert k.sum(None).tolist() == [float((keys == z).sum()) for z in range(6)]   # pixel counts, exact
+    assert _Keyed(runs.astype(np.int64), 6).sum(a)[5] == a[53:60].sum()   # one run: its sum
+
+
+def test_a_chunks_sums_hold_the_rows_of_its_zones_only():
+    # 400 parcels of 4 × 4 px on an 80 × 80 grid, chunks of 8 px: a chunk meets 4 parcels (+ the
+    # neighbours whose boxes touch its border), and its result holds those rows, not 400
+    from eco_value.accounts.zonal import _add, _part_sums, _Rows
+
+    grid = _grid(80, 80, 8)
+    boxes = [_box(c, r, c + 4, r + 4) for r in range(0, 80, 4) for c in range(0, 80, 4)]
+    gdf = gpd.GeoDataFrame({"pid": [str(i) for i in range(400)]}, geometry=boxes, crs=CRS)
+    zw = zone_weights(gdf, "pid", grid)
+    v = np.arange(64, dtype=np.float64).reshape(8, 8)
+    codes = np.zeros((8, 8), np.int64)
+    part = _part_sums(zw.n, zw.part(8, 16, 8, 8), {"v": v}, {"c": (codes, None, 2)})
+    assert isinstance(part["v"], _Rows) and len(part["v"].zones) <= 16 and part["c"].rows.shape[1] == 2
+    two = _add([part, _part_sums(zw.n, zw.part(8, 24, 8, 8), {"v": v}, {"c": (codes, None, 2)})])
+    assert isinstance(two["v"], _Rows) and len(two["v"].zones) <= 32          # a branch of the tree: still rows
+    assert two["v"].dense().sum() == 2 * v.sum()
+    dense = _add([part], dense=True)                                          # the root: arrays
+    first = 2 * 20 + 4                                   # parcel at rows 8..11, columns 16..19
+    assert dense["v"][first] == v[:4, :4].sum() and dense["v"].sum() == v.sum() and dense["v"].shape == (400,)
+    assert dense["c"][first].tolist() == [16.0, 0.0] and dense["c"].shape == (400, 2)

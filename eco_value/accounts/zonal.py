@@ -240,80 +240,213 @@ def _nan0(a: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(a), 0.0, a)
 
 
+RUNS_MAX_SHARE = 0.25   # keyed sums go by runs of equal keys when there are at most this many runs per pixel
+
+
+class _Keyed:
+    """Sums of chunk-sized arrays by an int64 key per pixel (``minlength`` slots, keys ≥ it dropped).
+
+    Where equal keys come in runs along the row-major pixels (a zone's pixels in each row, a land-cover
+    patch), each run is summed by ``np.add.reduceat`` (pairwise, no dependency chain) and the runs by
+    key with ``np.bincount``; else one ``np.bincount`` over the pixels. Both are exact to the last few
+    ulps of the sum of absolute values (the order of the additions differs, not the terms).
+    """
+
+    def __init__(self, keys: np.ndarray, minlength: int):
+        self.n = minlength
+        self.keys = keys
+        starts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+        if len(starts) + 1 <= RUNS_MAX_SHARE * len(keys):
+            self.starts = np.concatenate(([0], starts))
+            self.run_keys = keys[self.starts]
+            self.lengths = np.diff(np.append(self.starts, len(keys))).astype(np.float64)
+        else:
+            self.starts = None
+
+    def sum(self, a: np.ndarray | None) -> np.ndarray:
+        """Σ a by key (a None: the number of pixels) as float64 of ``minlength``."""
+        if self.starts is None:
+            s = np.bincount(self.keys, weights=a, minlength=self.n + 1)
+        else:
+            w = self.lengths if a is None else np.add.reduceat(a, self.starts)
+            s = np.bincount(self.run_keys, weights=w, minlength=self.n + 1)
+        return s[:self.n].astype(np.float64, copy=False)
+
+
 def _block_sums(n_zones: int, cw: ChunkWeights, values: dict, coded: dict, flat: dict | None = None) -> dict[str, np.ndarray]:
     """Per-zone sums of one chunk: interior pixels by zone id (weight 1), edge pixels by fraction.
 
-    ``flat`` caches, across the zone layers of one chunk, each array as a flat float64 with NaN as 0
-    (keyed by the array's identity) and its codes' keys; the sums are those of ``np.bincount`` over
-    the pixels in ascending order, whatever is cached.
+    Interior pixels are summed over a chunk-sized zone-id raster (pixels outside every zone, or only
+    at edges, take an extra slot) by runs of equal ids (:class:`_Keyed`: no value is gathered); edge
+    triplets with ``np.bincount``. ``flat`` caches, across the zone layers of one chunk, each array as
+    a flat float64 with NaN as 0 (keyed by the array's identity), each codes array clipped to its
+    slots, and the sums of a chunk held wholly by one zone (the county's and a township's interior
+    chunks share them).
     """
     flat = {} if flat is None else flat
-    sel, zi = cw.inner, cw.inner_zone
     pix, zone, cov = cw.edge
-    n_px = None
+    sel, zi = cw.inner, cw.inner_zone
+    has_edge = len(pix) > 0
 
     def nan0(arr, coded=False):   # coded sums also take ±inf as the largest finite numbers (nan_to_num)
-        k = (coded, id(arr))
+        k = id(arr)
         if k not in flat:
             a = np.asarray(arr, dtype=np.float64).ravel()
-            if not (np.isfinite(a).all() if coded else not np.isnan(a).any()):   # else no copy
-                a = np.nan_to_num(a) if coded else np.where(np.isnan(a), 0.0, a)
-            flat[k] = (a, arr)   # (arr kept alive: ids stay unique)
+            flat[k] = (np.where(np.isnan(a), 0.0, a) if np.isnan(a).any() else a, arr)   # (arr kept alive: ids stay unique)
+        a = flat[k][0]
+        if coded:
+            k = ("finite", id(arr))
+            if k not in flat:
+                flat[k] = (np.nan_to_num(a) if np.isinf(a).any() else a, arr)
+            a = flat[k][0]
+        return a
+
+    def slots(codes, n_codes):   # integer codes, those outside 0..n_codes-1 → n_codes (no copy when none is)
+        k = ("codes", id(codes), n_codes)
+        if k not in flat:
+            c = np.asarray(codes).ravel()
+            if c.dtype.kind not in "iu":
+                c = c.astype(np.int64)
+            if c.size and (c.min() < 0 or c.max() >= n_codes):
+                c = np.where((c >= 0) & (c < n_codes), c.astype(np.int64), n_codes)
+            flat[k] = (c, codes)
         return flat[k][0]
 
-    def inner_of(a):   # the interior pixels' values (no copy when the chunk is all interior)
-        return a if len(sel) == len(a) else a[sel]
+    first = next(iter(values.values()), None)
+    if first is None:
+        first = next(iter(coded.values()))[0]
+    n_px = np.asarray(first).size
+    # one zone holds the whole chunk (no edge): its sums are the chunk's, shared by every such layer
+    whole = not has_edge and len(sel) == n_px and n_px > 0 and zi[0] == zi[-1] and (zi == zi[0]).all()
+    if whole:
+        z0 = int(zi[0])
+    elif len(sel) == n_px:
+        zid = zi                                    # every pixel interior (ascending): no copy
+    else:
+        zid = np.full(n_px, n_zones, np.int64)      # outside every zone (or at an edge only) → the extra slot
+        zid[sel] = zi
 
     out = {}
+    inner = None
     for name, arr in values.items():
         a = nan0(arr)
-        s = np.bincount(zi, weights=inner_of(a), minlength=n_zones).astype(np.float64)  # int64 when empty
-        if len(pix):
-            s += np.bincount(zone, weights=cov * a[pix], minlength=n_zones)
+        s = np.zeros(n_zones)
+        if whole:
+            k = ("whole", id(arr))
+            if k not in flat:
+                flat[k] = (np.add.reduce(a), arr)
+            s[z0] = flat[k][0]
+        else:
+            inner = inner or _Keyed(zid, n_zones)
+            s += inner.sum(a)
+            if has_edge:
+                s += np.bincount(zone, weights=cov * a[pix], minlength=n_zones)
         out[name] = s
-    keys: dict = {}
+    keyed: dict = {}
     for name, (codes, arr, n_codes) in coded.items():
+        c = slots(codes, n_codes)
+        a = None if arr is None else nan0(arr, coded=True)
+        s = np.zeros((n_zones, n_codes + 1))
+        if whole:
+            kk = ("whole-keys", id(codes), n_codes)
+            if kk not in flat:
+                flat[kk] = (_Keyed(c, n_codes + 1), codes)
+            k = ("whole-coded", id(codes), n_codes, None if arr is None else id(arr))
+            if k not in flat:
+                flat[k] = (flat[kk][0].sum(a), (codes, arr))
+            s[z0] = flat[k][0]
+            out[name] = s[:, :n_codes]
+            continue
         m = n_zones * (n_codes + 1)
         kk = (id(codes), n_codes)
-        if kk not in keys:
-            c = np.asarray(codes).ravel()
-            n_px = len(c)
-            keys[kk] = (_code_keys(c, sel, zi, n_codes), _code_keys(c, pix, zone, n_codes) if len(pix) else None, codes)
-        k_in, k_edge, _ = keys[kk]
-        if arr is None:
-            s = np.bincount(k_in, minlength=m).astype(np.float64)
-            if len(pix):
-                s += np.bincount(k_edge, weights=cov, minlength=m)
-        else:
-            a = nan0(arr, coded=True)
-            s = np.bincount(k_in, weights=a if len(sel) == n_px == len(a) else a[sel], minlength=m).astype(np.float64)
-            if len(pix):
-                s += np.bincount(k_edge, weights=cov * a[pix], minlength=m)
+        if kk not in keyed:   # flat (zone, code) index; pixels outside every zone → beyond m
+            keyed[kk] = (_Keyed(zid * (n_codes + 1) + c, m), zone * (n_codes + 1) + c[pix] if has_edge else None)
+        k_in, k_edge = keyed[kk]
+        s = s.ravel()
+        s += k_in.sum(a)
+        if has_edge:
+            s += np.bincount(k_edge, weights=cov if a is None else cov * a[pix], minlength=m)
         out[name] = s.reshape(n_zones, n_codes + 1)[:, :n_codes]
     return out
-
-
-def _code_keys(c: np.ndarray, p: np.ndarray, z: np.ndarray, n_codes: int) -> np.ndarray:
-    """Flat (zone, code) index of pixels ``p`` of zones ``z``; codes outside 0..n_codes-1 → n_codes."""
-    k = c[p].astype(np.int64)
-    return z * (n_codes + 1) + np.where((k >= 0) & (k < n_codes), k, n_codes)
 
 
 def _zeros(n: int, values, coded) -> dict[str, np.ndarray]:
     return {k: np.zeros(n) for k in values} | {k: np.zeros((n, c[2])) for k, c in coded.items()}
 
 
-def _part_sums(n_zones: int, part: ZonePart, values: dict, coded: dict, flat: dict | None = None) -> dict[str, np.ndarray]:
+@dataclass
+class _Rows:
+    """One chunk's per-zone sums as the rows of the zones it meets (the others are 0): a chunk's
+    result then holds ~100 parcels' rows, not the region's thousands (made dense when added)."""
+
+    zones: np.ndarray   # ascending zone indices
+    rows: np.ndarray    # their sums: (len(zones),) or (len(zones), n_codes)
+    n: int
+
+    def dense(self) -> np.ndarray:
+        out = np.zeros((self.n,) + self.rows.shape[1:])
+        out[self.zones] = self.rows
+        return out
+
+
+def _part_sums(n_zones: int, part: ZonePart, values: dict, coded: dict, flat: dict | None = None) -> dict:
     cw = part.weights()
-    return _zeros(n_zones, values, coded) if cw.empty else _block_sums(n_zones, cw, values, coded, flat)
+    zones = np.asarray(part.zones, dtype=np.int64)
+    if cw.empty:
+        return {k: _Rows(zones[:0], v[:0], n_zones) for k, v in _zeros(0, values, coded).items()}
+    if len(zones) == n_zones:
+        return _block_sums(n_zones, cw, values, coded, flat)
+    # summed by the chunk's own zones (positions in ``zones``): work and memory O(zones met), not O(region's zones)
+    local = np.full(n_zones, -1, np.int64)
+    local[zones] = np.arange(len(zones))
+    pix, zone, cov = cw.edge
+    cw = ChunkWeights(cw.inner, local[cw.inner_zone], (pix, local[zone], cov))
+    return {k: _Rows(zones, v, n_zones) for k, v in _block_sums(len(zones), cw, values, coded, flat).items()}
 
 
-def _add(parts: list[dict]) -> dict:
-    out = {k: v.copy() for k, v in parts[0].items()}
-    for p in parts[1:]:
-        for k, v in p.items():
-            out[k] += v
+def _add(parts: list[dict], dense: bool = False) -> dict:
+    """Σ of per-zone sums (arrays or :class:`_Rows`); each zone's terms added in the parts' order.
+
+    Rows stay rows (the union of the parts' zones) while they are fewer than half the zones, so a
+    branch of the tree reduction holds the zones its chunks met; ``dense``: arrays (the tree's root).
+    """
+    out = {}
+    for k in parts[0]:
+        vs = [p[k] for p in parts]
+        if not dense and all(isinstance(v, _Rows) for v in vs):
+            zones = vs[0].zones
+            for v in vs[1:]:
+                zones = np.union1d(zones, v.zones)
+            if len(zones) * 2 < vs[0].n:
+                rows = np.zeros((len(zones),) + vs[0].rows.shape[1:])
+                for v in vs:
+                    rows[np.searchsorted(zones, v.zones)] += v.rows
+                out[k] = _Rows(zones, rows, vs[0].n)
+                continue
+        acc = None
+        for v in vs:
+            if acc is None:
+                acc = v.dense() if isinstance(v, _Rows) else v.copy()
+            elif isinstance(v, _Rows):
+                acc[v.zones] += v.rows
+            else:
+                acc += v
+        out[k] = acc
     return out
+
+
+REDUCE_FAN_IN = 8   # chunk results added per task of the tree reduction
+
+
+def _reduce(parts: list, add, *args):
+    """A tree of ``add`` over groups of REDUCE_FAN_IN (memory stays flat), at least one level; the
+    root's sums are arrays."""
+    while True:
+        last = len(parts) <= REDUCE_FAN_IN
+        parts = [dask.delayed(add)(parts[k:k + REDUCE_FAN_IN], *args, dense=last)
+                 for k in range(0, len(parts), REDUCE_FAN_IN)]
+        if last:
+            return parts[0]
 
 
 def _stats(stats):
@@ -333,8 +466,8 @@ def _write_blocks(writes):
         write(a, r0, c0)
 
 
-def _add_many(parts, merges):
-    out = {kind: _add([p[kind] for p in parts]) for kind in parts[0] if kind != "__stats__"}
+def _add_many(parts, merges, dense=False):
+    out = {kind: _add([p[kind] for p in parts], dense) for kind in parts[0] if kind != "__stats__"}
     st = {}
     for p in parts:
         st = _merge_stats(st, p["__stats__"], merges)
@@ -408,12 +541,10 @@ def zonal_sums(weights: ZoneWeights, grid: Grid, values: dict[str, xr.DataArray]
         vb = {k: blocks(a, i, j) for k, a in values.items()}
         cb = {k: (blocks(c, i, j), None if v is None else blocks(v, i, j), n) for k, (c, v, n) in coded.items()}
         parts.append(dask.delayed(_part_sums)(weights.n, part, vb, cb))
-    while len(parts) > 1:  # tree reduction keeps memory flat
-        parts = [dask.delayed(_add)(parts[k:k + 8]) for k in range(0, len(parts), 8)]
     if not parts:
         empty = _zeros(weights.n, values, coded)
         return dask.delayed(lambda: empty)()
-    return blocks.attach(parts[0])
+    return blocks.attach(_reduce(parts, _add))
 
 
 def zonal_sums_many(weights: dict[str, ZoneWeights], grid: Grid, values: dict[str, xr.DataArray],
@@ -453,9 +584,7 @@ def zonal_sums_many(weights: dict[str, ZoneWeights], grid: Grid, values: dict[st
         wb = {k: (blocks(a, i, j), write, (r0, c0)) for k, (a, write) in block_writes.items()}
         parts.append(dask.delayed(_block_sums_many)(ns, t, vb, cb, only, sb, wb))
     merges = {k: m for k, (_fn, m, _arrs) in block_stats.items()}
-    while len(parts) > 1:
-        parts = [dask.delayed(_add_many)(parts[k:k + 8], merges) for k in range(0, len(parts), 8)]
-    return blocks.attach(parts[0])
+    return blocks.attach(_reduce(parts, _add_many, merges))
 
 
 def _block_sums_many(ns, parts, values, coded, only, stats=None, writes=None):
@@ -505,9 +634,7 @@ def zonal_pass(weights: dict[str, ZoneWeights], grid: Grid, inputs: dict[str, xr
         wb = {k: write for k, (_a, write) in block_writes.items()}
         parts.append(dask.delayed(_kernel_sums)(ns, t, kern, ib, hb, (r0, c0, h, w), only, sb, wb))
     merges = {k: m for k, (_fn, m, _arrs) in block_stats.items()}
-    while len(parts) > 1:
-        parts = [dask.delayed(_add_many)(parts[k:k + 8], merges) for k in range(0, len(parts), 8)]
-    return blocks.attach(parts[0])
+    return blocks.attach(_reduce(parts, _add_many, merges))
 
 
 def _kernel_sums(ns, parts, kernel, blocks, halos, window, only, stats, writes):

@@ -479,15 +479,15 @@ def check_block(a, region, *, nodata, fill_codes, known, ranged) -> dict:
     codes = _representable(fill_codes, a.dtype)
     fill = (np.isin(a, codes) & ~declared) if codes.size else none
     gap = nan | inf | declared | fill
-    out = {"region_px": int(region.sum())}
+    out = {"region_px": int(np.count_nonzero(region))}   # count_nonzero: ~5x a bool sum
     for k, m in zip(GAP_KINDS, (nan, inf, declared, fill)):
-        out[k] = int((m & region).sum())
+        out[k] = 0 if m is none else int(np.count_nonzero(m & region))
     fr = fill & region
     out["fill_example"] = float(a[fr].max()) if fr.any() else -math.inf
     valid = ~gap
     if known is not None:
         unk = valid & ~np.isin(a, known)
-        out["unknown"] = int(unk.sum())
+        out["unknown"] = int(np.count_nonzero(unk))
         out["unknown_example"] = int(a[unk].max()) if unk.any() else -1
     elif ranged:
         v = a[valid].astype(np.float64)
