@@ -9,7 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from .. import roles
-from ..grid import M2_PER_HA, Grid
+from ..grid import M2_PER_HA, PIXEL_DTYPE, Grid
 from ..rules import RuleSet
 from ..rules.ecosystem import NODATA_ID, EcosystemTypes, ecosystem_types
 
@@ -192,8 +192,8 @@ class ServiceContext:
         return w / (w * cov).sum()
 
     def lookup(self, table: np.ndarray) -> xr.DataArray:
-        """Per-pixel ``table[type id]`` (one ``np.take`` per chunk)."""
-        return take(table, self.land_cover)
+        """Per-pixel ``table[type id]`` (one ``np.take`` per chunk), as :data:`PIXEL_DTYPE`."""
+        return take(np.asarray(table, dtype=PIXEL_DTYPE), self.land_cover)
 
     def neighbourhood(self, key: str, fn) -> xr.DataArray:
         """``fn(layer)`` for a function of each pixel's 1-px neighbourhood, over layer ``key`` as float
@@ -237,7 +237,7 @@ class ServiceContext:
         return self.lookup(self.class_table(prefix, default))
 
     def masked_float(self, key: str) -> xr.DataArray:
-        """Layer ``key`` as float64 with its nodata as NaN."""
+        """Layer ``key`` as :data:`PIXEL_DTYPE` (float32) with its nodata as NaN."""
         return _masked(self.layers[key])
 
     @property
@@ -256,11 +256,11 @@ class ServiceContext:
 def _masked(a: xr.DataArray) -> xr.DataArray:
     nod = a.attrs.get("nodata")
     if isinstance(a.data, np.ndarray):   # one chunk's block: one numpy pass, no xarray alignment
-        x = a.data.astype(np.float64)
+        x = a.data.astype(PIXEL_DTYPE, copy=False)   # np.where below makes the new array
         if nod is not None:
             x = np.where(a.data != nod, x, np.nan)
         return xr.DataArray(x, dims=a.dims, coords=a.coords, attrs=a.attrs)
-    x = a.astype("float64")
+    x = a.astype(PIXEL_DTYPE)
     return x.where(a != nod) if nod is not None else x
 
 
