@@ -255,9 +255,11 @@ def _block_sums(n_zones: int, cw: ChunkWeights, values: dict, coded: dict, flat:
     def nan0(arr, coded=False):   # coded sums also take ±inf as the largest finite numbers (nan_to_num)
         k = (coded, id(arr))
         if k not in flat:
-            a = np.asarray(arr, dtype=np.float64).ravel()
+            a = np.asarray(arr).ravel()
+            if a.dtype != np.float32:   # float32 (the kernel's pixels) stays: np.bincount sums it in float64
+                a = a.astype(np.float64, copy=False)
             if not (np.isfinite(a).all() if coded else not np.isnan(a).any()):   # else no copy
-                a = np.nan_to_num(a) if coded else np.where(np.isnan(a), 0.0, a)
+                a = np.nan_to_num(a.astype(np.float64)) if coded else np.where(np.isnan(a), 0.0, a)
             flat[k] = (a, arr)   # (arr kept alive: ids stay unique)
         return flat[k][0]
 
