@@ -311,7 +311,9 @@ def stock_difference(v1, sp1, lc1, v2, sp2, lc2, years: tuple[int, int], coef: C
     s1 = (b1 + dom1 + soc1).astype(PIXEL_DTYPE).where(valid)
     s2 = (b2 + dom2 + soc2).astype(PIXEL_DTYPE).where(valid)
     s1.attrs = s2.attrs = {"units": "t C/ha", "long_name": "carbon stock per hectare"}
-    f1, f2 = l1.isin(coef.forest_ids), l2.isin(coef.forest_ids)
+    forest = np.zeros(N_IDS, dtype=bool)   # is-forest by type id: one lookup per pixel (isin sorts and searches)
+    forest[list(coef.forest_ids)] = True
+    f1, f2 = _take(forest, l1), _take(forest, l2)
     lucc = xr.where(f1 & f2, LUCC["forest_remaining_forest"],
                     xr.where(f2, LUCC["afforestation"], xr.where(f1, LUCC["deforestation"], LUCC["other"])))
     lucc = lucc.where(valid, 0).astype("uint8")

@@ -11,7 +11,7 @@ import xarray as xr
 from .. import roles
 from ..grid import M2_PER_HA, PIXEL_DTYPE, Grid
 from ..rules import RuleSet
-from ..rules.ecosystem import NODATA_ID, EcosystemTypes, ecosystem_types
+from ..rules.ecosystem import N_IDS, NODATA_ID, EcosystemTypes, ecosystem_types
 
 MM_PER_M = 1000.0      # unit conversion
 KG_PER_T = 1000.0      # unit conversion
@@ -226,11 +226,11 @@ class ServiceContext:
 
     def class_mask(self, *names: str) -> xr.DataArray:
         """Pixels of the named ecosystem types or any of their sub-types."""
-        return self.land_cover.isin(self.types.ids_under(*names))
+        return is_in(self.land_cover, self.types.ids_under(*names))
 
     def has_param(self, prefix: str) -> xr.DataArray:
         """Pixels whose type has the per-type parameter ``prefix`` (its own or its parent's)."""
-        return self.land_cover.isin(self.types.ids_with(self.rules, prefix))
+        return is_in(self.land_cover, self.types.ids_with(self.rules, prefix))
 
     def by_class(self, prefix: str, default: float = 0.0) -> xr.DataArray:
         """Per-pixel value of a type-keyed parameter group (``default`` where the type has no entry)."""
@@ -279,6 +279,16 @@ def take(table: np.ndarray, codes: xr.DataArray) -> xr.DataArray:
     out = data.map_blocks(lambda c: np.take(table, c), dtype=table.dtype) if hasattr(data, "map_blocks") \
         else np.take(table, data)
     return xr.DataArray(out, dims=codes.dims, coords=codes.coords)
+
+
+def is_in(codes: xr.DataArray, ids) -> xr.DataArray:
+    """``codes.isin(ids)`` of a uint8-coded DataArray as one lookup in a 256-entry table (``isin`` sorts
+    and searches: ~7x the time on a chunk); other integer types through ``isin``."""
+    if codes.dtype != np.uint8:
+        return codes.isin(list(ids))
+    table = np.zeros(N_IDS, dtype=bool)
+    table[list(ids)] = True
+    return take(table, codes)
 
 
 def price_factor(rules: RuleSet, from_year: int, to_year: int) -> float:
