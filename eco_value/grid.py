@@ -10,8 +10,9 @@ from affine import Affine
 M2_PER_HA = 10_000.0  # definition of the hectare (SI-accepted unit), not a model parameter
 HA_PER_KM2 = 100.0  # 1 km2 = 100 ha (definition), not a model parameter
 # per-pixel quantities of the engine's kernel (carbon, services): float32, half the memory traffic of
-# float64 and twice the SIMD width; inputs are float32 or narrower. Sums are float64 (accounts/zonal.py
-# casts where it sums); a quantity that cancels is formed in float64 where it arises (the carbon sink).
+# float64 and twice the SIMD width; inputs are float32 or narrower. Sums are float64 (np.bincount in
+# accounts/zonal.py). The carbon engine stays float64 (its sink is a difference of stocks that cancels,
+# and credits tie its stocks and sinks to float64 recomputations; see carbon/stock.py::stock_difference).
 PIXEL_DTYPE = np.float32
 
 

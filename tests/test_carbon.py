@@ -19,10 +19,6 @@ from eco_value.carbon import species_code
 from eco_value.rules import load_rules
 from eco_value.rules.ecosystem import ecosystem_types
 
-# per-pixel carbon results are float32 (eco_value.grid.PIXEL_DTYPE; the sink formed in float64, then
-# rounded once): a known answer holds to float32's rounding, not to 1e-12
-F32 = 1e-6
-
 RULES = load_rules("cn2011-mee2020")
 TYPES = ecosystem_types()
 TYPE = {t.name: t.id for t in TYPES}   # engine ecosystem-type ids by name (the engine's own vocabulary)
@@ -56,9 +52,9 @@ def test_forest_remaining_forest_sink_per_species(code):
     d, bef, r, cf = SPECIES[code]
     out = run3(100.0, code, TYPE["forest"], 130.0, code, TYPE["forest"])
     expected = 30.0 * d * bef * (1 + r) * cf / 3.0 * CO2_PER_C
-    np.testing.assert_allclose(out["sink_tco2e_per_ha_yr"], expected, rtol=F32)
+    np.testing.assert_allclose(out["sink_tco2e_per_ha_yr"], expected, rtol=1e-12)
     # stock 2023 = biomass + litter 13 + SOC 88 (t C/ha)
-    np.testing.assert_allclose(out["stock_t2_tc_per_ha"], 130.0 * d * bef * (1 + r) * cf + 13.0 + 88.0, rtol=F32)
+    np.testing.assert_allclose(out["stock_t2_tc_per_ha"], 130.0 * d * bef * (1 + r) * cf + 13.0 + 88.0, rtol=1e-12)
     assert (out["lucc"] == 1).all()
 
 

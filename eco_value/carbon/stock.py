@@ -8,7 +8,6 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ..grid import PIXEL_DTYPE
 from ..rules import RuleSet
 from ..rules.ecosystem import N_IDS, ecosystem_types, species_groups
 
@@ -166,11 +165,8 @@ def coefficients(rules: RuleSet) -> CarbonCoefficients:
                               rules.value("constants.molar_ratio_co2_c"), tuple(types.ids_under("forest")))
 
 
-def _take(table: np.ndarray, codes: xr.DataArray, dtype=PIXEL_DTYPE) -> xr.DataArray:
-    """Lazy lookup ``table[id]`` of an engine-id array (dask-friendly, one ``np.take`` per chunk); a float
-    table gives ``dtype`` pixels (:data:`~eco_value.grid.PIXEL_DTYPE`, float32, unless asked otherwise)."""
-    if table.dtype.kind == "f":
-        table = table.astype(dtype)
+def _take(table: np.ndarray, codes: xr.DataArray) -> xr.DataArray:
+    """Lazy lookup ``table[id]`` of an engine-id array (dask-friendly, one ``np.take`` per chunk)."""
     data = codes.data
     if isinstance(data, da.Array):
         out = data.map_blocks(lambda c: np.take(table, c), dtype=table.dtype)
@@ -185,7 +181,7 @@ def _valid(arr: xr.DataArray) -> xr.DataArray:
 
 
 def biomass_tc_per_ha(volume_m3_per_ha: xr.DataArray, species: xr.DataArray, lulc: xr.DataArray,
-                      coef: CarbonCoefficients, dtype=PIXEL_DTYPE) -> xr.DataArray:
+                      coef: CarbonCoefficients) -> xr.DataArray:
     """Living biomass carbon (above + below ground) of each pixel from its inventory rasters.
 
     ``B = V * k(species) + a(species) + b(ecosystem type)`` (:func:`biomass_carbon_tc_per_ha`), the
@@ -202,9 +198,6 @@ def biomass_tc_per_ha(volume_m3_per_ha: xr.DataArray, species: xr.DataArray, lul
         Engine id of the pixel's ecosystem type [-] (``nodata`` attribute, usually 255).
     coef : CarbonCoefficients
         Lookup tables by engine id from the rule set (:func:`coefficients`): k [t C/m3], a and b [t C/ha].
-    dtype : numpy float type
-        Float type of the result [-]: float32 (the kernel's :data:`~eco_value.grid.PIXEL_DTYPE`) or
-        float64 (for a difference of two stocks, :func:`stock_difference`).
 
     Returns
     -------
@@ -215,11 +208,11 @@ def biomass_tc_per_ha(volume_m3_per_ha: xr.DataArray, species: xr.DataArray, lul
     IPCC 2006 Guidelines Vol. 4 Ch. 4, Eq. 4.5 (biomass from growing stock); as in
     :func:`volume_to_carbon_tc_per_m3`.
     """
-    v = xr.where(_valid(volume_m3_per_ha), volume_m3_per_ha.astype(dtype), 0.0)
+    v = xr.where(_valid(volume_m3_per_ha), volume_m3_per_ha.astype("float64"), 0.0)
     sp = xr.where(_valid(species), species, 0)
     lc = xr.where(_valid(lulc), lulc, 0)
-    out = biomass_carbon_tc_per_ha(v, _take(coef.k_vol_tc_per_m3, sp, dtype), _take(coef.area_tc_per_ha, sp, dtype),
-                                   _take(coef.class_bio_tc_per_ha, lc, dtype))
+    out = biomass_carbon_tc_per_ha(v, _take(coef.k_vol_tc_per_m3, sp), _take(coef.area_tc_per_ha, sp),
+                                   _take(coef.class_bio_tc_per_ha, lc))
     out.attrs = {"units": "t C/ha", "long_name": "living biomass carbon per hectare"}
     return out
 
@@ -297,19 +290,20 @@ def stock_difference(v1, sp1, lc1, v2, sp2, lc2, years: tuple[int, int], coef: C
     valid = _valid(lc1) & _valid(lc2)
     l1 = xr.where(_valid(lc1), lc1, 0)
     l2 = xr.where(_valid(lc2), lc2, 0)
-    # float64 here: the sink is a small difference of two large stocks (B2 - B1 cancels), and float32
-    # stocks (6e-8 relative each) shift a zone's sink by up to 3e-5 where gains and losses offset; the
-    # results are stored as PIXEL_DTYPE (float32) once formed
-    f8 = np.float64
-    b1 = biomass_tc_per_ha(v1, sp1, lc1, coef, f8)
-    b2 = biomass_tc_per_ha(v2, sp2, lc2, coef, f8)
-    dom1, dom2 = _take(coef.class_dom_tc_per_ha, l1, f8), _take(coef.class_dom_tc_per_ha, l2, f8)
-    soc1, soc2 = _take(coef.class_soc_tc_per_ha, l1, f8), _take(coef.class_soc_tc_per_ha, l2, f8)
+    # The carbon engine stays float64 per pixel (grid.PIXEL_DTYPE is not for it): the sink is a small
+    # difference of two large stocks (B2 - B1 cancels) and float32 stocks (6e-8 relative each) shift a
+    # zone's sink by up to 3e-5 where gains and losses offset; and a carbon credit package ties the stored
+    # stocks and sinks to its own float64 recomputation to 1e-9 (exchange/package.py: pools re-add to the
+    # stock, POOL_SUM_REL; removals equal the stock change), which float32 per pixel breaks (~4e-9)
+    b1 = biomass_tc_per_ha(v1, sp1, lc1, coef)
+    b2 = biomass_tc_per_ha(v2, sp2, lc2, coef)
+    dom1, dom2 = _take(coef.class_dom_tc_per_ha, l1), _take(coef.class_dom_tc_per_ha, l2)
+    soc1, soc2 = _take(coef.class_soc_tc_per_ha, l1), _take(coef.class_soc_tc_per_ha, l2)
     sink = net_sink_tco2e_per_ha_yr(b1, b2, dom1, dom2, soc1, soc2, dt, coef.soil_transition_yr,
-                                    coef.co2_per_c).astype(PIXEL_DTYPE).where(valid)
+                                    coef.co2_per_c).where(valid)
     sink.attrs = {"units": "t CO2e/ha/yr", "long_name": "net carbon sink per hectare per year (stock difference)"}
-    s1 = (b1 + dom1 + soc1).astype(PIXEL_DTYPE).where(valid)
-    s2 = (b2 + dom2 + soc2).astype(PIXEL_DTYPE).where(valid)
+    s1 = (b1 + dom1 + soc1).where(valid)
+    s2 = (b2 + dom2 + soc2).where(valid)
     s1.attrs = s2.attrs = {"units": "t C/ha", "long_name": "carbon stock per hectare"}
     forest = np.zeros(N_IDS, dtype=bool)   # is-forest by type id: one lookup per pixel (isin sorts and searches)
     forest[list(coef.forest_ids)] = True
@@ -359,8 +353,8 @@ def gain_loss(area_ha: xr.DataArray, species: xr.DataArray, harvest_m3_per_ha: x
     for key in volume_species(rules):
         inc[species_code(key)] = rules.value(f"carbon.species.{key}.annual_increment")
     sp = xr.where(_valid(species), species, 0)
-    k = _take(coef.k_vol_tc_per_m3, sp, np.float64)   # gain - loss cancels: float64
-    gain = _take(inc, sp, np.float64) * k
+    k = _take(coef.k_vol_tc_per_m3, sp)
+    gain = _take(inc, sp) * k
     loss = 0.0 if harvest_m3_per_ha is None else harvest_m3_per_ha * k
     out = (gain - loss) * coef.co2_per_c
     out.attrs = {"units": "t CO2e/ha/yr", "long_name": "net carbon sink per hectare (gain-loss)"}

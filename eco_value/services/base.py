@@ -192,8 +192,10 @@ class ServiceContext:
         return w / (w * cov).sum()
 
     def lookup(self, table: np.ndarray) -> xr.DataArray:
-        """Per-pixel ``table[type id]`` (one ``np.take`` per chunk), as :data:`PIXEL_DTYPE`."""
-        return take(np.asarray(table, dtype=PIXEL_DTYPE), self.land_cover)
+        """Per-pixel ``table[type id]`` (one ``np.take`` per chunk); a float table gives :data:`PIXEL_DTYPE`
+        pixels, other tables (codes, positions) keep their type."""
+        table = np.asarray(table)
+        return take(table.astype(PIXEL_DTYPE) if table.dtype.kind == "f" else table, self.land_cover)
 
     def neighbourhood(self, key: str, fn) -> xr.DataArray:
         """``fn(layer)`` for a function of each pixel's 1-px neighbourhood, over layer ``key`` as float
