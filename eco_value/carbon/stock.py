@@ -165,13 +165,17 @@ def coefficients(rules: RuleSet) -> CarbonCoefficients:
                               rules.value("constants.molar_ratio_co2_c"), tuple(types.ids_under("forest")))
 
 
+# 8-byte table items (float64, int64): gathered ~2x faster by indexing than by np.take (same values)
+_ITEM_BYTES_8 = np.dtype(np.float64).itemsize
+
+
 def _take(table: np.ndarray, codes: xr.DataArray) -> xr.DataArray:
     """Lazy lookup ``table[id]`` of an engine-id array (dask-friendly, one ``np.take`` per chunk)."""
     data = codes.data
     if isinstance(data, da.Array):
         out = data.map_blocks(lambda c: np.take(table, c), dtype=table.dtype)
     else:   # 8-byte items: indexing gathers ~2x faster than np.take (same values)
-        out = table[np.asarray(data)] if table.itemsize == 8 else np.take(table, np.asarray(data))
+        out = table[np.asarray(data)] if table.itemsize == _ITEM_BYTES_8 else np.take(table, np.asarray(data))
     return xr.DataArray(out, dims=codes.dims, coords=codes.coords)
 
 

@@ -274,6 +274,10 @@ def _where_valid(x: xr.DataArray, valid: xr.DataArray) -> xr.DataArray:
     return x.where(valid)
 
 
+# 8-byte table items (float64, int64): gathered ~2x faster by indexing than by np.take (same values)
+_ITEM_BYTES_8 = np.dtype(np.float64).itemsize
+
+
 def take(table: np.ndarray, codes: xr.DataArray) -> xr.DataArray:
     """Per-pixel ``table[code]`` of an integer-coded DataArray, lazily on dask (one ``np.take`` per chunk)
     or at once on numpy."""
@@ -281,7 +285,7 @@ def take(table: np.ndarray, codes: xr.DataArray) -> xr.DataArray:
     if hasattr(data, "map_blocks"):
         out = data.map_blocks(lambda c: np.take(table, c), dtype=table.dtype)
     else:   # 8-byte items (positions): indexing gathers ~2x faster than np.take (same values)
-        out = table[np.asarray(data)] if table.itemsize == 8 else np.take(table, data)
+        out = table[np.asarray(data)] if table.itemsize == _ITEM_BYTES_8 else np.take(table, data)
     return xr.DataArray(out, dims=codes.dims, coords=codes.coords)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import xarray as xr
 
-from .base import LAND_COVER, PIXEL_DTYPE, PRICE_INDEX, ServiceContext, ServiceSpec, finish
+from ..grid import PIXEL_DTYPE
+from .base import LAND_COVER, PRICE_INDEX, ServiceContext, ServiceSpec, finish
 
 SPEC = ServiceSpec(
     key="water_purification", name_en="Water purification", name_zh="水质净化", category="regulating",
