@@ -127,7 +127,7 @@ def _soil_channels(ctx: ServiceContext, res) -> dict[str, tuple]:
     if ls is None:   # recompute (the service's details are a convenience, not a contract)
         dem = ctx.masked_float("dem")
         ls = xr.DataArray(dem.data.map_overlap(lambda b: sc.ls_factor(sc.slope_radians(b, ctx.grid.res_m), ctx.grid.res_m),
-                                               depth=1, boundary="nearest", dtype="float64"),
+                                               depth=1, boundary="nearest", dtype=dem.dtype),
                           dims=dem.dims, coords=dem.coords).fillna(0.0)
     dem = ctx.masked_float("dem")
     R, K = ctx.masked_float("erosivity"), ctx.masked_float("erodibility")

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from affine import Affine
 
 M2_PER_HA = 10_000.0  # definition of the hectare (SI-accepted unit), not a model parameter
 HA_PER_KM2 = 100.0  # 1 km2 = 100 ha (definition), not a model parameter
+# per-pixel quantities of the engine's kernel (carbon, services): float32, half the memory traffic of
+# float64 and twice the SIMD width; inputs are float32 or narrower. Sums are float64 (np.bincount in
+# accounts/zonal.py). The carbon engine stays float64 (its sink is a difference of stocks that cancels,
+# and credits tie its stocks and sinks to float64 recomputations; see carbon/stock.py::stock_difference).
+PIXEL_DTYPE = np.float32
 
 
 @dataclass(frozen=True)

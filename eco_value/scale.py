@@ -14,7 +14,9 @@ import argparse
 import json
 import resource
 import sys
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import dask
@@ -60,23 +62,47 @@ def synthetic_layers(n_rows: int, n_cols: int, chunk: int = 2048) -> tuple[dict[
     def elev(r, c, rng, s):
         return 500 + 2500 * (0.5 + 0.5 * np.sin(c / 900.0) * np.cos(r / 1300.0)) + rng.normal(0, 20, s)
 
+    # the land cover of a block, made once for the six layers that derive from it (both land covers,
+    # species, volumes): a few blocks kept, the ones in flight (it draws nothing from rng)
+    made: OrderedDict = OrderedDict()
+    lock = threading.Lock()
+
     def lulc(r, c, rng, s):
+        key = (float(r.flat[0]), float(c.flat[0]), s)
+        with lock:
+            if key in made:
+                return made[key]
         e = 0.5 + 0.5 * np.sin(c / 900.0) * np.cos(r / 1300.0)
-        return np.select([e > 0.85, e > 0.4, e > 0.3, e > 0.05], [T["grassland"], T["forest"], T["shrub"], T["cropland"]],
-                         T["impervious"]) + 0 * rng.integers(0, 1, s)
+        out = np.select([e > 0.85, e > 0.4, e > 0.3, e > 0.05], [T["grassland"], T["forest"], T["shrub"], T["cropland"]],
+                        T["impervious"]).astype(np.uint8)
+        out.flags.writeable = False
+        with lock:
+            made[key] = out
+            while len(made) > 32:
+                made.popitem(last=False)
+        return out
 
     def lulc2(r, c, rng, s):
         a = lulc(r, c, rng, s)
         flip = rng.random(s) < 0.01
         return np.where(flip & (a == T["cropland"]), T["forest"], a)
 
+    def block_index(r, c, kr, kc, n):
+        """``(r // 64 * kr + c // 64 * kc) % n`` per pixel, from its row and column terms (small ints)."""
+        return (r // 64 * kr % n).astype(np.intp) + (c // 64 * kc % n).astype(np.intp)   # 0 .. 2n-2
+
     def species(r, c, rng, s):
-        return np.where(lulc(r, c, rng, s) == T["forest"], vol_ids[((r // 64 + c // 64) % len(vol_ids)).astype(int)], 0)
+        n = len(vol_ids)
+        by_index = vol_ids[np.arange(2 * n - 1) % n]
+        return np.where(lulc(r, c, rng, s) == T["forest"], by_index[block_index(r, c, 1, 1, n)], 0)
 
     def vol(age_shift):
+        # growing stock by age (whole years: a table of the ages, looked up per pixel)
+        age = 5 + np.arange(2 * 40 - 1) % 40 + age_shift     # by block_index: 5 + (...) % 40 + shift
+        by_index = 300 * (1 - np.exp(-0.06 * age.astype(np.float64))) ** 2
+
         def f(r, c, rng, s):
-            age = 5 + (r // 64 * 7 + c // 64 * 13) % 40 + age_shift
-            return np.where(lulc(r, c, rng, s) == T["forest"], 300 * (1 - np.exp(-0.06 * age)) ** 2, 0.0)
+            return np.where(lulc(r, c, rng, s) == T["forest"], by_index[block_index(r, c, 7, 13, 40)], 0.0)
         return f
 
     specs = {

@@ -304,8 +304,11 @@ def test_another_period_needs_no_code_change(pilot_dir, tmp_path):
                         RunOptions(out_dir=tmp_path / "o", mc_draws=0, write_rasters=False))
     base = json.loads((Path(__file__).parent / "data" / "pilot90_snapshot.json").read_text(encoding="utf-8"))["summary"]
     frf = res.summary["carbon"]["by_lucc_tco2e_per_yr"]["forest_remaining_forest"]
-    assert frf == pytest.approx(base["/carbon/by_lucc_tco2e_per_yr/forest_remaining_forest"] * (y2 - y1) / 5, rel=1e-12)
+    # the snapshot is of the float64 kernel; the float32 one matches it to 1e-6 (tests/test_regression_pilot90.py)
+    assert frf == pytest.approx(base["/carbon/by_lucc_tco2e_per_yr/forest_remaining_forest"] * (y2 - y1) / 5, rel=1e-6)
     assert res.summary["period"] == [2019, 2024]
     assert "area_ha_by_class_2024" in res.summary["extent"] and "area_ha_by_class_2019" in res.summary["extent"]
     assert res.summary["extent"]["area_ha_by_class_2024"] == pytest.approx(
-        {k.split("/")[-1]: v for k, v in base.items() if k.startswith(f"/extent/area_ha_by_class_{y2}/")}, rel=1e-12)
+        {k.split("/")[-1]: v for k, v in base.items() if k.startswith(f"/extent/area_ha_by_class_{y2}/")}, rel=1e-10)
+    # (areas are exact sums of pixel areas; summed by runs of equal zone ids they differ from the snapshot's
+    #  order of additions by ~1e-12 relative, far below 1e-10)

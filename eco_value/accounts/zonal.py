@@ -268,7 +268,7 @@ class _Keyed:
         if self.starts is None:
             s = np.bincount(self.keys, weights=a, minlength=self.n + 1)
         else:
-            w = self.lengths if a is None else np.add.reduceat(a, self.starts)
+            w = self.lengths if a is None else np.add.reduceat(a, self.starts, dtype=np.float64)
             s = np.bincount(self.run_keys, weights=w, minlength=self.n + 1)
         return s[:self.n].astype(np.float64, copy=False)
 
@@ -279,7 +279,7 @@ def _block_sums(n_zones: int, cw: ChunkWeights, values: dict, coded: dict, flat:
     Interior pixels are summed over a chunk-sized zone-id raster (pixels outside every zone, or only
     at edges, take an extra slot) by runs of equal ids (:class:`_Keyed`: no value is gathered); edge
     triplets with ``np.bincount``. ``flat`` caches, across the zone layers of one chunk, each array as
-    a flat float64 with NaN as 0 (keyed by the array's identity), each codes array clipped to its
+    a flat array (float32 pixels kept as they are, summed in float64) with NaN as 0 (keyed by the array's identity), each codes array clipped to its
     slots, and the sums of a chunk held wholly by one zone (the county's and a township's interior
     chunks share them).
     """
@@ -291,13 +291,15 @@ def _block_sums(n_zones: int, cw: ChunkWeights, values: dict, coded: dict, flat:
     def nan0(arr, coded=False):   # coded sums also take ±inf as the largest finite numbers (nan_to_num)
         k = id(arr)
         if k not in flat:
-            a = np.asarray(arr, dtype=np.float64).ravel()
+            a = np.asarray(arr).ravel()
+            if a.dtype != np.float32:   # float32 (the kernel's pixels) stays: every sum below accumulates in float64
+                a = a.astype(np.float64, copy=False)
             flat[k] = (np.where(np.isnan(a), 0.0, a) if np.isnan(a).any() else a, arr)   # (arr kept alive: ids stay unique)
         a = flat[k][0]
         if coded:
             k = ("finite", id(arr))
             if k not in flat:
-                flat[k] = (np.nan_to_num(a) if np.isinf(a).any() else a, arr)
+                flat[k] = (np.nan_to_num(a.astype(np.float64)) if np.isinf(a).any() else a, arr)
             a = flat[k][0]
         return a
 
@@ -334,7 +336,7 @@ def _block_sums(n_zones: int, cw: ChunkWeights, values: dict, coded: dict, flat:
         if whole:
             k = ("whole", id(arr))
             if k not in flat:
-                flat[k] = (np.add.reduce(a), arr)
+                flat[k] = (np.add.reduce(a, dtype=np.float64), arr)
             s[z0] = flat[k][0]
         else:
             inner = inner or _Keyed(zid, n_zones)

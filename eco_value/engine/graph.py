@@ -10,7 +10,7 @@ import xarray as xr
 from .. import gep_uncertainty as gep_mc
 from ..accounts.zonal import class_coverage, zonal_pass, zone_weights
 from ..carbon import LUCC, N_LUCC, coefficients, lucc_with_events, stock_difference
-from ..grid import Grid
+from ..grid import PIXEL_DTYPE, Grid
 from ..inputs.catalog import Catalog
 from ..inputs.readers import open_layers, read_full, read_table, read_vector
 from ..inputs.validate import layer_checks, missing_any, region_mask
@@ -177,7 +177,7 @@ def valuation(layers: dict[str, xr.DataArray], k: ChunkKernel, before: dict | No
         values[f"q:{key}"] = res.quantity
         values[f"v:{key}"] = res.value_cny
         # pixels of valid land cover whose result lacks one of the layers the service declares (types.ZoneSums.nodata_px)
-        values[f"nd:{key}"] = (lc_ok & missing_any(layers, SERVICES[key].SPEC.layer_keys, gaps)).astype("float64")
+        values[f"nd:{key}"] = (lc_ok & missing_any(layers, SERVICES[key].SPEC.layer_keys, gaps)).astype(PIXEL_DTYPE)
     values["carbon:sink"] = carbon["sink_tco2e_per_ha_yr"] * a_ha
     values["carbon:stock1"] = carbon["stock_t1_tc_per_ha"] * a_ha
     values["carbon:stock2"] = carbon["stock_t2_tc_per_ha"] * a_ha
@@ -196,6 +196,8 @@ def valuation(layers: dict[str, xr.DataArray], k: ChunkKernel, before: dict | No
         c = codes(a)
         return take(types.position_lut, c)
 
+    # volume x area by species in float64: the carbon Monte Carlo differences the t2 and t1 sums (the
+    # sink cancels as in carbon.stock_difference); float32 products move a parcel's CI by ~2e-6
     coded = {
         "sv1": (codes(layers[FOREST_TYPE_T1]), xr.where(valid, layers[VOLUME_T1].astype("float64"), 0.0).clip(min=0) * a_ha, n_species),
         "sv2": (codes(layers[FOREST_TYPE_T2]), xr.where(valid, layers[VOLUME_T2].astype("float64"), 0.0).clip(min=0) * a_ha, n_species),

@@ -9,9 +9,9 @@ import pandas as pd
 import xarray as xr
 
 from .. import roles
-from ..grid import M2_PER_HA, Grid
+from ..grid import M2_PER_HA, PIXEL_DTYPE, Grid
 from ..rules import RuleSet
-from ..rules.ecosystem import NODATA_ID, EcosystemTypes, ecosystem_types
+from ..rules.ecosystem import N_IDS, NODATA_ID, EcosystemTypes, ecosystem_types
 
 MM_PER_M = 1000.0      # unit conversion
 KG_PER_T = 1000.0      # unit conversion
@@ -192,8 +192,10 @@ class ServiceContext:
         return w / (w * cov).sum()
 
     def lookup(self, table: np.ndarray) -> xr.DataArray:
-        """Per-pixel ``table[type id]`` (one ``np.take`` per chunk)."""
-        return take(table, self.land_cover)
+        """Per-pixel ``table[type id]`` (one ``np.take`` per chunk); a float table gives :data:`PIXEL_DTYPE`
+        pixels, other tables (codes, positions) keep their type."""
+        table = np.asarray(table)
+        return take(table.astype(PIXEL_DTYPE) if table.dtype.kind == "f" else table, self.land_cover)
 
     def neighbourhood(self, key: str, fn) -> xr.DataArray:
         """``fn(layer)`` for a function of each pixel's 1-px neighbourhood, over layer ``key`` as float
@@ -226,18 +228,18 @@ class ServiceContext:
 
     def class_mask(self, *names: str) -> xr.DataArray:
         """Pixels of the named ecosystem types or any of their sub-types."""
-        return self.land_cover.isin(self.types.ids_under(*names))
+        return is_in(self.land_cover, self.types.ids_under(*names))
 
     def has_param(self, prefix: str) -> xr.DataArray:
         """Pixels whose type has the per-type parameter ``prefix`` (its own or its parent's)."""
-        return self.land_cover.isin(self.types.ids_with(self.rules, prefix))
+        return is_in(self.land_cover, self.types.ids_with(self.rules, prefix))
 
     def by_class(self, prefix: str, default: float = 0.0) -> xr.DataArray:
         """Per-pixel value of a type-keyed parameter group (``default`` where the type has no entry)."""
         return self.lookup(self.class_table(prefix, default))
 
     def masked_float(self, key: str) -> xr.DataArray:
-        """Layer ``key`` as float64 with its nodata as NaN."""
+        """Layer ``key`` as :data:`PIXEL_DTYPE` (float32) with its nodata as NaN."""
         return _masked(self.layers[key])
 
     @property
@@ -256,11 +258,11 @@ class ServiceContext:
 def _masked(a: xr.DataArray) -> xr.DataArray:
     nod = a.attrs.get("nodata")
     if isinstance(a.data, np.ndarray):   # one chunk's block: one numpy pass, no xarray alignment
-        x = a.data.astype(np.float64)
+        x = a.data.astype(PIXEL_DTYPE, copy=False)   # np.where below makes the new array
         if nod is not None:
             x = np.where(a.data != nod, x, np.nan)
         return xr.DataArray(x, dims=a.dims, coords=a.coords, attrs=a.attrs)
-    x = a.astype("float64")
+    x = a.astype(PIXEL_DTYPE)
     return x.where(a != nod) if nod is not None else x
 
 
@@ -272,13 +274,29 @@ def _where_valid(x: xr.DataArray, valid: xr.DataArray) -> xr.DataArray:
     return x.where(valid)
 
 
+# 8-byte table items (float64, int64): gathered ~2x faster by indexing than by np.take (same values)
+_ITEM_BYTES_8 = np.dtype(np.float64).itemsize
+
+
 def take(table: np.ndarray, codes: xr.DataArray) -> xr.DataArray:
     """Per-pixel ``table[code]`` of an integer-coded DataArray, lazily on dask (one ``np.take`` per chunk)
     or at once on numpy."""
     data = codes.data
-    out = data.map_blocks(lambda c: np.take(table, c), dtype=table.dtype) if hasattr(data, "map_blocks") \
-        else np.take(table, data)
+    if hasattr(data, "map_blocks"):
+        out = data.map_blocks(lambda c: np.take(table, c), dtype=table.dtype)
+    else:   # 8-byte items (positions): indexing gathers ~2x faster than np.take (same values)
+        out = table[np.asarray(data)] if table.itemsize == _ITEM_BYTES_8 else np.take(table, data)
     return xr.DataArray(out, dims=codes.dims, coords=codes.coords)
+
+
+def is_in(codes: xr.DataArray, ids) -> xr.DataArray:
+    """``codes.isin(ids)`` of a uint8-coded DataArray as one lookup in a 256-entry table (``isin`` sorts
+    and searches: ~7x the time on a chunk); other integer types through ``isin``."""
+    if codes.dtype != np.uint8:
+        return codes.isin(list(ids))
+    table = np.zeros(N_IDS, dtype=bool)
+    table[list(ids)] = True
+    return take(table, codes)
 
 
 def price_factor(rules: RuleSet, from_year: int, to_year: int) -> float:

@@ -51,8 +51,8 @@ def flood_regulation_m3(precip_mm, storm_share, storm_runoff_coefficient, is_veg
     MEE 2020 GEP guideline (洪水调蓄).
     """
     q_veg = xr.where(is_vegetation, precip_mm * storm_share * (1.0 - storm_runoff_coefficient) * pixel_area_m2 / MM_PER_M, 0.0)
-    q_water = xr.where(is_water, water_storage_depth_m * pixel_area_m2, 0.0)
-    return q_veg + q_water
+    # + d * A on water: added where it applies (a where() of two numbers would be a float64 array)
+    return xr.where(is_water, q_veg + water_storage_depth_m * pixel_area_m2, q_veg)
 
 
 def compute(ctx: ServiceContext):

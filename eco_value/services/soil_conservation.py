@@ -75,7 +75,8 @@ def slope_radians(dem: np.ndarray, res_m: float) -> np.ndarray:
     ----------
     Zevenbergen & Thorne 1987, Earth Surf. Process. Landf. 12, 47-56 (second-order finite differences).
     """
-    gy, gx = np.gradient(dem.astype(np.float64), res_m)
+    # float32 in, float32 out (a float32 DEM's neighbours differ exactly: no precision is lost); wider kept
+    gy, gx = np.gradient(dem.astype(np.result_type(dem.dtype, np.float32), copy=False), res_m)
     return np.arctan(np.hypot(gx, gy))
 
 
@@ -107,11 +108,16 @@ def ls_factor(theta: np.ndarray, cell_m: float) -> np.ndarray:
     Liu, B.Y., Nearing, M.A. & Risse, L.M. 1994. Slope gradient effects on soil loss for steep slopes.
     Trans. ASAE 37(6), 1835-1840 (S on steep slopes, here above 10 deg).
     """
+    theta = np.asarray(theta)
     tan = np.tan(theta)
     sin = np.sin(theta)
-    m = np.select([tan < L_EXPONENT_BREAK_1_TAN, tan < L_EXPONENT_BREAK_2_TAN, tan < L_EXPONENT_BREAK_3_TAN],
-                  [L_EXPONENT_BELOW_1_PCT, L_EXPONENT_1_TO_3_PCT, L_EXPONENT_3_TO_5_PCT], L_EXPONENT_FROM_5_PCT)
-    length = (cell_m / UNIT_PLOT_LENGTH_M) ** m
+    # L = (lambda / 22.13)^m with one of four exponents: the four powers are numbers, picked per pixel
+    base = cell_m / UNIT_PLOT_LENGTH_M
+    dt = theta.dtype if theta.dtype.kind == "f" else np.float64
+    length = np.select([tan < L_EXPONENT_BREAK_1_TAN, tan < L_EXPONENT_BREAK_2_TAN, tan < L_EXPONENT_BREAK_3_TAN],
+                       [np.asarray(base ** m, dtype=dt) for m in (L_EXPONENT_BELOW_1_PCT, L_EXPONENT_1_TO_3_PCT,
+                                                                  L_EXPONENT_3_TO_5_PCT)],
+                       np.asarray(base ** L_EXPONENT_FROM_5_PCT, dtype=dt))
     s = np.where(tan < SLOPE_BREAK_TAN, MCCOOL_GENTLE_SIN_COEF * sin + MCCOOL_GENTLE_INTERCEPT,
                  np.where(np.degrees(theta) <= STEEP_SLOPE_DEG, MCCOOL_STEEP_SIN_COEF * sin - MCCOOL_STEEP_OFFSET,
                           LIU_SIN_COEF * sin - LIU_OFFSET))
@@ -146,7 +152,7 @@ def ls_from_dem(dem, res_m: float):
         data = dem.data
         if hasattr(data, "map_overlap"):
             out = data.map_overlap(lambda b: ls_factor(slope_radians(b, res_m), res_m), depth=1,
-                                   boundary="none", dtype="float64")
+                                   boundary="none", dtype=np.result_type(data.dtype, np.float32))
         else:
             out = ls_factor(slope_radians(np.asarray(data), res_m), res_m)
         return xr.DataArray(out, dims=dem.dims, coords=dem.coords)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xarray as xr
 
+from ..grid import PIXEL_DTYPE
 from .base import LAND_COVER, PRICE_INDEX, ServiceContext, ServiceSpec, finish
 
 SPEC = ServiceSpec(
@@ -53,8 +54,9 @@ def compute(ctx: ServiceContext):
     value = 0.0
     water, wetland = ctx.class_mask("water"), ctx.class_mask("wetland")
     for j in POLLUTANTS:
-        qj = pollutant_removed_t(water, wetland, r.value(f"gep.water_purification.capacity.{j}_water"),
-                                 r.value(f"gep.water_purification.capacity.{j}_wetland"), ctx.pixel_area_ha)
+        # capacities as PIXEL_DTYPE numbers: a where() of two Python floats would be a float64 array
+        qj = pollutant_removed_t(water, wetland, PIXEL_DTYPE(r.value(f"gep.water_purification.capacity.{j}_water")),
+                                 PIXEL_DTYPE(r.value(f"gep.water_purification.capacity.{j}_wetland")), ctx.pixel_area_ha)
         q = q + qj
         value = value + qj * ctx.rebase(r.value(f"gep.water_purification.price.{j}"), y)
     return finish(SPEC, ctx, q, value)
