@@ -270,3 +270,32 @@ def test_a_failure_mid_run_leaves_no_file(tmp_path, pools, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         carbon_stock_maps(a, pools, out, a, intermediate=True, threads=1)
     assert not any(p.is_file() for p in out.rglob("*"))
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (2, 4, 6), (1, 7, 3)])       # odd and even numbers of pixels
+@pytest.mark.parametrize("n_classes", [3, 300])                           # uint8 slots (pixel pairs) and uint16 slots
+def test_kernel_maps_are_table_lookups_of_the_slots_whatever_the_block_shape(shape, n_classes):
+    """carbon_block takes two pixels at a time from pixel-pair tables when the slots are bytes and the
+    block has an even number of pixels; every map must still be its table at each pixel's slot(s)."""
+    from eco_value.carbon.invest import PoolTable, Scratch, build_lookup, carbon_block, slot_tables
+
+    rng = np.random.default_rng(5)
+    codes = np.arange(n_classes, dtype=np.int64) * 3
+    table = PoolTable(codes, rng.integers(0, 400, (n_classes, 4)) / 4.0)
+    cur = rng.choice(np.append(codes, [-9, 11]), size=shape).astype(np.int32)         # nodata and a missing code
+    fut = rng.choice(np.append(codes, [-9, 11]), size=shape).astype(np.int32)
+    cur.flat[0], fut.flat[-1] = 11, -9
+    lk = build_lookup(table, np.int32, -9)
+    tables = slot_tables(table, 12.5)
+    assert (tables.pair_total is None) == (n_classes + 2 > 256)
+    sb, sa = lk.slots(cur).astype(np.intp), lk.slots(fut).astype(np.intp)
+    for scratch in (None, Scratch()):
+        maps, counts = carbon_block(cur, lk, tables, fut, lk, intermediate=True, scratch=scratch)
+        np.testing.assert_array_equal(maps["c_storage_bas"], tables.total[sb])
+        np.testing.assert_array_equal(maps["c_storage_alt"], tables.total[sa])
+        for k, pool in enumerate(("c_above", "c_below", "c_soil", "c_dead")):
+            np.testing.assert_array_equal(maps[f"{pool}_bas"], tables.pools[k][sb])
+            np.testing.assert_array_equal(maps[f"{pool}_alt"], tables.pools[k][sa])
+        np.testing.assert_array_equal(maps["npv_alt"], tables.npv[sb, sa])
+        assert counts.missing == {11: int((cur == 11).sum() + (fut == 11).sum())}
+        assert counts.nodata_px == int((cur == -9).sum() + (fut == -9).sum())
