@@ -184,3 +184,23 @@ def test_zstd_tiles_refuses_other_codecs_and_oversized_tiles():
         zstd_tiles([np.zeros((4, 4), np.float32)], Codec(compress="DEFLATE", blocksize=4))
     with pytest.raises(ValueError, match="not at most 4"):
         zstd_tiles([np.zeros((4, 5), np.float32)], Codec(blocksize=4))
+
+
+def test_mapset_with_another_codec_uses_gdals_tiles(tmp_path, monkeypatch):
+    """A codec zstd cannot write directly (here DEFLATE with a predictor) goes through GDAL's encoder,
+    tile group by tile group; the maps read back equal and stay COGs."""
+    from eco_value.outputs import invest_maps
+
+    monkeypatch.setattr(invest_maps, "CODEC", Codec(compress="DEFLATE", level=6, blocksize=512, predictor=2))
+    a = np.random.default_rng(2).choice(np.array([1.5, 66.0, 226.25], dtype=np.float32), size=(600, 1300))
+    ms = invest_maps.MapSet(tmp_path, {"c_storage_bas": -1.0, "c_above_bas": -1.0}, width=1300, height=600,
+                            transform=TRANSFORM, crs=CRS)
+    for win in ms.windows(1024):
+        block = a[win.row_off:win.row_off + win.height, win.col_off:win.col_off + win.width]
+        ms.append(ms.encode(win, {"c_storage_bas": block, "c_above_bas": block / 2}))
+    paths = ms.finish()
+    for name, want in (("c_storage_bas", a), ("c_above_bas", a / 2)):
+        with rasterio.open(paths[name]) as d:
+            assert d.tags(ns="IMAGE_STRUCTURE") == {"COMPRESSION": "DEFLATE", "INTERLEAVE": "BAND", "LAYOUT": "COG",
+                                                    "PREDICTOR": "2"}
+            np.testing.assert_array_equal(d.read(1), want)
