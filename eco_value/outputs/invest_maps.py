@@ -3,8 +3,8 @@
 
 Each map is written in one streamed pass (``outputs/cog_stream``): worker threads compress each chunk's
 tiles in memory (:meth:`MapSet.encode_group`, zstd tile by tile), one thread appends them in row-major
-order to the final COG (:meth:`MapSet.append`); no step holds a whole map and no tile is compressed twice. The previous
-two-step writer (uncompressed temporary GeoTIFF, then GDAL's COG driver) cost ~0.2 s of CPU and 64 MB
+order to the final COG (:meth:`MapSet.append`); no step holds a whole map and no tile is compressed
+twice. The previous two-step writer (uncompressed temporary GeoTIFF, then GDAL's COG driver) cost ~0.2 s of CPU and 64 MB
 of temporary disk writes per 16 Mpx map. Codec measured on 16 Mpx class-lookup maps (one core): ZSTD
 level 1 without predictor 0.04–0.12 s a map, level 9 0.2–0.4 s for ~10 % smaller files; the
 floating-point predictor makes these maps (few exact values repeated) both larger and slower, so it is
@@ -93,12 +93,13 @@ class MapSet:
 
     def tile_groups(self, block: np.ndarray) -> list[np.ndarray]:
         """A window's array (of :meth:`windows`) as groups of contiguous tiles (:func:`tile_major`): maps
-        computed element-wise from them are compressed by :meth:`encode_groups` without a copy."""
+        computed element-wise from them are compressed by :meth:`encode_group` without a copy."""
         return tile_major(block, BLOCK_PX)
 
     def encode_group(self, win: Window, maps: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
         """Compress one group of tiles (``(k, h, w)`` arrays shaped as :meth:`tile_groups` gives them) of
-        the maps, in any thread (zstd and GDAL release the GIL); ``win`` is the group's window."""
+        the maps, in any thread (zstd and GDAL release the GIL); ``win`` is the chunk's window (for GDAL's
+        in-memory file, when the codec is not written by zstd directly)."""
         names = [n for n in self.names if n in maps]
         if direct_zstd(CODEC):
             return {n: zstd_tiles(list(maps[n]), CODEC) for n in names}
