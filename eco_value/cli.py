@@ -149,6 +149,9 @@ def _is_program() -> bool:
 
 
 if _is_program() and sys.argv[1:2] == ["carbon-stock"]:
+    # numpy's OpenBLAS starts a thread per core at import, which spins ~0.05 s of CPU; this command does
+    # no linear algebra (table lookups, histograms). A user's own setting is kept.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     sys.exit(_run_carbon_stock(sys.argv[2:]))
 
 import typer  # noqa: E402  (after the carbon-stock dispatch)

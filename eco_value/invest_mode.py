@@ -161,10 +161,17 @@ def carbon_stock_maps(lulc: str | Path, pools: str | Path, out: str | Path, futu
         scratch = getattr(local, "scratch", None)
         if scratch is None:
             scratch = local.scratch = Scratch()
-        a = reader.read("bas", win)
-        b = reader.read("alt", win) if alt is not None else None
-        m, c = carbon_block(a, lk_bas, tables, b, lk_alt, intermediate=intermediate, scratch=scratch)
-        return maps.encode(win, m), c         # the maps (scratch arrays) are compressed before the thread's next block
+        # land cover as groups of contiguous tiles: the maps' tiles are then compressed without a copy
+        a = maps.tile_groups(reader.read("bas", win))
+        b = maps.tile_groups(reader.read("alt", win)) if alt is not None else [None] * len(a)
+        tiles: dict[str, list[bytes]] = {}
+        counts = BlockCounts()
+        for ga, gb in zip(a, b):
+            m, c = carbon_block(ga, lk_bas, tables, gb, lk_alt, intermediate=intermediate, scratch=scratch)
+            for n, t in maps.encode_group(win, m).items():    # compressed before the next call reuses the scratch arrays
+                tiles.setdefault(n, []).extend(t)
+            counts.add(c)
+        return (win, tiles), counts
 
     counts = BlockCounts()
     pending: deque = deque()

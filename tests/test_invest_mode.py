@@ -270,3 +270,59 @@ def test_a_failure_mid_run_leaves_no_file(tmp_path, pools, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         carbon_stock_maps(a, pools, out, a, intermediate=True, threads=1)
     assert not any(p.is_file() for p in out.rglob("*"))
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (2, 4, 6), (1, 7, 3)])       # odd and even numbers of pixels
+@pytest.mark.parametrize("n_classes", [3, 300])                           # uint8 slots (pixel pairs) and uint16 slots
+def test_kernel_maps_are_table_lookups_of_the_slots_whatever_the_block_shape(shape, n_classes):
+    """carbon_block takes two pixels at a time from pixel-pair tables when the slots are bytes and the
+    block has an even number of pixels; every map must still be its table at each pixel's slot(s)."""
+    from eco_value.carbon.invest import PoolTable, Scratch, build_lookup, carbon_block, slot_tables
+
+    rng = np.random.default_rng(5)
+    codes = np.arange(n_classes, dtype=np.int64) * 3
+    table = PoolTable(codes, rng.integers(0, 400, (n_classes, 4)) / 4.0)
+    cur = rng.choice(np.append(codes, [-9, 11]), size=shape).astype(np.int32)         # nodata and a missing code
+    fut = rng.choice(np.append(codes, [-9, 11]), size=shape).astype(np.int32)
+    cur.flat[0], fut.flat[-1] = 11, -9
+    lk = build_lookup(table, np.int32, -9)
+    tables = slot_tables(table, 12.5)
+    assert (tables.pair_total is None) == (n_classes + 2 > 256)
+    sb, sa = lk.slots(cur).astype(np.intp), lk.slots(fut).astype(np.intp)
+    for scratch in (None, Scratch()):
+        maps, counts = carbon_block(cur, lk, tables, fut, lk, intermediate=True, scratch=scratch)
+        np.testing.assert_array_equal(maps["c_storage_bas"], tables.total[sb])
+        np.testing.assert_array_equal(maps["c_storage_alt"], tables.total[sa])
+        for k, pool in enumerate(("c_above", "c_below", "c_soil", "c_dead")):
+            np.testing.assert_array_equal(maps[f"{pool}_bas"], tables.pools[k][sb])
+            np.testing.assert_array_equal(maps[f"{pool}_alt"], tables.pools[k][sa])
+        np.testing.assert_array_equal(maps["npv_alt"], tables.npv[sb, sa])
+        assert counts.missing == {11: int((cur == 11).sum() + (fut == 11).sum())}
+        assert counts.nodata_px == int((cur == -9).sum() + (fut == -9).sum())
+
+
+def test_maps_of_several_tiles_and_edge_tiles_equal_the_formula(tmp_path):
+    """A map wider and taller than a tile: each chunk is computed as whole tiles plus an edge tile (tile-
+    major groups; the corner one, 19 × 5 px, has an odd number of pixels: no pixel pairs) and the totals
+    are summed over the groups; maps and totals still equal the formula."""
+    rng = np.random.default_rng(11)
+    codes = np.array(list(POOLS) + [255, 7], dtype="uint8")                  # with nodata and a missing code
+    cur = codes[rng.integers(0, len(codes), (531, 1029))]
+    fut = np.where(rng.random(cur.shape) < 0.2, codes[rng.integers(0, len(codes), cur.shape)], cur).astype("uint8")
+    a, b = _tif(tmp_path / "cur.tif", cur), _tif(tmp_path / "fut.tif", fut)
+    val = Valuation(price_per_t_c=43.0, discount_rate_pct=7.0, rate_change_pct=2.8, bas_year=2016, alt_year=2030)
+    r = carbon_stock_maps(a, _pools_csv(tmp_path / "pools.csv"), tmp_path / "out", b, valuation=val, intermediate=True,
+                          threads=2)
+    expected = _maps_by_hand(cur, fut, 255, _npv_constant_by_hand(43.0, 7.0, 2.8, 2016, 2030))
+    for name, want in expected.items():
+        with rasterio.open(tmp_path / "out" / f"{name}.tif") as ds:
+            got = ds.read(1)
+            assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and ds.block_shapes == [(512, 512)]
+        mask = want == (float(np.finfo(np.float32).max) if name == "npv_alt" else -1.0)
+        np.testing.assert_array_equal(got == ds.nodata, mask, err_msg=name)
+        np.testing.assert_allclose(got[~mask], want[~mask], rtol=1e-6, err_msg=name)
+    assert r.missing_codes == {7: int((cur == 7).sum() + (fut == 7).sum())}
+    assert r.nodata_px == int((cur == 255).sum() + (fut == 255).sum())
+    want_total = expected["c_storage_bas"][expected["c_storage_bas"] != -1].sum() * 0.09
+    assert r.total_stock_mgc == pytest.approx(want_total, rel=1e-6)
+    assert carbon_stock(a, tmp_path / "pools.csv", b).sequestration_mgc == pytest.approx(r.sequestration_mgc, rel=1e-9)
