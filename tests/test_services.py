@@ -66,7 +66,9 @@ def ctx_for(lulc, precip=1200.0, aet=600.0, dem=None, fvc=0.5, sink=None, **tabl
 
 
 def total(result):
-    return float(result.quantity.sum().compute()), float(result.value_cny.sum().compute())
+    """(Σ quantity, Σ value) of a service's float32 pixels, accumulated in float64 as the engine's sums are."""
+    return (float(result.quantity.astype("float64").sum().compute()),
+            float(result.value_cny.astype("float64").sum().compute()))
 
 
 def test_price_index_rebasing():

@@ -122,7 +122,8 @@ def one_at_a_time(rules: RuleSet, catalog_path) -> tuple[dict[str, tuple[str, fl
     def services_total(r: RuleSet, keys) -> dict[str, float]:
         ctx = ServiceContext(layers=layers, grid=grid, rules=r, year=y2, tables=tables, carbon_sink_tco2e_per_ha_yr=sink_px)
         wanted = r.meta.services or list(SERVICES)
-        lazy = {k: SERVICES[k].compute(ctx).value_cny.sum() for k in keys if k in wanted}
+        # float32 pixels (the kernel's), summed in float64: the elasticity divides a difference of totals by STEP
+        lazy = {k: SERVICES[k].compute(ctx).value_cny.astype("float64").sum() for k in keys if k in wanted}
         (vals,) = dask.compute(lazy, scheduler="synchronous")
         return {k: float(v) for k, v in vals.items()}
 
