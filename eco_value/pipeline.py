@@ -137,9 +137,11 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
                 say("write outputs", None)
                 from .outputs import finalize_rasters, write_seea_tables, write_zone_tables
 
-                finalize_rasters(tmp_dir)
+                # the zone tables first: their per-parcel rows are freed before the COG conversion's buffers
                 outputs = write_zone_tables(tmp_dir, ctx["zones"], result.pop("tables"), run_id)
+                ctx = None
                 outputs.update(write_seea_tables(tmp_dir, result["summary"]))
+                finalize_rasters(tmp_dir)
                 outputs = {k: str(out_dir / Path(v).name) for k, v in outputs.items()}
                 outputs["rasters"] = str(out_dir)
                 outputs["report"] = str(out_dir / "report.html")
