@@ -137,12 +137,16 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
                 say("write outputs", None)
                 from .outputs import finalize_rasters, write_seea_tables, write_zone_tables
 
-                finalize_rasters(tmp_dir)
-                outputs = write_zone_tables(tmp_dir, ctx["zones"], result["tables"], run_id)
+                # the zone tables first: their per-parcel rows are freed before the COG conversion's buffers
+                outputs = write_zone_tables(tmp_dir, ctx["zones"], result.pop("tables"), run_id)
+                ctx = None
                 outputs.update(write_seea_tables(tmp_dir, result["summary"]))
+                finalize_rasters(tmp_dir)
                 outputs = {k: str(out_dir / Path(v).name) for k, v in outputs.items()}
                 outputs["rasters"] = str(out_dir)
                 outputs["report"] = str(out_dir / "report.html")
+            result.pop("tables", None)   # per-parcel rows freed as soon as written: peak RSS flat in parcels
+            ctx = None
             summary = result["summary"]
             summary["outputs"] = outputs
             summary["outputs_status"] = "pending" if tmp_dir is not None else "none"
@@ -153,6 +157,7 @@ def run_valuation(catalog_path: str | Path, store=None, opts: RunOptions | None 
             store.complete_run(run_id, RuleSetRow(hash=rules.content_hash, name=rules.name, title=rules.meta.title,
                                                   content_json=rules.canonical_json()), rows, summary)
             committed = True
+            rows = result = None   # stored: the report reads the store, not these per-parcel rows
             if tmp_dir is not None:
                 from .outputs.report import write_report
 

@@ -165,14 +165,23 @@ def apply_actual(result: dict, inputs, zones: dict) -> None:
         return shares[zone]
 
     actual_by_zone: dict[tuple[str, str], float] = {}
+    used, actual = [], []
     for r in rows["service_results"]:
         z = (r["zone_kind"], r["zone_id"])
         s, _basis = share_of(z)[r["service"]]
         if r["value_cny"] < 0:   # a net loss (disservice) is borne in full: actual = potential, never above it
             s = 1.0
-        r["used_share"] = s
-        r["actual_value_cny"] = r["value_cny"] * s
-        actual_by_zone[z] = actual_by_zone.get(z, 0.0) + r["actual_value_cny"]
+        used.append(s)
+        actual.append(r["value_cny"] * s)
+        actual_by_zone[z] = actual_by_zone.get(z, 0.0) + actual[-1]
+    set_column = getattr(rows["service_results"], "set_column", None)
+    if set_column is not None:   # rows held as columns (engine.types.ColumnRows): their dicts are copies
+        set_column("used_share", np.asarray(used, dtype=np.float64))
+        set_column("actual_value_cny", np.asarray(actual, dtype=np.float64))
+    else:
+        for r, s, a in zip(rows["service_results"], used, actual):
+            r["used_share"] = s
+            r["actual_value_cny"] = a
     for kind, trows in result.get("tables", {}).items():
         for t in trows:
             t["gep_actual_cny"] = actual_by_zone.get((kind, t["zone_id"]), 0.0)

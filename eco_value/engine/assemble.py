@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
+
 from .. import gep_uncertainty as gep_mc
 from ..carbon import LUCC
 from ..carbon.uncertainty import approach1_pct, monte_carlo
@@ -12,7 +14,7 @@ from ..rules import RuleSet
 from ..rules.ecosystem import ecosystem_types
 from ..services import SERVICES
 from .options import RunOptions
-from .types import RunSums
+from .types import ColumnRows, RunSums
 
 
 def _tenure(g: dict) -> dict:
@@ -26,6 +28,16 @@ def _tenure(g: dict) -> dict:
             "tenure_area_mu": None if mu is None or mu != mu else float(mu)}
 
 
+def _column_rows(cols: dict[str, list], run_id: str, **constant) -> ColumnRows:
+    """Rows of one store table from columns gathered kind by kind (number columns: a list of arrays)."""
+    n = len(cols["zone_id"])
+    out = {"run_id": [run_id] * n}
+    for name, col in cols.items():
+        out[name] = np.concatenate(col) if col and isinstance(col[0], np.ndarray) else col
+    out.update({name: [value] * n for name, value in constant.items()})
+    return ColumnRows(out)
+
+
 def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_id: str, inputs) -> dict:
     """Rows, summary dict and zone tables from the computed per-zone sums (typed: :class:`.types.ZoneSums`)."""
     y1, y2 = cat.catalog.period
@@ -34,6 +46,13 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_
     rows: dict[str, list[dict]] = {"zones": [], "service_results": [], "carbon_results": []}
     tables: dict[str, list[dict]] = {}
     mc_by_kind = {}
+    svc_cols: dict[str, list] = {k: [] for k in ("zone_kind", "zone_id", "service", "unit", "quantity", "value_cny",
+                                                 "nodata_px", "nodata_ha")}
+    carbon_cols: dict[str, list] = {k: [] for k in ("zone_kind", "zone_id", "area_ha", "stock_t1_tc", "stock_t2_tc",
+                                                    "net_sink_tco2e_per_yr", "ci95_low_tco2e_per_yr",
+                                                    "ci95_high_tco2e_per_yr", "afforestation_tco2e_per_yr",
+                                                    "deforestation_tco2e_per_yr", "forest_remaining_tco2e_per_yr",
+                                                    "harvest_tco2e_per_yr")}
     for kind, c in sums.zones.items():
         gdf, id_field = c.polygons, c.id_field
         stats = c.sufficient_stats(float(y2 - y1))
@@ -41,8 +60,31 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_
         mc_by_kind[kind] = (mc, approach1_pct(stats, rules) if kind == "county" else None, stats)
         attrs = gdf.drop(columns="geometry").assign(_id=gdf[id_field].astype(str)).set_index("_id").to_dict("index")
         geoms = dict(zip(gdf[id_field].astype(str), gdf.geometry.to_wkb()))
+        ids = c.ids
+        values = {key: c.value_cny(key) for key in services}
+        nodata_ha = {key: c.nodata_ha(key) for key in services}
+        # service rows as columns, zone by zone and in each zone service by service (the stored order)
+        svc_cols["zone_kind"] += [kind] * (len(ids) * len(services))
+        svc_cols["zone_id"] += [zid for zid in ids for _key in services]
+        svc_cols["service"] += list(services) * len(ids)
+        svc_cols["unit"] += [res.quantity_unit for res in services.values()] * len(ids)
+        for col, per_service in (("quantity", c.quantity), ("value_cny", values.__getitem__),
+                                 ("nodata_px", c.nodata_px), ("nodata_ha", nodata_ha.__getitem__)):
+            svc_cols[col].append(np.stack([np.asarray(per_service(key), dtype=np.float64) for key in services], axis=1)
+                                 .reshape(-1) if services else np.zeros(0))
+        ls = c.sink_by_lucc
+        for col, arr in (("area_ha", c.area_ha), ("stock_t1_tc", c.carbon_stock_t1_tc),
+                         ("stock_t2_tc", c.carbon_stock_t2_tc), ("net_sink_tco2e_per_yr", c.carbon_sink_tco2e_per_yr),
+                         ("ci95_low_tco2e_per_yr", mc["low"]), ("ci95_high_tco2e_per_yr", mc["high"]),
+                         ("afforestation_tco2e_per_yr", ls[:, LUCC["afforestation"]]),
+                         ("deforestation_tco2e_per_yr", ls[:, LUCC["deforestation"]]),
+                         ("forest_remaining_tco2e_per_yr", ls[:, LUCC["forest_remaining_forest"]]),
+                         ("harvest_tco2e_per_yr", ls[:, LUCC["harvest"]])):
+            carbon_cols[col].append(np.asarray(arr, dtype=np.float64).reshape(len(ids)))
+        carbon_cols["zone_kind"] += [kind] * len(ids)
+        carbon_cols["zone_id"] += ids
         trows = []
-        for zi, zid in enumerate(c.ids):
+        for zi, zid in enumerate(ids):
             g = attrs[zid]
             wkb = geoms[zid]
             area = float(c.area_ha[zi])
@@ -59,29 +101,14 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_
                 geometry_sha256=hashlib.sha256(wkb).hexdigest(), geometry_wkb=wkb))
             row = {"zone_kind": kind, "zone_id": zid, "area_ha": area}
             gep = 0.0
-            for key, res in services.items():
-                q = float(c.quantity(key)[zi])
-                v = float(c.value_cny(key)[zi])
-                nd_px, nd_ha = float(c.nodata_px(key)[zi]), float(c.nodata_ha(key)[zi])
+            for key in services:
+                v = float(values[key][zi])
                 gep += v
-                rows["service_results"].append(dict(run_id=run_id, zone_kind=kind, zone_id=zid, service=key, quantity=q,
-                                                    unit=res.quantity_unit, value_cny=v, price_year=price_year,
-                                                    nodata_px=nd_px, nodata_ha=nd_ha))
                 row[f"{key}_cny"] = v
-                row[f"{key}_nodata_ha"] = nd_ha
+                row[f"{key}_nodata_ha"] = float(nodata_ha[key][zi])
             row["gep_cny"] = gep
             row["gep_cny_per_km2"] = gep / (area / 100.0) if area > 0 else 0.0
             sink = float(c.carbon_sink_tco2e_per_yr[zi])
-            ls = c.sink_by_lucc[zi]
-            rows["carbon_results"].append(dict(
-                run_id=run_id, zone_kind=kind, zone_id=zid, period_start=y1, period_end=y2, area_ha=area,
-                stock_t1_tc=float(c.carbon_stock_t1_tc[zi]), stock_t2_tc=float(c.carbon_stock_t2_tc[zi]),
-                net_sink_tco2e_per_yr=sink, ci95_low_tco2e_per_yr=float(mc["low"][zi]),
-                ci95_high_tco2e_per_yr=float(mc["high"][zi]),
-                afforestation_tco2e_per_yr=float(ls[LUCC["afforestation"]]),
-                deforestation_tco2e_per_yr=float(ls[LUCC["deforestation"]]),
-                forest_remaining_tco2e_per_yr=float(ls[LUCC["forest_remaining_forest"]]),
-                harvest_tco2e_per_yr=float(ls[LUCC["harvest"]])))
             row.update({"carbon_stock_t2_tc": float(c.carbon_stock_t2_tc[zi]), "net_sink_tco2e_per_yr": sink,
                         "sink_ci95_low": float(mc["low"][zi]), "sink_ci95_high": float(mc["high"][zi])})
             if kind == "parcel":
@@ -89,6 +116,8 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_
                             "holder_type": str(g.get("holder_type", ""))})
             trows.append(row)
         tables[kind] = trows
+    rows["service_results"] = _column_rows(svc_cols, run_id, price_year=price_year)
+    rows["carbon_results"] = _column_rows(carbon_cols, run_id, period_start=y1, period_end=y2)
 
     county = sums["county"]
     mc, a1, stats = mc_by_kind["county"]

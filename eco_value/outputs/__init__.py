@@ -14,16 +14,23 @@ from ..ids import csv_safe_frame
 #: for files 8 % larger (25.6 vs 23.7 MB); level 1 saves another 0.1 s for +19 % (benchmarks/README.md).
 COG_OPTIONS = dict(driver="COG", compress="ZSTD", level=3, predictor=3, blocksize=512, overview_resampling="average")
 
+#: GDAL block cache during the COG conversion, as in the compute's pass (``engine/compute.py``): GDAL's
+#: default (5 % of RAM) otherwise fills with tiles of maps already converted (issue 17).
+COG_GDAL_CACHE_BYTES = 64 * 2**20
+
+
 def finalize_rasters(folder: Path) -> list[Path]:
     """Turn the tiled GeoTIFFs written during the compute into COGs (ZSTD, overviews), atomically."""
+    import rasterio
     from rasterio.shutil import copy as rio_copy
 
     out = []
-    for tif in sorted(Path(folder).glob("*.tif")):
-        tmp = tif.with_name(f".{tif.name}.cog")
-        rio_copy(tif, tmp, num_threads="ALL_CPUS", **COG_OPTIONS)
-        os.replace(tmp, tif)
-        out.append(tif)
+    with rasterio.Env(GDAL_CACHEMAX=COG_GDAL_CACHE_BYTES):
+        for tif in sorted(Path(folder).glob("*.tif")):
+            tmp = tif.with_name(f".{tif.name}.cog")
+            rio_copy(tif, tmp, num_threads="ALL_CPUS", **COG_OPTIONS)
+            os.replace(tmp, tif)
+            out.append(tif)
     return out
 
 

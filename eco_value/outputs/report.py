@@ -196,9 +196,10 @@ def write_report(store, run_id: str, out: Path, rasters: Path | None = None) -> 
     folder = Path(rasters) if rasters is not None else Path(s.get("outputs", {}).get("rasters", out.parent))
     rules = store.rules_json(run.ruleset_hash)
     inputs = store.table("inputs", run.id)
-    tw = store.table("services", run.id)
-    carbon = store.table("carbon", run.id)
-    zones = store.table("zones", run.id)
+    # the report shows townships only: read theirs, not every parcel's rows (memory flat in parcels, issue 17)
+    tw = store.table("services", run.id, "township")
+    carbon = store.table("carbon", run.id, "township")
+    zones = store.table("zones", run.id, "township")
     c = s["carbon"]
     g = s["gep"]
     imgs = {
