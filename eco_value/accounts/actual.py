@@ -183,10 +183,15 @@ def apply_actual(result: dict, inputs, zones: dict) -> None:
             r["used_share"] = s
             r["actual_value_cny"] = a
     for kind, trows in result.get("tables", {}).items():
+        if hasattr(trows, "set_column"):   # a table held as columns (the parcels'): one column added
+            trows.set_column("gep_actual_cny", np.asarray([actual_by_zone.get((kind, zid), 0.0)
+                                                           for zid in trows.column("zone_id")], dtype=np.float64))
+            continue
         for t in trows:
             t["gep_actual_cny"] = actual_by_zone.get((kind, t["zone_id"]), 0.0)
     g = result["summary"]["gep"]
     cs = share_of(("county", county_id))
+    del share_of   # it calls itself (a reference cycle): freed now, not by a later gc, with its per-zone dicts
     by = {}
     for key, v in g["by_service"].items():
         s, basis = cs.get(key, (p.default_share, DEFAULT))

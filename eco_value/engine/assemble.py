@@ -38,6 +38,29 @@ def _column_rows(cols: dict[str, list], run_id: str, **constant) -> ColumnRows:
     return ColumnRows(out)
 
 
+def _table_columns(kind: str, ids: list[str], attrs: dict, c, services: dict, values: dict, nodata_ha: dict,
+                   mc: dict) -> ColumnRows:
+    """A zone table (the dict rows of :func:`assemble`, same columns in the same order, same numbers) as
+    columns: ~30 Python floats in a dict per parcel took ~60 MB for 18,000 parcels."""
+    f64 = (lambda a: np.asarray(a, dtype=np.float64).reshape(len(ids)))   # noqa: E731
+    area = f64(c.area_ha)
+    cols: dict = {"zone_kind": [kind] * len(ids), "zone_id": list(ids), "area_ha": area}
+    gep = np.zeros(len(ids))
+    for key in services:
+        v = f64(values[key])
+        gep = gep + v   # summed service by service from 0.0, as the dict rows were
+        cols[f"{key}_cny"] = v
+        cols[f"{key}_nodata_ha"] = f64(nodata_ha[key])
+    cols["gep_cny"] = gep
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols["gep_cny_per_km2"] = np.where(area > 0, gep / (area / 100.0), 0.0)
+    cols.update({"carbon_stock_t2_tc": f64(c.carbon_stock_t2_tc), "net_sink_tco2e_per_yr": f64(c.carbon_sink_tco2e_per_yr),
+                 "sink_ci95_low": f64(mc["low"]), "sink_ci95_high": f64(mc["high"])})
+    for col in ("township_id", "holder_id", "holder_type"):
+        cols[col] = [str(attrs[zid].get(col, "")) for zid in ids]
+    return ColumnRows(cols)
+
+
 def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_id: str, inputs) -> dict:
     """Rows, summary dict and zone tables from the computed per-zone sums (typed: :class:`.types.ZoneSums`)."""
     y1, y2 = cat.catalog.period
@@ -84,6 +107,7 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_
         carbon_cols["zone_kind"] += [kind] * len(ids)
         carbon_cols["zone_id"] += ids
         trows = []
+        columnar = kind == "parcel"   # the table that grows with parcels is held as columns (issue 17)
         for zi, zid in enumerate(ids):
             g = attrs[zid]
             wkb = geoms[zid]
@@ -99,6 +123,8 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_
                 **_tenure(g if kind == "parcel" else {}),   # every row the same keys (one bulk insert)
                 area_ha=area, population=int(pop) if pop is not None and pop == pop else None,
                 geometry_sha256=hashlib.sha256(wkb).hexdigest(), geometry_wkb=wkb))
+            if columnar:
+                continue
             row = {"zone_kind": kind, "zone_id": zid, "area_ha": area}
             gep = 0.0
             for key in services:
@@ -115,7 +141,7 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_
                 row.update({"township_id": str(g.get("township_id", "")), "holder_id": str(g.get("holder_id", "")),
                             "holder_type": str(g.get("holder_type", ""))})
             trows.append(row)
-        tables[kind] = trows
+        tables[kind] = _table_columns(kind, ids, attrs, c, services, values, nodata_ha, mc) if columnar else trows
     rows["service_results"] = _column_rows(svc_cols, run_id, price_year=price_year)
     rows["carbon_results"] = _column_rows(carbon_cols, run_id, period_start=y1, period_end=y2)
 

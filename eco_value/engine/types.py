@@ -334,6 +334,10 @@ class ColumnRows(Sequence):
     def column(self, name: str):
         return self._cols[name]
 
+    def columns(self) -> dict[str, Any]:
+        """Every column by name, in the rows' key order (e.g. for ``pandas.DataFrame``, no dict per row)."""
+        return dict(self._cols)
+
     def _rows(self, sl: slice) -> list[dict]:
         names = list(self._cols)
         cols = [c[sl].tolist() if isinstance(c, np.ndarray) else list(c[sl]) for c in self._cols.values()]

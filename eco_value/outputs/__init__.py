@@ -46,7 +46,8 @@ def write_zone_tables(folder: Path, zones: dict, tables: dict[str, list[dict]], 
     if tmp.exists():
         tmp.unlink()
     for kind, rows in tables.items():
-        df = pd.DataFrame(rows)
+        # rows held as columns (engine.types.ColumnRows, the parcels'): the frame from its columns
+        df = pd.DataFrame(rows.columns() if hasattr(rows, "columns") and len(rows) else list(rows))
         df.insert(0, "run_id", run_id)
         csv = folder / f"{kind}_values.csv"
         csv_safe_frame(df).to_csv(csv, index=False)   # ids starting with = + - @ escaped for spreadsheets
