@@ -191,7 +191,7 @@ def apply_actual(result: dict, inputs, zones: dict) -> None:
             t["gep_actual_cny"] = actual_by_zone.get((kind, t["zone_id"]), 0.0)
     g = result["summary"]["gep"]
     cs = share_of(("county", county_id))
-    del share_of   # it calls itself (a reference cycle): freed now, not by a later gc, with its per-zone dicts
+    share_of = None   # it calls itself (a reference cycle): freed now, not by a later gc, with its per-zone dicts
     by = {}
     for key, v in g["by_service"].items():
         s, basis = cs.get(key, (p.default_share, DEFAULT))

@@ -42,7 +42,9 @@ def _table_columns(kind: str, ids: list[str], attrs: dict, c, services: dict, va
                    mc: dict) -> ColumnRows:
     """A zone table (the dict rows of :func:`assemble`, same columns in the same order, same numbers) as
     columns: ~30 Python floats in a dict per parcel took ~60 MB for 18,000 parcels."""
-    f64 = (lambda a: np.asarray(a, dtype=np.float64).reshape(len(ids)))   # noqa: E731
+    def f64(a) -> np.ndarray:
+        return np.asarray(a, dtype=np.float64).reshape(len(ids))
+
     area = f64(c.area_ha)
     cols: dict = {"zone_kind": [kind] * len(ids), "zone_id": list(ids), "area_ha": area}
     gep = np.zeros(len(ids))
@@ -69,6 +71,7 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_
     rows: dict[str, list[dict]] = {"zones": [], "service_results": [], "carbon_results": []}
     tables: dict[str, list[dict]] = {}
     mc_by_kind = {}
+    zone_cols: dict[str, list] = {}
     svc_cols: dict[str, list] = {k: [] for k in ("zone_kind", "zone_id", "service", "unit", "quantity", "value_cny",
                                                  "nodata_px", "nodata_ha")}
     carbon_cols: dict[str, list] = {k: [] for k in ("zone_kind", "zone_id", "area_ha", "stock_t1_tc", "stock_t2_tc",
@@ -113,7 +116,7 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_
             wkb = geoms[zid]
             area = float(c.area_ha[zi])
             pop = g.get("population")
-            rows["zones"].append(dict(
+            for name, value in dict(
                 run_id=run_id, kind=kind, zone_id=zid,
                 parent_id=str(g.get("township_id", "")) if kind == "parcel" else "",
                 name=str(g.get("name", g.get("name_en", ""))) if kind != "parcel" else "",
@@ -122,7 +125,8 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_
                 other_programme=str(g.get("other_programme", "none")) if kind == "parcel" else "",
                 **_tenure(g if kind == "parcel" else {}),   # every row the same keys (one bulk insert)
                 area_ha=area, population=int(pop) if pop is not None and pop == pop else None,
-                geometry_sha256=hashlib.sha256(wkb).hexdigest(), geometry_wkb=wkb))
+                geometry_sha256=hashlib.sha256(wkb).hexdigest(), geometry_wkb=wkb).items():
+                zone_cols.setdefault(name, []).append(value)   # as columns: no dict per zone kept
             if columnar:
                 continue
             row = {"zone_kind": kind, "zone_id": zid, "area_ha": area}
@@ -142,6 +146,8 @@ def assemble(cat: Catalog, rules: RuleSet, opts: RunOptions, sums: RunSums, run_
                             "holder_type": str(g.get("holder_type", ""))})
             trows.append(row)
         tables[kind] = _table_columns(kind, ids, attrs, c, services, values, nodata_ha, mc) if columnar else trows
+    attrs = geoms = trows = None   # the last kind's (the parcels') per-zone dicts, not kept through the Monte Carlo
+    rows["zones"] = ColumnRows(zone_cols)
     rows["service_results"] = _column_rows(svc_cols, run_id, price_year=price_year)
     rows["carbon_results"] = _column_rows(carbon_cols, run_id, period_start=y1, period_end=y2)
 
