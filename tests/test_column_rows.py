@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -35,3 +37,23 @@ def test_set_column_adds_a_field_and_checks_its_length():
     assert r[0]["used_share"] == 0.5
     with pytest.raises(EngineUsageError, match="column 'x' has 3 values for 4 rows"):
         r.set_column("x", [1, 2, 3])
+
+
+def test_zone_table_as_columns_writes_the_same_csv_and_geopackage(tmp_path):
+    """write_zone_tables: a table held as columns (the parcels') gives the files of the same rows as dicts."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from eco_value.outputs import write_zone_tables
+
+    gdf = gpd.GeoDataFrame({"pid": ["P0", "P1", "P2"]}, geometry=[box(i, 0, i + 1, 1) for i in range(3)], crs="EPSG:32648")
+    cols = {"zone_kind": ["parcel"] * 3, "zone_id": ["P0", "P1", "P2"], "area_ha": np.array([1.0, 0.1 + 0.2, 0.0]),
+            "gep_cny": np.array([1e9 / 3, 2.5, -0.0]), "holder_id": ["h", "", "=x"]}
+    as_cols, as_dicts = ColumnRows(cols), ColumnRows(cols)[:]
+    files = {}
+    for name, rows in (("cols", as_cols), ("dicts", as_dicts)):
+        (tmp_path / name).mkdir()
+        files[name] = write_zone_tables(tmp_path / name, {"parcel": (gdf, None, "pid")}, {"parcel": rows}, "run1")
+    assert Path(files["cols"]["parcel_csv"]).read_bytes() == Path(files["dicts"]["parcel_csv"]).read_bytes()
+    a, b = (gpd.read_file(files[k]["geopackage"], layer="parcels") for k in ("cols", "dicts"))
+    assert list(a.columns) == list(b.columns) and a.equals(b)
