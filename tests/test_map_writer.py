@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 import rasterio
 from affine import Affine
 
@@ -16,16 +17,23 @@ from eco_value.outputs.maps import WindowWriter
 def _empty_map(path, h, w):
     with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="float32", crs="EPSG:32648",
                        transform=Affine(10, 0, 0, 0, -10, h * 10), nodata=-9999.0, tiled=True, blockxsize=16,
-                       blockysize=16) as _dst:
+                       blockysize=16):
         pass
 
 
-def test_one_open_per_map_for_the_pass_and_complete_after_close(tmp_path, monkeypatch):
+@pytest.fixture
+def opens(monkeypatch):
+    """Every rasterio.open call from now on (the datasets still open as usual)."""
+    calls = []
+    real_open = rasterio.open
+    monkeypatch.setattr(rasterio, "open", lambda *a, **k: calls.append(a) or real_open(*a, **k))
+    return calls
+
+
+def test_one_open_per_map_for_the_pass_and_complete_after_close(tmp_path, opens):
     path = tmp_path / "m.tif"
     _empty_map(path, 32, 48)
-    opens = []
-    real_open = rasterio.open
-    monkeypatch.setattr(rasterio, "open", lambda *a, **k: opens.append(a) or real_open(*a, **k))
+    opens.clear()
     w = WindowWriter(str(path), threading.Lock(), keep_open=True)
     full = np.arange(32 * 48, dtype=np.float32).reshape(32, 48)
     full[3, 5] = np.nan
@@ -35,25 +43,21 @@ def test_one_open_per_map_for_the_pass_and_complete_after_close(tmp_path, monkey
     w.close()
     w.close()   # twice: no error
     assert len(opens) == 1                      # 6 windows, one open
-    monkeypatch.setattr(rasterio, "open", real_open)
     with rasterio.open(path) as src:
         got = src.read(1)
     expected = np.where(np.isnan(full), -9999.0, full)
     assert np.array_equal(got, expected)        # NaN → the file's nodata, every window in place
 
 
-def test_a_writer_not_kept_open_opens_per_window(tmp_path, monkeypatch):
+def test_a_writer_not_kept_open_opens_per_window(tmp_path, opens):
     path = tmp_path / "m.tif"
     _empty_map(path, 16, 32)
-    opens = []
-    real_open = rasterio.open
-    monkeypatch.setattr(rasterio, "open", lambda *a, **k: opens.append(a) or real_open(*a, **k))
+    opens.clear()
     w = WindowWriter(str(path), threading.Lock())   # e.g. a dask.distributed cluster: processes share no handle
     w(np.ones((16, 16), np.float32), 0, 0)
     w(np.full((16, 16), 2, np.float32), 0, 16)
     w.close()
     assert len(opens) == 2
-    monkeypatch.setattr(rasterio, "open", real_open)
     with rasterio.open(path) as src:
         assert src.read(1)[0].tolist() == [1.0] * 16 + [2.0] * 16
 
