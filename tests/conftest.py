@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,17 @@ def key_dir(tmp_path_factory, monkeypatch):
         from eco_value.exchange.keys import generate
         generate()
     return d
+
+
+def cli_in_process(args, capsys, monkeypatch):
+    """The real entry point (eco_value.cli.main) in-process: (exit code, stdout, stderr)."""
+    from eco_value import cli as cli_mod
+
+    monkeypatch.setattr(sys, "argv", ["eco-value", *map(str, args)])
+    monkeypatch.setattr(cli_mod.err, "width", 100_000)   # no line wrapping of long paths in the captured text
+    monkeypatch.setattr(cli_mod.console, "width", 100_000)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        cli_mod.main()
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err

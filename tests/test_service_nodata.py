@@ -8,7 +8,6 @@ report; above ``rasters.max_service_nodata_share_per_zone`` the run is refused a
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import geopandas as gpd
@@ -21,23 +20,11 @@ from eco_value.inputs.limits import load_limits
 from eco_value.services import SERVICES
 
 from conftest import PILOT300_RES_M as RES_M   # the shared 300 m pilot's pixel size
+from conftest import cli_in_process as cli
 
 TOWNSHIP = "510183002"       # the pilot's smallest township (~434 px at 300 m)
 READS_PRECIP = sorted(k for k, m in SERVICES.items() if "precip" in m.SPEC.layer_keys)
 
-
-
-def cli(args, capsys, monkeypatch):
-    from eco_value import cli as cli_mod
-
-    monkeypatch.setattr(sys, "argv", ["eco-value", *map(str, args)])
-    monkeypatch.setattr(cli_mod.err, "width", 100_000)
-    monkeypatch.setattr(cli_mod.console, "width", 100_000)
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        cli_mod.main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def _plant(d: Path, n: int) -> tuple[list[shapely.Polygon], dict[str, float]]:

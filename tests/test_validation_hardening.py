@@ -8,7 +8,6 @@ problem `validate` reports, and checks that `run` refuses it with exit 2 and sto
 
 from __future__ import annotations
 
-import sys
 import tomllib
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from eco_value.inputs.catalog import load_catalog
 from eco_value.inputs.validate import validate_catalog, validation_report
 from eco_value.resources import data_dir
 
-
+from conftest import cli_in_process as cli
 
 
 def _problems(d):
@@ -39,20 +38,6 @@ def _edit(path: Path, old: str, new: str):
     s = path.read_text(encoding="utf-8")
     assert old in s, old
     path.write_text(s.replace(old, new, 1), encoding="utf-8")
-
-
-def cli(args, capsys, monkeypatch):
-    """The real entry point (eco_value.cli.main) in-process: (exit code, stdout, stderr)."""
-    from eco_value import cli as cli_mod
-
-    monkeypatch.setattr(sys, "argv", ["eco-value", *map(str, args)])
-    monkeypatch.setattr(cli_mod.err, "width", 100_000)   # no line wrapping of long paths in the captured text
-    monkeypatch.setattr(cli_mod.console, "width", 100_000)
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        cli_mod.main()
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
 
 
 def _run_refuses(d, tmp_path, capsys, monkeypatch, *needles, failed_row_ok=False):
