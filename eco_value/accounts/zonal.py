@@ -212,8 +212,6 @@ def _wkb_source(geoms, zones, crs_wkt):
     return WkbSource()
 
 
-
-
 def zone_weights(gdf, id_field: str, grid: Grid, template_path: str | None = None) -> ZoneWeights:
     """The zones of ``gdf`` on ``grid``; their exact coverage is made chunk by chunk when summed.
 
@@ -234,10 +232,6 @@ def _chunks(row_chunks, col_chunks):
     for i, h in enumerate(row_chunks):
         for j, w in enumerate(col_chunks):
             yield i, j, int(rb[i]), int(cb[j]), int(h), int(w)
-
-
-def _nan0(a: np.ndarray) -> np.ndarray:
-    return np.where(np.isnan(a), 0.0, a)
 
 
 RUNS_MAX_SHARE = 0.25   # keyed sums go by runs of equal keys when there are at most this many runs per pixel
